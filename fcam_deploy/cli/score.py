@@ -1,0 +1,14 @@
+"""`fcam score`: placeholder registered by the skeleton; its owning work item replaces this module."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("score", help="(not implemented yet)")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    raise NotImplementedError("fcam score is not implemented yet")

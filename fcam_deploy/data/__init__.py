@@ -1,0 +1,1 @@
+"""fcam_deploy.data"""
