@@ -1,0 +1,156 @@
+"""The deployable localization graph: uint8 image batch -> logits, class, map (+ mask, boxes).
+
+:class:`LocalizationGraph` is the one ``nn.Module`` that ``fcam export`` traces and that the ``torch`` backend of
+:class:`fcam_deploy.runtime.Localizer` runs eagerly, so PyTorch and every exported runtime execute the same
+computation. It is forward-only: the gradient baselines use their closed forms for a GAP + linear head (see
+:mod:`fcam_deploy.cams.closed_form`), so no autograd is needed at export or run time.
+
+I/O follows :mod:`fcam_deploy.runtime.base` (input ``images`` uint8 (N, H, W, 3) RGB; normalisation inside).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from fcam_deploy.errors import ConfigError, InputError
+from fcam_deploy.runtime.base import METHODS, POSTPROCESS_MODES
+
+__all__ = ["CUSTOM_OP_DOMAIN", "CUSTOM_OP_TYPE", "LocalizationGraph"]
+
+#: ONNX domain / op type of the fused post-processing node (TensorRT maps it to plugin FcamCamPostprocess).
+CUSTOM_OP_DOMAIN = "fcam"
+CUSTOM_OP_TYPE = "CamPostprocess"
+
+
+class LocalizationGraph(nn.Module):
+    """Image batch -> localization outputs, for one model, method and post-processing mode.
+
+    Args:
+        model: a ``CAMClassifier`` (baseline methods) or an ``FCAM`` (method ``fcam``), in eval mode.
+        method: one of :data:`fcam_deploy.runtime.base.METHODS`.
+        postprocess: ``none`` (logits, class, map), ``onnx`` (+ mask from standard ops) or ``custom-op``
+            (+ mask, boxes and count from the fused ``fcam::CamPostprocess`` op).
+        input_size: ``(H, W)`` of the graph input.
+        mean, std: RGB normalisation in [0, 1] units.
+        tau: mask threshold on the [0, 1] map.
+        max_boxes: rows of the ``boxes`` output (``custom-op``).
+
+    ``forward(images)``: ``images`` uint8 ``(N, H, W, 3)`` RGB. Returns a tuple in the order of
+    ``ModelMetadata.output_names``: ``logits (N, K) f32``, ``pred_class (N,) i64``, ``map (N, H, W) f32 in
+    [0, 1]``, then ``mask (N, H, W) u8`` and, for ``custom-op``, ``boxes (N, max_boxes, 4) i32`` and
+    ``box_count (N,) i32``.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        method: str,
+        postprocess: str,
+        input_size: tuple[int, int],
+        mean: tuple[float, float, float],
+        std: tuple[float, float, float],
+        tau: float,
+        max_boxes: int = 8,
+    ) -> None:
+        super().__init__()
+        if method not in METHODS:
+            raise ConfigError(f"method must be one of {METHODS}, got {method!r}")
+        if postprocess not in POSTPROCESS_MODES:
+            raise ConfigError(f"postprocess must be one of {POSTPROCESS_MODES}, got {postprocess!r}")
+        is_fcam = hasattr(model, "decoder") or type(model).__name__ == "FCAM"
+        if method == "fcam" and not is_fcam:
+            raise ConfigError("method 'fcam' needs an F-CAM checkpoint (kind 'fcam'); this one is a classifier")
+        if not 0.0 <= tau <= 1.0:
+            raise ConfigError(f"tau must lie in [0, 1], got {tau}")
+        if max_boxes < 1:
+            raise ConfigError(f"max_boxes must be >= 1, got {max_boxes}")
+        self.model = model.eval()
+        if method != "fcam":
+            from fcam_deploy.cams.closed_form import CLOSED_FORM_HEADS
+
+            self.head = CLOSED_FORM_HEADS[method](normalize=False)
+        self.method = method
+        self.postprocess = postprocess
+        self.input_size = (int(input_size[0]), int(input_size[1]))
+        self.tau = float(tau)
+        self.max_boxes = int(max_boxes)
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+
+    def normalize(self, images: Tensor) -> Tensor:
+        """uint8 ``(N, H, W, 3)`` -> float32 ``(N, 3, H, W)`` normalised exactly like ToTensor + Normalize."""
+        x = images.permute(0, 3, 1, 2).to(torch.float32) / 255.0
+        return (x - self.mean) / self.std
+
+    def maps(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Returns ``(logits, pred_class, lowres map in [0, 1] (N, h, w), full map in [0, 1] (N, H, W))``."""
+        from fcam_deploy.cams._core import minmax_normalize, upsample_maps
+
+        x = self.normalize(images)
+        size = (int(images.shape[1]), int(images.shape[2]))
+        if self.method == "fcam":
+            out = self.model(x)
+            logits = out.logits
+            pred = logits.argmax(dim=1)
+            full = out.fg_prob.to(torch.float32)
+            if tuple(full.shape[-2:]) != size:
+                full = upsample_maps(full, size, "bilinear").clamp(0.0, 1.0)
+            return logits, pred, full, full
+        clf = self.model
+        out = clf(x)
+        logits = out.logits
+        pred = logits.argmax(dim=1)
+        features = out.features[-1]
+        raw = self.head(features, clf.head.weight, pred)
+        low = minmax_normalize(raw)
+        full = upsample_maps(low, size, "bilinear").clamp(0.0, 1.0)
+        return logits, pred, low, full
+
+    def forward(self, images: Tensor) -> tuple[Tensor, ...]:
+        if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+            raise InputError(f"images must be uint8 (N, H, W, 3), got {images.dtype} {tuple(images.shape)}")
+        logits, pred, low, full = self.maps(images)
+        if self.postprocess == "none":
+            return logits, pred, full
+        if self.postprocess == "onnx":
+            mask = (full >= self.tau).to(torch.uint8)
+            return logits, pred, full, mask
+        h, w = self.input_size
+        pp_full, mask, boxes, count = _fused_postprocess(low, h, w, self.tau, self.max_boxes)
+        return logits, pred, pp_full, mask, boxes, count
+
+
+def _fused_postprocess(low: Tensor, h: int, w: int, tau: float, max_boxes: int) -> tuple[Tensor, ...]:
+    """``fcam::CamPostprocess`` on ``(N, h, w)`` maps: an ONNX custom node under export, the op otherwise."""
+    if torch.onnx.is_in_onnx_export():
+        n = low.shape[0]
+        return tuple(
+            torch.onnx.ops.symbolic_multi_out(
+                f"{CUSTOM_OP_DOMAIN}::{CUSTOM_OP_TYPE}",
+                (low,),
+                attrs=_custom_op_attrs(h, w, tau, max_boxes),
+                dtypes=(torch.float32, torch.uint8, torch.int32, torch.int32),
+                shapes=((n, h, w), (n, h, w), (n, max_boxes, 4), (n,)),
+                version=1,
+            )
+        )
+    from fcam_deploy.ops import cam_postprocess
+
+    full, mask, boxes, count = cam_postprocess(low, h, w, tau, max_boxes=max_boxes)
+    return full, mask, boxes, count
+
+
+def _custom_op_attrs(h: int, w: int, tau: float, max_boxes: int) -> dict[str, Any]:
+    return {
+        "out_h": int(h),
+        "out_w": int(w),
+        "tau": float(tau),
+        "max_boxes": int(max_boxes),
+        "quantize_uint8": 0,
+        "protocol_boxes": 0,
+        "plugin_namespace": "fcam",
+        "plugin_version": "1",
+    }

@@ -1,0 +1,207 @@
+"""ONNX export of a checkpoint as one localization graph (``fcam export``).
+
+Exporter: ``torch.onnx.export(..., dynamo=True)`` (the torch >= 2.9 default; the TorchScript exporter is
+deprecated). The fused post-processing node is emitted with ``torch.onnx.ops.symbolic_multi_out`` from inside
+:class:`~fcam_deploy.export.graph.LocalizationGraph` while exporting, so no global ONNX schema or symbolic
+registration is needed; in eager mode the same module calls ``fcam_deploy.ops.cam_postprocess``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from fcam_deploy.errors import CheckpointError, ConfigError, ModelFormatError
+from fcam_deploy.export.graph import CUSTOM_OP_DOMAIN, LocalizationGraph
+from fcam_deploy.runtime.base import INPUT_NAME, METHODS, POSTPROCESS_MODES, ModelMetadata
+
+__all__ = ["DEFAULT_OPSET", "build_graph", "export_checkpoint", "export_graph", "read_onnx_metadata"]
+
+log = logging.getLogger(__name__)
+
+#: Default ONNX opset (ONNX Runtime >= 1.16 and TensorRT 10.x both take 18).
+DEFAULT_OPSET = 18
+#: tau used when the checkpoint has no validation-optimal threshold.
+DEFAULT_TAU = 0.5
+
+
+def build_graph(
+    checkpoint: Path,
+    method: str | None = None,
+    postprocess: str = "onnx",
+    size: tuple[int, int] | None = None,
+    max_boxes: int = 8,
+    tau: float | None = None,
+) -> tuple[LocalizationGraph, ModelMetadata]:
+    """Load a checkpoint directory and wrap it as a :class:`LocalizationGraph` plus its deploy metadata.
+
+    Args:
+        checkpoint: a checkpoint directory (``config.json`` + ``model.safetensors``).
+        method: map method; default ``fcam`` for an F-CAM checkpoint, ``cam`` for a classifier.
+        postprocess: ``none | onnx | custom-op``.
+        size: ``(H, W)`` graph input size; default the checkpoint's ``input_size``.
+        max_boxes: rows of the ``boxes`` output of a ``custom-op`` graph.
+        tau: mask threshold; default the checkpoint's validation-optimal ``threshold`` (0.5 when it has none).
+
+    Raises:
+        CheckpointError: unreadable checkpoint. ConfigError: incompatible method/options.
+    """
+    from fcam_deploy import __version__
+    from fcam_deploy.models import load_checkpoint
+
+    model, ck = load_checkpoint(Path(checkpoint))
+    kind = getattr(ck, "kind", "classifier")
+    if method is None:
+        method = "fcam" if kind == "fcam" else "cam"
+    if method not in METHODS:
+        raise ConfigError(f"--method must be one of {METHODS}, got {method!r}")
+    if method != "fcam" and kind == "fcam":
+        model = model.classifier  # baselines run on the F-CAM checkpoint's frozen classifier
+    if size is None:
+        size = tuple(int(v) for v in ck.input_size)  # type: ignore[assignment]
+    assert size is not None
+    if tau is None:
+        tau = float(ck.threshold) if getattr(ck, "threshold", None) is not None else DEFAULT_TAU
+    class_names = tuple(getattr(ck, "class_names", None) or [str(i) for i in range(int(ck.num_classes))])
+    meta = ModelMetadata(
+        class_names=class_names,
+        input_size=(int(size[0]), int(size[1])),
+        mean=tuple(float(v) for v in ck.mean),  # type: ignore[arg-type]
+        std=tuple(float(v) for v in ck.std),  # type: ignore[arg-type]
+        tau=float(tau),
+        method=method,
+        postprocess=postprocess,
+        max_boxes=max_boxes if postprocess == "custom-op" else 0,
+        arch=str(getattr(ck, "arch", "")),
+        fcam_deploy_version=__version__,
+        extra={"checkpoint": str(Path(checkpoint).resolve()), "checkpoint_kind": str(kind)},
+    )
+    meta.validate(checkpoint)
+    graph = LocalizationGraph(
+        model, method, postprocess, meta.input_size, meta.mean, meta.std, meta.tau, max_boxes=max_boxes
+    )
+    return graph, meta
+
+
+def export_graph(
+    graph: nn.Module,
+    meta: ModelMetadata,
+    out: Path,
+    opset: int = DEFAULT_OPSET,
+    dynamic_batch: bool = True,
+) -> ModelMetadata:
+    """Export ``graph`` (a :class:`LocalizationGraph`) to ``out`` with ``meta`` as ``metadata_props``.
+
+    The file is written atomically (temp file + rename) after ``onnx.checker.check_model(full_check=True)``.
+    Returns the metadata actually written (``opset`` and ``dynamic_batch`` filled in).
+
+    Raises:
+        ConfigError: opset out of range. ModelFormatError: the exported graph fails the checker.
+    """
+    import onnx
+
+    if not 17 <= opset <= 23:
+        raise ConfigError(f"--opset must be in [17, 23] (Resize/ReduceMax semantics used here), got {opset}")
+    meta = ModelMetadata(**{**meta.__dict__, "opset": int(opset), "dynamic_batch": bool(dynamic_batch)})
+    h, w = meta.input_size
+    example = torch.randint(0, 256, (2 if dynamic_batch else 1, h, w, 3), dtype=torch.uint8)
+    kwargs: dict[str, object] = {}
+    if dynamic_batch:
+        kwargs["dynamic_shapes"] = {"images": {0: torch.export.Dim("batch", min=1, max=4096)}}
+    graph = graph.eval()
+    chatter = io.StringIO()
+    with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(chatter):
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            graph,
+            (example,),
+            dynamo=True,
+            input_names=[INPUT_NAME],
+            output_names=list(meta.output_names),
+            opset_version=opset,
+            optimize=True,
+            verbose=False,
+            **kwargs,
+        )
+    log.debug("torch.onnx.export: %s", chatter.getvalue())
+    if program is None:
+        raise ModelFormatError("torch.onnx.export returned no program")
+    model = program.model_proto
+    for node in model.graph.node:  # exporter debug info (local stack traces, fx nodes) is not shipped
+        del node.metadata_props[:]
+    model.producer_name = "fcam-deploy"
+    model.producer_version = meta.fcam_deploy_version
+    model.doc_string = (
+        f"fcam-deploy localization graph: {meta.method} map, post-processing {meta.postprocess}; "
+        "input images uint8 (N,H,W,3) RGB, normalisation inside"
+    )
+    del model.metadata_props[:]
+    for k, v in meta.to_props().items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = k, v
+    if meta.postprocess == "custom-op" and not any(o.domain == CUSTOM_OP_DOMAIN for o in model.opset_import):
+        model.opset_import.add(domain=CUSTOM_OP_DOMAIN, version=1)
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except onnx.checker.ValidationError as exc:
+        raise ModelFormatError(f"exported graph fails onnx.checker: {exc}") from exc
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=out.name + ".", suffix=".tmp", dir=out.parent)
+    os.close(fd)
+    try:
+        onnx.save_model(model, tmp)
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    log.info("wrote %s (%s, postprocess %s, opset %d)", out, meta.method, meta.postprocess, opset)
+    return meta
+
+
+def export_checkpoint(
+    checkpoint: Path,
+    out: Path,
+    method: str | None = None,
+    postprocess: str = "onnx",
+    opset: int = DEFAULT_OPSET,
+    dynamic_batch: bool = True,
+    size: tuple[int, int] | None = None,
+    max_boxes: int = 8,
+) -> ModelMetadata:
+    """``fcam export``: checkpoint directory -> one ONNX localization graph. See :func:`build_graph`."""
+    if postprocess not in POSTPROCESS_MODES:
+        raise ConfigError(f"--postprocess must be one of {POSTPROCESS_MODES}, got {postprocess!r}")
+    if not Path(checkpoint).is_dir():
+        raise CheckpointError(f"{checkpoint}: not a checkpoint directory (expected config.json + model.safetensors)")
+    graph, meta = build_graph(checkpoint, method, postprocess, size, max_boxes)
+    return export_graph(graph, meta, out, opset=opset, dynamic_batch=dynamic_batch)
+
+
+def read_onnx_metadata(path: Path) -> ModelMetadata:
+    """Read and validate the fcam-deploy metadata of an ONNX file (weights are not loaded).
+
+    Raises:
+        ModelFormatError: not an ONNX file, or not written by a compatible ``fcam export``.
+    """
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    path = Path(path)
+    try:
+        model = onnx.load_model(str(path), load_external_data=False)
+    except FileNotFoundError as exc:
+        raise ModelFormatError(f"{path}: no such model file") from exc
+    except (DecodeError, RuntimeWarning, ValueError, OSError) as exc:
+        raise ModelFormatError(f"{path}: not a readable ONNX model ({exc.__class__.__name__}: {exc})") from exc
+    if not model.graph.node and not model.graph.input:
+        raise ModelFormatError(f"{path}: not an ONNX model (no graph); is it a TensorRT .plan or a checkpoint?")
+    return ModelMetadata.from_props({p.key: p.value for p in model.metadata_props}, source=path)
