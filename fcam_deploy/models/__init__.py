@@ -1,1 +1,26 @@
-"""fcam_deploy.models"""
+"""fcam_deploy.models: backbone table, CAM classifier, F-CAM model, checkpoints, pretrained weights.
+
+Public API (see DESIGN.md "Models"): :data:`BACKBONES`, :class:`BackboneSpec`, :func:`build_classifier`,
+:class:`CAMClassifier`, :class:`ClassifierOutput`, :class:`FCAM`, :class:`FCAMOutput`, :func:`save_checkpoint`,
+:func:`load_checkpoint`, :class:`CheckpointMeta`.
+"""
+
+from fcam_deploy.models.backbones import BACKBONES, BackboneSpec, Tap, Trunk, build_trunk, get_spec
+from fcam_deploy.models.classifier import CAMClassifier, ClassifierOutput, build_classifier
+from fcam_deploy.models.fcam import FCAM, FCAMOutput, UNetDecoder, decoder_parameter_count
+
+__all__ = [
+    "BACKBONES",
+    "BackboneSpec",
+    "CAMClassifier",
+    "ClassifierOutput",
+    "FCAM",
+    "FCAMOutput",
+    "Tap",
+    "Trunk",
+    "UNetDecoder",
+    "build_classifier",
+    "build_trunk",
+    "decoder_parameter_count",
+    "get_spec",
+]
