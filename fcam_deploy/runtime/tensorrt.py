@@ -1,0 +1,320 @@
+"""TensorRT backend: run a ``.plan`` built by ``fcam build-engine`` behind the :class:`~fcam_deploy.runtime.base.Runner`
+contract.
+
+Execution uses the TensorRT 10/11 name-based API only: ``deserialize_cuda_engine`` -> ``create_execution_context``
+-> ``set_input_shape`` / ``set_tensor_address`` for every I/O tensor -> ``execute_async_v3(stream)`` -> stream
+synchronize. Device buffers are torch CUDA tensors (torch is a core dependency), so neither pycuda nor cuda-python
+is needed. ``tensorrt`` and CUDA are touched only when a runner is opened.
+
+Plugin libraries (``libfcam_trt_plugins.so``, for graphs exported with ``--postprocess custom-op``) are loaded by
+explicit path: the ``plugin_library`` argument, else the ``FCAM_TRT_PLUGINS`` environment variable
+(``os.pathsep``-separated), else the path recorded in the plan's sidecar if that file still exists. A plan built with
+``--serialize-plugins`` carries its plugin code and needs none of these.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from fcam_deploy.errors import BackendUnavailableError, InputError, ModelFormatError
+from fcam_deploy.runtime.base import INPUT_NAME, GraphOutputs, ModelMetadata, check_runner_input
+
+__all__ = ["PLUGINS_ENV", "TrtRunner", "open_runner", "resolve_plugin_libraries"]
+
+log = logging.getLogger(__name__)
+
+#: Environment variable naming TensorRT plugin libraries (``os.pathsep``-separated) when no path is passed.
+PLUGINS_ENV = "FCAM_TRT_PLUGINS"
+
+#: TensorRT ``DataType`` member name -> torch dtype attribute name.
+_TRT_TO_TORCH = {
+    "FLOAT": "float32",
+    "HALF": "float16",
+    "BF16": "bfloat16",
+    "INT8": "int8",
+    "UINT8": "uint8",
+    "INT32": "int32",
+    "INT64": "int64",
+    "BOOL": "bool",
+}
+
+
+def resolve_plugin_libraries(
+    explicit: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None,
+    recorded: Sequence[str] = (),
+    *,
+    env: dict[str, str] | None = None,
+) -> list[Path]:
+    """Decide which plugin libraries to load, in this order: ``explicit``; ``$FCAM_TRT_PLUGINS``; ``recorded``
+    (paths the sidecar recorded at build time), each only if it exists.
+
+    Args:
+        explicit: a path or paths given by the caller (``None``: not given).
+        recorded: paths from the plan's sidecar.
+        env: the environment to read (default ``os.environ``).
+
+    Returns:
+        Resolved absolute paths (possibly empty: the plan then needs no plugins or embeds them).
+
+    Raises:
+        BackendUnavailableError: an explicit or environment path does not exist, or only the recorded paths were
+            available and one of them is gone.
+    """
+    environ = os.environ if env is None else env
+    if explicit is not None:
+        items = [explicit] if isinstance(explicit, str | os.PathLike) else list(explicit)
+        source = "plugin_library"
+    elif environ.get(PLUGINS_ENV):
+        items = [p for p in environ[PLUGINS_ENV].split(os.pathsep) if p]
+        source = f"${PLUGINS_ENV}"
+    else:
+        items = list(recorded)
+        source = "the engine sidecar (build-time path)"
+    out: list[Path] = []
+    for item in items:
+        path = Path(item).expanduser().resolve()
+        if not path.is_file():
+            raise BackendUnavailableError(
+                f"TensorRT plugin library {path} (from {source}) does not exist; build it with `make kernels` and "
+                f"pass its path as plugin_library or set {PLUGINS_ENV}"
+            )
+        out.append(path)
+    return out
+
+
+def _parse_device(device: str) -> int:
+    text = str(device).strip().lower()
+    if text == "cuda":
+        return 0
+    if text.startswith("cuda:") and text[5:].isdigit():
+        return int(text[5:])
+    raise BackendUnavailableError(
+        f"the TensorRT backend runs on CUDA devices only, got device={device!r}; use 'cuda' or 'cuda:N', or "
+        "backend='onnxruntime' for the CPU"
+    )
+
+
+class TrtRunner:
+    """One deserialized TensorRT engine plus one execution context on one CUDA device.
+
+    ``run`` is serialised by an internal lock (one execution context is not re-entrant), so the runner is safe to
+    share between threads. Use :func:`open_runner` to construct one.
+    """
+
+    def __init__(
+        self,
+        plan: Path,
+        metadata: ModelMetadata,
+        *,
+        device: str = "cuda:0",
+        plugin_paths: Sequence[Path] = (),
+        host_code_allowed: bool = False,
+    ) -> None:
+        from fcam_deploy.export.tensorrt import import_tensorrt, load_plugin_libraries
+
+        import torch
+
+        self._metadata = metadata
+        self._index = _parse_device(device)
+        if not torch.cuda.is_available() or self._index >= torch.cuda.device_count():
+            raise BackendUnavailableError(
+                f"the TensorRT backend needs CUDA device {self._index}, but torch sees "
+                f"{torch.cuda.device_count() if torch.cuda.is_available() else 0} CUDA device(s); run `fcam doctor`"
+            )
+        self._torch = torch
+        self._device = torch.device("cuda", self._index)
+        trt = import_tensorrt()
+        self._trt: ModuleType = trt
+        self._lock = threading.Lock()
+        self._closed = False
+
+        with torch.cuda.device(self._index):
+            self._logger = trt.Logger(trt.Logger.WARNING)
+            self._runtime = trt.Runtime(self._logger)
+            if self._runtime is None:
+                raise BackendUnavailableError("TensorRT could not create a runtime (CUDA driver?); run `fcam doctor`")
+            self._plugin_handles = load_plugin_libraries(trt, self._runtime.get_plugin_registry(), plugin_paths)
+            if host_code_allowed:
+                # Plans built with --serialize-plugins carry plugin code; TensorRT runs it only when allowed.
+                self._runtime.engine_host_code_allowed = True
+            blob = plan.read_bytes()
+            engine = self._runtime.deserialize_cuda_engine(blob)
+            if engine is None:
+                raise ModelFormatError(
+                    f"{plan}: TensorRT {getattr(trt, '__version__', '?')} could not deserialize this plan (built by "
+                    "another TensorRT version or GPU, corrupt, or a plugin is missing); rebuild it with "
+                    "`fcam build-engine` on this machine"
+                )
+            self._engine = engine
+            names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+            self._inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+            self._outputs = [n for n in names if n not in self._inputs]
+            if self._inputs != [INPUT_NAME]:
+                raise ModelFormatError(
+                    f"{plan}: engine inputs are {self._inputs}, expected exactly [{INPUT_NAME!r}]; build it from an "
+                    "ONNX written by `fcam export`"
+                )
+            missing = [n for n in metadata.output_names if n not in self._outputs]
+            if missing:
+                raise ModelFormatError(
+                    f"{plan}: engine lacks output(s) {missing} that its metadata promises (has {self._outputs})"
+                )
+            self._context = engine.create_execution_context()
+            if self._context is None:
+                raise BackendUnavailableError(f"{plan}: TensorRT could not create an execution context (GPU memory?)")
+            self._stream = torch.cuda.Stream(device=self._device)
+
+    # --- Runner protocol -----------------------------------------------------------------------------------------
+
+    @property
+    def backend(self) -> str:
+        return "tensorrt"
+
+    @property
+    def metadata(self) -> ModelMetadata:
+        return self._metadata
+
+    @property
+    def device(self) -> str:
+        return f"cuda:{self._index}"
+
+    @property
+    def providers(self) -> tuple[str, ...]:
+        return (f"tensorrt:cuda:{self._index}",)
+
+    @property
+    def fell_back_to_cpu(self) -> bool:
+        return False
+
+    @property
+    def thread_safe(self) -> bool:
+        return True
+
+    @property
+    def io_names(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(input names, output names) of the engine, in engine order."""
+        return tuple(self._inputs), tuple(self._outputs)
+
+    def run(self, images: np.ndarray) -> GraphOutputs:
+        """Run the engine on a preprocessed batch.
+
+        Args:
+            images: uint8 (N, H, W, 3) RGB at the model's input size, C-contiguous.
+
+        Returns:
+            Host arrays for exactly ``metadata.output_names``.
+
+        Raises:
+            InputError: wrong dtype/shape, or a batch outside the engine's optimisation profile.
+            RuntimeError: the runner is closed, or TensorRT failed to enqueue.
+        """
+        batch = check_runner_input(images, self._metadata)
+        torch = self._torch
+        trt_dtype_name = {n: self._dtype_name(n) for n in self._outputs}
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("this TensorRT runner is closed")
+            self._check_profile(batch.shape)
+            ctx = self._context
+            with torch.cuda.device(self._index), torch.cuda.stream(self._stream):
+                x = torch.from_numpy(batch).to(self._device, non_blocking=False)
+                if not ctx.set_input_shape(INPUT_NAME, tuple(int(d) for d in x.shape)):
+                    raise InputError(f"TensorRT rejected input shape {tuple(x.shape)} for {INPUT_NAME!r}")
+                ctx.set_tensor_address(INPUT_NAME, int(x.data_ptr()))
+                outs: dict[str, Any] = {}
+                for name in self._outputs:
+                    shape = tuple(int(d) for d in ctx.get_tensor_shape(name))
+                    if any(d < 0 for d in shape):
+                        raise RuntimeError(f"TensorRT left output {name!r} with unresolved shape {shape}")
+                    dtype = getattr(torch, _TRT_TO_TORCH[trt_dtype_name[name]])
+                    buf = torch.empty(shape, dtype=dtype, device=self._device)
+                    ctx.set_tensor_address(name, int(buf.data_ptr()))
+                    outs[name] = buf
+                if not ctx.execute_async_v3(self._stream.cuda_stream):
+                    raise RuntimeError("TensorRT execute_async_v3 failed; see the TensorRT log")
+            self._stream.synchronize()
+            return {n: outs[n].cpu().numpy() for n in self._metadata.output_names}
+
+    def close(self) -> None:
+        """Release the context, engine and runtime (idempotent)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._context = None
+            self._engine = None
+            self._runtime = None
+            self._plugin_handles = []
+
+    def __enter__(self) -> TrtRunner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- helpers -------------------------------------------------------------------------------------------------
+
+    def _dtype_name(self, name: str) -> str:
+        dt = self._engine.get_tensor_dtype(name)
+        key = str(getattr(dt, "name", dt)).split(".")[-1]
+        if key not in _TRT_TO_TORCH:
+            raise ModelFormatError(f"engine output {name!r} has TensorRT dtype {key}, which this runner does not map")
+        return key
+
+    def _check_profile(self, shape: tuple[int, ...]) -> None:
+        lo, _, hi = self._engine.get_tensor_profile_shape(INPUT_NAME, 0)
+        lo_t, hi_t = tuple(int(d) for d in lo), tuple(int(d) for d in hi)
+        if not all(a <= s <= b for a, s, b in zip(lo_t, shape, hi_t, strict=True)):
+            raise InputError(
+                f"batch shape {tuple(shape)} is outside the engine's optimisation profile {lo_t}..{hi_t}; rebuild "
+                f"with `fcam build-engine --shapes {INPUT_NAME}:MIN/OPT/MAX` or split the batch"
+            )
+
+
+def open_runner(
+    path: str | os.PathLike[str],
+    *,
+    device: str = "cuda:0",
+    plugin_library: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
+) -> TrtRunner:
+    """Open a TensorRT plan and its sidecar ``<plan>.json``.
+
+    Args:
+        path: the ``.plan`` written by ``fcam build-engine``.
+        device: ``"cuda"`` or ``"cuda:N"``.
+        plugin_library: plugin library path(s); see the module docstring for the fallbacks.
+
+    Raises:
+        ModelFormatError: not a plan (e.g. an ONNX file), missing/invalid sidecar, or an engine whose I/O does not
+            match the fcam graph contract.
+        BackendUnavailableError: no tensorrt, no CUDA device, or a missing plugin library.
+    """
+    from fcam_deploy.export.tensorrt import read_sidecar, sidecar_path
+
+    plan = Path(path)
+    if not plan.is_file():
+        raise ModelFormatError(f"{plan}: no such TensorRT plan")
+    with plan.open("rb") as f:
+        head = f.read(8)
+    if head.startswith(b"\x08") and plan.suffix.lower() == ".onnx":
+        raise ModelFormatError(f"{plan}: this is an ONNX file, not a TensorRT plan; use backend='onnxruntime'")
+    sidecar = read_sidecar(plan)
+    metadata = ModelMetadata.from_json_file(sidecar_path(plan))
+    plugins = (
+        []
+        if sidecar.plugins_serialized and plugin_library is None
+        else resolve_plugin_libraries(plugin_library, sidecar.plugins)
+    )
+    if sidecar.plugins and not sidecar.plugins_serialized and not plugins:
+        raise BackendUnavailableError(f"{plan} needs the TensorRT plugin library; set {PLUGINS_ENV}")
+    return TrtRunner(
+        plan, metadata, device=device, plugin_paths=plugins, host_code_allowed=sidecar.plugins_serialized
+    )
