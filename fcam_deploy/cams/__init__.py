@@ -1,1 +1,54 @@
-"""fcam_deploy.cams"""
+"""CAM-family localization maps behind one API (TorchCAM spirit).
+
+- :func:`compute_maps` ``(model, images, method, classes=None, **kw) -> CamResult``;
+- extractors (context managers): :class:`CAM`, :class:`GradCAM`, :class:`GradCAMpp`, :class:`XGradCAM`,
+  :class:`LayerCAM`, :class:`ScoreCAM`, :class:`LPCAM`, :class:`FCAMMap`;
+- forward-only, ONNX-exportable heads for a layer feeding GAP -> Linear: :class:`CAMHead`, :class:`GradCAMHead`,
+  :class:`GradCAMppHead`, :class:`XGradCAMHead`, :class:`LayerCAMHead`, :class:`LPCAMHead`;
+- LPCAM prototypes: :func:`fit_lpcam`, :class:`LPCAMPrototypes`, :func:`load_lpcam`.
+"""
+
+from fcam_deploy.cams._core import CamResult, finalize_maps, minmax_normalize, upsample_maps
+from fcam_deploy.cams.api import METHODS, compute_maps, make_extractor
+from fcam_deploy.cams.closed_form import (
+    CLOSED_FORM_HEADS,
+    CAMHead,
+    GradCAMHead,
+    GradCAMppHead,
+    LayerCAMHead,
+    LPCAMHead,
+    XGradCAMHead,
+)
+from fcam_deploy.cams.extractors import CAM, BaseExtractor, GradCAM, GradCAMpp, LayerCAM, ScoreCAM, XGradCAM
+from fcam_deploy.cams.fcam_map import FCAMMap
+from fcam_deploy.cams.lpcam import LPCAM, LPCAMPrototypes, fit_lpcam, kmeans_cosine, load_lpcam
+
+__all__ = [
+    "CAM",
+    "CLOSED_FORM_HEADS",
+    "METHODS",
+    "BaseExtractor",
+    "CAMHead",
+    "CamResult",
+    "FCAMMap",
+    "GradCAM",
+    "GradCAMHead",
+    "GradCAMpp",
+    "GradCAMppHead",
+    "LPCAM",
+    "LPCAMHead",
+    "LPCAMPrototypes",
+    "LayerCAM",
+    "LayerCAMHead",
+    "ScoreCAM",
+    "XGradCAM",
+    "XGradCAMHead",
+    "compute_maps",
+    "finalize_maps",
+    "fit_lpcam",
+    "kmeans_cosine",
+    "load_lpcam",
+    "make_extractor",
+    "minmax_normalize",
+    "upsample_maps",
+]
