@@ -14,6 +14,7 @@ explicit path: the ``plugin_library`` argument, else the ``FCAM_TRT_PLUGINS`` en
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -102,6 +103,52 @@ def _parse_device(device: str) -> int:
     )
 
 
+class _CudaMemory:
+    """Device buffers and the stream of one runner: torch CUDA tensors on ``cuda:index`` and one torch stream."""
+
+    def __init__(self, index: int) -> None:
+        import torch
+
+        if not torch.cuda.is_available() or index >= torch.cuda.device_count():
+            raise BackendUnavailableError(
+                f"the TensorRT backend needs CUDA device {index}, but torch sees "
+                f"{torch.cuda.device_count() if torch.cuda.is_available() else 0} CUDA device(s); run `fcam doctor`"
+            )
+        self._torch = torch
+        self.index = index
+        self._device = torch.device("cuda", index)
+        with torch.cuda.device(index):
+            self._stream = torch.cuda.Stream(device=self._device)
+
+    def activate(self) -> contextlib.ExitStack:
+        """Make this device and stream current (torch allocations and copies go there)."""
+        stack = contextlib.ExitStack()
+        stack.enter_context(self._torch.cuda.device(self.index))
+        stack.enter_context(self._torch.cuda.stream(self._stream))
+        return stack
+
+    def upload(self, array: np.ndarray) -> Any:
+        return self._torch.from_numpy(array).to(self._device)
+
+    def empty(self, shape: tuple[int, ...], dtype: str) -> Any:
+        return self._torch.empty(shape, dtype=getattr(self._torch, dtype), device=self._device)
+
+    @staticmethod
+    def address(buf: Any) -> int:
+        return int(buf.data_ptr())
+
+    @property
+    def stream_handle(self) -> int:
+        return int(self._stream.cuda_stream)
+
+    def synchronize(self) -> None:
+        self._stream.synchronize()
+
+    @staticmethod
+    def download(buf: Any) -> np.ndarray:
+        return buf.cpu().numpy()
+
+
 class TrtRunner:
     """One deserialized TensorRT engine plus one execution context on one CUDA device.
 
@@ -117,26 +164,20 @@ class TrtRunner:
         device: str = "cuda:0",
         plugin_paths: Sequence[Path] = (),
         host_code_allowed: bool = False,
+        memory: Any = None,
     ) -> None:
         from fcam_deploy.export.tensorrt import import_tensorrt, load_plugin_libraries
 
-        import torch
-
         self._metadata = metadata
         self._index = _parse_device(device)
-        if not torch.cuda.is_available() or self._index >= torch.cuda.device_count():
-            raise BackendUnavailableError(
-                f"the TensorRT backend needs CUDA device {self._index}, but torch sees "
-                f"{torch.cuda.device_count() if torch.cuda.is_available() else 0} CUDA device(s); run `fcam doctor`"
-            )
-        self._torch = torch
-        self._device = torch.device("cuda", self._index)
+        # ``memory`` replaces the torch-CUDA buffers (tests use host memory with a fake TensorRT).
+        self._mem = _CudaMemory(self._index) if memory is None else memory
         trt = import_tensorrt()
         self._trt: ModuleType = trt
         self._lock = threading.Lock()
         self._closed = False
 
-        with torch.cuda.device(self._index):
+        with self._mem.activate():
             self._logger = trt.Logger(trt.Logger.WARNING)
             self._runtime = trt.Runtime(self._logger)
             if self._runtime is None:
@@ -170,7 +211,6 @@ class TrtRunner:
             self._context = engine.create_execution_context()
             if self._context is None:
                 raise BackendUnavailableError(f"{plan}: TensorRT could not create an execution context (GPU memory?)")
-            self._stream = torch.cuda.Stream(device=self._device)
 
     # --- Runner protocol -----------------------------------------------------------------------------------------
 
@@ -217,31 +257,29 @@ class TrtRunner:
             RuntimeError: the runner is closed, or TensorRT failed to enqueue.
         """
         batch = check_runner_input(images, self._metadata)
-        torch = self._torch
-        trt_dtype_name = {n: self._dtype_name(n) for n in self._outputs}
+        mem = self._mem
         with self._lock:
             if self._closed:
                 raise RuntimeError("this TensorRT runner is closed")
             self._check_profile(batch.shape)
             ctx = self._context
-            with torch.cuda.device(self._index), torch.cuda.stream(self._stream):
-                x = torch.from_numpy(batch).to(self._device, non_blocking=False)
-                if not ctx.set_input_shape(INPUT_NAME, tuple(int(d) for d in x.shape)):
-                    raise InputError(f"TensorRT rejected input shape {tuple(x.shape)} for {INPUT_NAME!r}")
-                ctx.set_tensor_address(INPUT_NAME, int(x.data_ptr()))
+            with mem.activate():
+                x = mem.upload(batch)
+                if not ctx.set_input_shape(INPUT_NAME, tuple(int(d) for d in batch.shape)):
+                    raise InputError(f"TensorRT rejected input shape {tuple(batch.shape)} for {INPUT_NAME!r}")
+                ctx.set_tensor_address(INPUT_NAME, mem.address(x))
                 outs: dict[str, Any] = {}
                 for name in self._outputs:
                     shape = tuple(int(d) for d in ctx.get_tensor_shape(name))
                     if any(d < 0 for d in shape):
                         raise RuntimeError(f"TensorRT left output {name!r} with unresolved shape {shape}")
-                    dtype = getattr(torch, _TRT_TO_TORCH[trt_dtype_name[name]])
-                    buf = torch.empty(shape, dtype=dtype, device=self._device)
-                    ctx.set_tensor_address(name, int(buf.data_ptr()))
+                    buf = mem.empty(shape, _TRT_TO_TORCH[self._dtype_name(name)])
+                    ctx.set_tensor_address(name, mem.address(buf))
                     outs[name] = buf
-                if not ctx.execute_async_v3(self._stream.cuda_stream):
+                if not ctx.execute_async_v3(mem.stream_handle):
                     raise RuntimeError("TensorRT execute_async_v3 failed; see the TensorRT log")
-            self._stream.synchronize()
-            return {n: outs[n].cpu().numpy() for n in self._metadata.output_names}
+            mem.synchronize()
+            return {n: mem.download(outs[n]) for n in self._metadata.output_names}
 
     def close(self) -> None:
         """Release the context, engine and runtime (idempotent)."""
