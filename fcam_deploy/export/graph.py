@@ -16,13 +16,14 @@ import torch
 from torch import Tensor, nn
 
 from fcam_deploy.errors import ConfigError, InputError
+from fcam_deploy.ops import names
 from fcam_deploy.runtime.base import METHODS, POSTPROCESS_MODES
 
 __all__ = ["CUSTOM_OP_DOMAIN", "CUSTOM_OP_TYPE", "LocalizationGraph"]
 
 #: ONNX domain / op type of the fused post-processing node (TensorRT maps it to plugin FcamCamPostprocess).
-CUSTOM_OP_DOMAIN = "fcam"
-CUSTOM_OP_TYPE = "CamPostprocess"
+CUSTOM_OP_DOMAIN = names.ONNX_DOMAIN
+CUSTOM_OP_TYPE = names.ONNX_OP
 
 
 class LocalizationGraph(nn.Module):
@@ -116,14 +117,19 @@ class LocalizationGraph(nn.Module):
         if self.postprocess == "none":
             return logits, pred, full
         if self.postprocess == "onnx":
-            mask = (full >= self.tau).to(torch.uint8)
+            # the op's rule (kernels/README.md): mask = full > tau * max(full), per map
+            thr = full.amax(dim=(1, 2), keepdim=True) * self.tau
+            mask = (full > thr).to(torch.uint8)
             return logits, pred, full, mask
         h, w = self.input_size
-        pp_full, mask, boxes, count = _fused_postprocess(low, h, w, self.tau, self.max_boxes)
+        normalize = self.method != "fcam"  # F-CAM's fg probability is used as is
+        pp_full, mask, boxes, count = _fused_postprocess(low, h, w, self.tau, self.max_boxes, normalize)
         return logits, pred, pp_full, mask, boxes, count
 
 
-def _fused_postprocess(low: Tensor, h: int, w: int, tau: float, max_boxes: int) -> tuple[Tensor, ...]:
+def _fused_postprocess(
+    low: Tensor, h: int, w: int, tau: float, max_boxes: int, normalize: bool
+) -> tuple[Tensor, ...]:
     """``fcam::CamPostprocess`` on ``(N, h, w)`` maps: an ONNX custom node under export, the op otherwise."""
     if torch.onnx.is_in_onnx_export():
         n = low.shape[0]
@@ -131,7 +137,7 @@ def _fused_postprocess(low: Tensor, h: int, w: int, tau: float, max_boxes: int) 
             torch.onnx.ops.symbolic_multi_out(
                 f"{CUSTOM_OP_DOMAIN}::{CUSTOM_OP_TYPE}",
                 (low,),
-                attrs=_custom_op_attrs(h, w, tau, max_boxes),
+                attrs=_custom_op_attrs(h, w, tau, max_boxes, normalize),
                 dtypes=(torch.float32, torch.uint8, torch.int32, torch.int32),
                 shapes=((n, h, w), (n, h, w), (n, max_boxes, 4), (n,)),
                 version=1,
@@ -139,18 +145,20 @@ def _fused_postprocess(low: Tensor, h: int, w: int, tau: float, max_boxes: int) 
         )
     from fcam_deploy.ops import cam_postprocess
 
-    full, mask, boxes, count = cam_postprocess(low, h, w, tau, max_boxes=max_boxes)
+    full, mask, boxes, count = cam_postprocess(low, h, w, tau, max_boxes=max_boxes, normalize=normalize)
     return full, mask, boxes, count
 
 
-def _custom_op_attrs(h: int, w: int, tau: float, max_boxes: int) -> dict[str, Any]:
+def _custom_op_attrs(h: int, w: int, tau: float, max_boxes: int, normalize: bool) -> dict[str, Any]:
     return {
-        "out_h": int(h),
-        "out_w": int(w),
-        "tau": float(tau),
-        "max_boxes": int(max_boxes),
-        "quantize_uint8": 0,
-        "protocol_boxes": 0,
-        "plugin_namespace": "fcam",
-        "plugin_version": "1",
+        names.ATTR_OUT_H: int(h),
+        names.ATTR_OUT_W: int(w),
+        names.ATTR_TAU: float(tau),
+        names.ATTR_MAX_BOXES: int(max_boxes),
+        names.ATTR_QUANTIZE_UINT8: 0,
+        names.ATTR_PROTOCOL_BOXES: 0,
+        names.ATTR_NORMALIZE: int(normalize),
+        # read by TensorRT's ONNX parser to find plugin FcamCamPostprocess v"1" in namespace "fcam"
+        "plugin_namespace": names.TRT_PLUGIN_NAMESPACE,
+        "plugin_version": names.TRT_PLUGIN_VERSION,
     }

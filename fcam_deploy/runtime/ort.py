@@ -1,0 +1,199 @@
+"""The ``onnxruntime`` backend, and the lookup of the ``fcam`` custom-op library for ``custom-op`` graphs."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fcam_deploy.errors import BackendUnavailableError, ConfigError, ModelFormatError
+from fcam_deploy.runtime.base import INPUT_NAME, GraphOutputs, ModelMetadata, check_runner_input
+
+__all__ = ["ORT_OPS_ENV", "OrtRunner", "make_session", "resolve_ort_ops_library"]
+
+log = logging.getLogger(__name__)
+
+#: Environment variable naming the ONNX Runtime custom-op library (``libfcam_ort_ops.so``).
+ORT_OPS_ENV = "FCAM_ORT_OPS"
+_LIB_NAME = "libfcam_ort_ops.so"
+
+
+def resolve_ort_ops_library(explicit: str | Path | None = None) -> Path:
+    """Locate ``libfcam_ort_ops.so``: the explicit path, else ``$FCAM_ORT_OPS``, else the path that
+    ``fcam_deploy.ops`` reports for the library built by ``make kernels``. Never guesses further.
+
+    Raises:
+        BackendUnavailableError: no library found, or the named file does not exist.
+    """
+    candidates: list[tuple[str, Path]] = []
+    if explicit is not None:
+        candidates.append(("plugin_library argument", Path(explicit)))
+    elif os.environ.get(ORT_OPS_ENV):
+        candidates.append((f"${ORT_OPS_ENV}", Path(os.environ[ORT_OPS_ENV])))
+    else:
+        try:
+            from fcam_deploy import ops
+
+            finder = getattr(ops, "ort_library_path", None)
+            found = finder() if callable(finder) else None
+        except ImportError:
+            found = None
+        if found is not None:
+            candidates.append(("fcam_deploy.ops.ort_library_path()", Path(found)))
+    for origin, path in candidates:
+        if path.is_file():
+            return path
+        raise BackendUnavailableError(
+            f"ONNX Runtime custom-op library {path} (from {origin}) does not exist (fix: build it with "
+            f"`make kernels`, then pass plugin_library= or set {ORT_OPS_ENV}=/path/to/{_LIB_NAME})"
+        )
+    raise BackendUnavailableError(
+        f"this graph has the fused fcam::CamPostprocess node, which needs the custom-op library {_LIB_NAME} "
+        f"(fix: build it with `make kernels` and pass plugin_library= / --plugins, or set {ORT_OPS_ENV}; or "
+        "export with --postprocess onnx, which runs on any ONNX runtime)"
+    )
+
+
+def _providers_for(device: str) -> list[Any]:
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if device == "cuda" or device.startswith("cuda:"):
+        idx = int(device.split(":")[1]) if ":" in device else 0
+        return [("CUDAExecutionProvider", {"device_id": idx}), "CPUExecutionProvider"]
+    if device == "tensorrt" or device.startswith("tensorrt:"):
+        idx = int(device.split(":")[1]) if ":" in device else 0
+        return [
+            ("TensorrtExecutionProvider", {"device_id": idx}),
+            ("CUDAExecutionProvider", {"device_id": idx}),
+            "CPUExecutionProvider",
+        ]
+    raise ConfigError(f"device {device!r} is not one of cpu, cuda[:N], tensorrt[:N] for ONNX Runtime")
+
+
+def make_session(
+    path: Path,
+    device: str = "cpu",
+    plugin_library: str | Path | None = None,
+    needs_custom_ops: bool = False,
+    intra_op_threads: int = 0,
+) -> Any:
+    """An ``onnxruntime.InferenceSession`` for ``path`` with the custom-op library registered when needed.
+
+    Raises:
+        BackendUnavailableError: onnxruntime missing or the custom-op library missing/unloadable.
+        ModelFormatError: ONNX Runtime rejects the file.
+    """
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise BackendUnavailableError("onnxruntime is not installed (fix: pip install onnxruntime)") from exc
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    if intra_op_threads:
+        so.intra_op_num_threads = int(intra_op_threads)
+    if needs_custom_ops or plugin_library is not None:
+        lib = resolve_ort_ops_library(plugin_library)
+        try:
+            so.register_custom_ops_library(str(lib))
+        except Exception as exc:  # onnxruntime raises its own (non-public) exception types here
+            raise BackendUnavailableError(
+                f"ONNX Runtime could not load the custom-op library {lib}: {exc} (fix: rebuild it against this "
+                f"onnxruntime {ort.__version__} with `make kernels`)"
+            ) from exc
+    providers = _providers_for(device)
+    try:
+        return ort.InferenceSession(str(path), sess_options=so, providers=providers)
+    except Exception as exc:  # InvalidGraph / InvalidProtobuf / NotImplemented are ORT-private classes
+        text = str(exc)
+        if "CamPostprocess" in text:
+            raise BackendUnavailableError(
+                f"{path}: ONNX Runtime has no kernel for fcam::CamPostprocess ({text.strip()[:200]}); "
+                f"fix: pass the custom-op library ({_LIB_NAME}) or set {ORT_OPS_ENV}"
+            ) from exc
+        raise ModelFormatError(f"{path}: ONNX Runtime cannot load this model: {text.strip()[:300]}") from exc
+
+
+class OrtRunner:
+    """Runs an exported ``.onnx`` localization graph in ONNX Runtime (implements ``Runner``).
+
+    Args:
+        path: the ``.onnx`` file written by ``fcam export``.
+        device: ``cpu`` (default), ``cuda[:N]`` or ``tensorrt[:N]`` (ORT's execution providers).
+        plugin_library: ``libfcam_ort_ops.so`` for ``custom-op`` graphs (else ``$FCAM_ORT_OPS``).
+
+    After loading, ``providers`` lists what ORT actually uses (``session.get_providers()``); when a GPU provider
+    was requested but ORT fell back to the CPU, ``fell_back_to_cpu`` is True and a warning is logged.
+    ``InferenceSession.run`` is thread-safe, so this runner is too.
+
+    Raises:
+        ModelFormatError: not an fcam-deploy ONNX model, or of another format version.
+        BackendUnavailableError: onnxruntime or the custom-op library is missing.
+    """
+
+    backend = "onnxruntime"
+    thread_safe = True
+
+    def __init__(self, path: Path, device: str = "cpu", plugin_library: str | Path | None = None) -> None:
+        from fcam_deploy.export.onnx_export import read_onnx_metadata
+
+        path = Path(path)
+        self._meta = read_onnx_metadata(path)
+        self._device = device
+        self._session = make_session(
+            path, device, plugin_library, needs_custom_ops=self._meta.postprocess == "custom-op"
+        )
+        names = tuple(o.name for o in self._session.get_outputs())
+        if names != self._meta.output_names:
+            raise ModelFormatError(
+                f"{path}: graph outputs {names} do not match its metadata ({self._meta.output_names}); re-export it"
+            )
+        self._providers = tuple(self._session.get_providers())
+        requested = _providers_for(device)[0]
+        requested_name = requested if isinstance(requested, str) else requested[0]
+        self._fell_back = requested_name != "CPUExecutionProvider" and requested_name not in self._providers
+        if self._fell_back:
+            log.warning(
+                "%s: requested %s but ONNX Runtime runs on %s (fell back to CPU; install onnxruntime-gpu and the "
+                "CUDA/cuDNN libraries it names, or use device='cpu')",
+                path,
+                requested_name,
+                ", ".join(self._providers),
+            )
+        self._closed = threading.Event()
+
+    @property
+    def metadata(self) -> ModelMetadata:
+        return self._meta
+
+    @property
+    def device(self) -> str:
+        return "cpu" if self._fell_back else self._device
+
+    @property
+    def providers(self) -> tuple[str, ...]:
+        return self._providers
+
+    @property
+    def fell_back_to_cpu(self) -> bool:
+        return self._fell_back
+
+    @property
+    def session(self) -> Any:
+        """The underlying ``onnxruntime.InferenceSession``."""
+        return self._session
+
+    def run(self, images: np.ndarray) -> GraphOutputs:
+        """See ``Runner.run``: uint8 (N, H, W, 3) -> dict of host arrays."""
+        if self._closed.is_set():
+            raise RuntimeError("OrtRunner.run after close()")
+        images = check_runner_input(images, self._meta)
+        outs = self._session.run(None, {INPUT_NAME: images})
+        return dict(zip(self._meta.output_names, outs, strict=True))
+
+    def close(self) -> None:
+        self._closed.set()
+        self._session = None
