@@ -227,10 +227,11 @@ class _HeadMethod(BaseExtractor):
             logger.warning("%s: closed form does not apply (%s); falling back to autograd", self.method, detail)
         a, logits = self._forward_capture(x, for_grad=True)
         cls = resolve_classes(classes, x.shape[0], self._num_classes(logits), logits)
-        score = logits.gather(1, cls[:, None]).sum()
-        if not score.requires_grad:
-            raise InputError(f"{self.method}: the logits do not depend on target layer {self.layer_name!r}")
-        (g,) = torch.autograd.grad(score, a, allow_unused=True)
+        with torch.enable_grad():  # the caller may be under no_grad
+            score = logits.gather(1, cls[:, None]).sum()
+            if not score.requires_grad:
+                raise InputError(f"{self.method}: the logits do not depend on target layer {self.layer_name!r}")
+            (g,) = torch.autograd.grad(score, a, allow_unused=True)
         if g is None:
             raise InputError(f"{self.method}: the logits do not depend on target layer {self.layer_name!r}")
         with torch.no_grad():

@@ -272,7 +272,7 @@ def fit_lpcam(
         fallback: keep the FG centre with the highest ``p[c]`` when none passes ``fg_threshold``.
         max_vectors_per_class: if set, each class's FG/BG sets are subsampled (seeded) to at most this many rows
             before clustering (memory bound: all vectors of a class are kept on the CPU otherwise).
-        arch: recorded in the header (``model.spec.name``/``model.arch`` when present).
+        arch: recorded in the header (default ``model.arch`` when it is a str, else the class name).
 
     Returns:
         :class:`LPCAMPrototypes` for every class that has at least one training image.
@@ -323,8 +323,9 @@ def fit_lpcam(
         bg[c] = bg_c[keep_bg].contiguous()
         counts[str(c)] = [int(fg[c].shape[0]), int(bg[c].shape[0])]
     if arch is None:
-        spec = getattr(model, "spec", None)
-        arch = getattr(spec, "name", None) or getattr(model, "arch", None) or type(model).__name__
+        arch = getattr(model, "arch", None)
+        if not isinstance(arch, str):
+            arch = type(model).__name__
     header = {
         "arch": str(arch),
         "layer": cap.layer_name,
