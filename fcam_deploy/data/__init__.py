@@ -1,1 +1,56 @@
-"""fcam_deploy.data"""
+"""WSOL data: metadata reader, safe image loading, transforms, dataset, built-in synthetic set.
+
+Public names (imported lazily on first access, so ``import fcam_deploy.data`` does no work):
+
+* :func:`load_metadata`, :func:`open_dataset`, :class:`WSOLMetadata`, :func:`load_part_masks`
+  (:mod:`.metadata`);
+* :func:`load_image_rgb`, :func:`load_mask`, :func:`image_size`, :data:`DEFAULT_MAX_PIXELS` (:mod:`.images`);
+* :func:`train_transform`, :func:`eval_transform`, :data:`IMAGENET_MEAN`, :data:`IMAGENET_STD`
+  (:mod:`.transforms`);
+* :class:`WSOLDataset` (:mod:`.dataset`);
+* :class:`SynthConfig`, :func:`generate_synthetic`, :func:`render_sample`, :data:`PATTERNS` (:mod:`.synth`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS: dict[str, str] = {
+    "Box": "metadata",
+    "WSOLMetadata": "metadata",
+    "load_metadata": "metadata",
+    "load_part_masks": "metadata",
+    "open_dataset": "metadata",
+    "DEFAULT_MAX_PIXELS": "images",
+    "image_size": "images",
+    "load_image_rgb": "images",
+    "load_mask": "images",
+    "IMAGENET_MEAN": "transforms",
+    "IMAGENET_STD": "transforms",
+    "CropFlip": "transforms",
+    "eval_transform": "transforms",
+    "sample_crop_flip": "transforms",
+    "train_transform": "transforms",
+    "WSOLDataset": "dataset",
+    "item_generator": "dataset",
+    "PATTERNS": "synth",
+    "SynthConfig": "synth",
+    "SynthSample": "synth",
+    "SynthSummary": "synth",
+    "generate_synthetic": "synth",
+    "render_sample": "synth",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
