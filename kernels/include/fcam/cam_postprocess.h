@@ -1,0 +1,54 @@
+// fcam::cam_postprocess launchers: plain functions over raw pointers, sizes and a stream.
+// No torch, ONNX Runtime or TensorRT types appear here; every wrapper (torch op, ORT custom op, TRT plugin,
+// C++ test binary) calls these. The op's exact semantics are written down in kernels/README.md.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+struct CUstream_st;  // = cudaStream_t's pointee; declared here so this header needs no CUDA headers.
+
+namespace fcam {
+
+struct CamPostprocessParams {
+  int64_t n = 0;          // number of maps N (>= 0)
+  int64_t in_h = 0;       // low-res map height h (>= 1)
+  int64_t in_w = 0;       // low-res map width w (>= 1)
+  int64_t out_h = 0;      // output height H (>= 1)
+  int64_t out_w = 0;      // output width W (>= 1)
+  double tau = 0.5;       // relative threshold in [0, 1]
+  bool quantize_uint8 = false;  // WSOL protocol: u8 = trunc(full*255); mask = u8 > int(tau * max(u8))
+  bool protocol_boxes = false;  // WSOL protocol boxes: order by cv2.contourArea, +1 overshoot, empty -> (0,0,0,0)
+  bool normalize = true;        // per-map min-max of the low-res map; false: values clamped to [0,1] as is
+  int64_t max_boxes = 1;  // K (>= 1)
+};
+
+enum class Status : int { kOk = 0, kInvalidArgument = 1, kCudaError = 2, kOutOfMemory = 3 };
+
+// Human-readable text of a status.
+const char* statusString(Status s);
+
+// Checks the sizes and options (ranges, overflow of N*H*W). Returns kOk or kInvalidArgument.
+Status validateParams(const CamPostprocessParams& p);
+
+// Largest supported H*W (labels are int32 pixel indices).
+constexpr int64_t kMaxPixelsPerMap = int64_t(1) << 30;
+
+// CPU launcher. maps: [N, in_h, in_w] float32, C-contiguous. Outputs (C-contiguous, caller-allocated):
+// full [N, out_h, out_w] float32 in [0,1], mask [N, out_h, out_w] uint8 (0/1), boxes [N, K, 4] int32,
+// count [N] int32. num_threads <= 0: std::thread::hardware_concurrency(). Threads run over maps.
+// Non-finite values in a map make that whole map zeros (never a crash).
+Status camPostprocessCpu(const float* maps, float* full, uint8_t* mask, int32_t* boxes, int32_t* count,
+                         const CamPostprocessParams& p, int num_threads);
+
+// Bytes of device scratch the CUDA launcher needs (256-byte aligned sub-buffers).
+size_t camPostprocessCudaWorkspaceSize(const CamPostprocessParams& p);
+
+// CUDA launcher: all pointers are device pointers; everything runs on `stream`, asynchronously, with no
+// host copy and no allocation. Returns the cudaError_t of the launches as int (0 = success) or -1 when the
+// params are invalid / the workspace is too small. Defined only when the library is built with CUDA.
+int camPostprocessCuda(const float* maps, float* full, uint8_t* mask, int32_t* boxes, int32_t* count,
+                       const CamPostprocessParams& p, void* workspace, size_t workspace_bytes,
+                       CUstream_st* stream);
+
+}  // namespace fcam
