@@ -7,11 +7,13 @@ Public API (see DESIGN.md "Models"): :data:`BACKBONES`, :class:`BackboneSpec`, :
 
 from fcam_deploy.models.backbones import BACKBONES, BackboneSpec, Tap, Trunk, build_trunk, get_spec
 from fcam_deploy.models.classifier import CAMClassifier, ClassifierOutput, build_classifier
+from fcam_deploy.models.checkpoint import CheckpointMeta, load_checkpoint, read_checkpoint_meta, save_checkpoint
 from fcam_deploy.models.fcam import FCAM, FCAMOutput, UNetDecoder, decoder_parameter_count
 
 __all__ = [
     "BACKBONES",
     "BackboneSpec",
+    "CheckpointMeta",
     "CAMClassifier",
     "ClassifierOutput",
     "FCAM",
@@ -23,4 +25,7 @@ __all__ = [
     "build_trunk",
     "decoder_parameter_count",
     "get_spec",
+    "load_checkpoint",
+    "read_checkpoint_meta",
+    "save_checkpoint",
 ]
