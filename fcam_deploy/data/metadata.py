@@ -109,6 +109,10 @@ class WSOLMetadata:
     def has_masks(self) -> bool:
         return bool(self.masks)
 
+    @property
+    def has_localization(self) -> bool:
+        return bool(self.boxes) or bool(self.masks)
+
 
 # ------------------------------------------------------------------------------------------------------------
 # low-level parsing
@@ -312,8 +316,11 @@ def load_metadata(
         MetadataError: naming file, line, problem and fix, for: missing file, CR/CRLF, blank line, malformed
             line, id escaping the root (``..``, absolute, symlink), missing image/mask, duplicate id, ids that
             differ between files, label not an int or out of range, size not a positive int, box outside the
-            image or with x0 > x1 / y0 > y1, mixed box/mask lines, ignore mask on a non-first line, image without
-            localization.
+            image or with x0 > x1 / y0 > y1, mixed box/mask lines, ignore mask on a non-first line, an image
+            without localization in a non-empty ``localization.txt``.
+
+    An empty ``localization.txt`` is valid (training splits: OpenImages/ILSVRC train ship it empty); then
+    ``boxes`` and ``masks`` are empty and :attr:`WSOLMetadata.has_localization` is False.
     """
     mdir = Path(metadata_dir)
     iroot = Path(image_root)
@@ -447,8 +454,6 @@ def load_metadata(
             raise MetadataError(extra_path, None, f"masks given twice ({LOCALIZATION} already lists masks)",
                                 "keep one of the two mask files")
         masks, ignore = _parse_mask_lines(extra_path, extra, index, mroot, check_files)
-    if not boxes and not masks:
-        raise MetadataError(loc_path, None, "no localization lines", "list boxes or masks for every image")
     for kind, table, src in (("box", boxes, loc_path), ("mask", masks, extra_path if extra else loc_path)):
         if table:
             missing = [k for k in ids if k not in table]
