@@ -4,7 +4,8 @@
 - extractors (context managers): :class:`CAM`, :class:`GradCAM`, :class:`GradCAMpp`, :class:`XGradCAM`,
   :class:`LayerCAM`, :class:`ScoreCAM`, :class:`LPCAM`, :class:`FCAMMap`;
 - forward-only, ONNX-exportable heads for a layer feeding GAP -> Linear: :class:`CAMHead`, :class:`GradCAMHead`,
-  :class:`GradCAMppHead`, :class:`XGradCAMHead`, :class:`LayerCAMHead`, :class:`LPCAMHead`;
+  :class:`GradCAMppHead`, :class:`XGradCAMHead`, :class:`LayerCAMHead`, :class:`LPCAMHead`,
+  and :class:`ClosedFormCAM` (classifier + head in one exportable module);
 - LPCAM prototypes: :func:`fit_lpcam`, :class:`LPCAMPrototypes`, :func:`load_lpcam`.
 """
 
@@ -13,6 +14,7 @@ from fcam_deploy.cams.api import METHODS, compute_maps, make_extractor
 from fcam_deploy.cams.closed_form import (
     CLOSED_FORM_HEADS,
     CAMHead,
+    ClosedFormCAM,
     GradCAMHead,
     GradCAMppHead,
     LayerCAMHead,
@@ -30,6 +32,7 @@ __all__ = [
     "BaseExtractor",
     "CAMHead",
     "CamResult",
+    "ClosedFormCAM",
     "FCAMMap",
     "GradCAM",
     "GradCAMHead",

@@ -28,9 +28,11 @@ import torch
 from torch import Tensor, nn
 
 from fcam_deploy.cams._core import minmax_normalize
+from fcam_deploy.errors import InputError
 
 __all__ = [
     "CAMHead",
+    "ClosedFormCAM",
     "CLOSED_FORM_HEADS",
     "GradCAMHead",
     "GradCAMppHead",
@@ -169,3 +171,60 @@ CLOSED_FORM_HEADS: dict[str, type[_ClosedFormHead]] = {
     "xgradcam": XGradCAMHead,
     "layercam": LayerCAMHead,
 }
+
+
+class ClosedFormCAM(nn.Module):
+    """Classifier + closed-form CAM head in one forward-only module, ready for ``torch.onnx.export``.
+
+    ``forward(x, classes=None) -> (logits (N, K), maps (N, h, w))``: ``A = model.features(x)[-1]`` (the
+    CAMClassifier contract), ``logits = GAP(A) @ W.T + b`` (identical to the classifier's own logits when its
+    ``cam_layer`` feeds GAP -> ``head``), ``classes`` defaults to ``argmax(logits)`` (an ArgMax node in the graph),
+    then the method's head. No hooks, no backward pass, no in-place ops on graph inputs.
+
+    Args:
+        model: a CAMClassifier-like module with ``features(x) -> list[Tensor]`` and ``head: nn.Linear``.
+        method: ``cam | gradcam | gradcampp | xgradcam | layercam | lpcam``.
+        normalize: also min-max normalise the low-res maps to [0, 1] (NaN/constant -> 0), as ``compute_maps``.
+        prototypes: for ``lpcam``, fitted :class:`~fcam_deploy.cams.lpcam.LPCAMPrototypes` (stored as buffers:
+            one ``(K, C)`` vector matrix and a ``(K,)`` has-background mask).
+    """
+
+    def __init__(self, model: nn.Module, method: str, *, normalize: bool = True, prototypes: object = None) -> None:
+        super().__init__()
+        head = getattr(model, "head", None)
+        if not isinstance(head, nn.Linear) or not callable(getattr(model, "features", None)):
+            raise InputError("ClosedFormCAM needs a model with features(x) -> list[Tensor] and head: nn.Linear")
+        self.model = model
+        self.method = method
+        if method == "lpcam":
+            from fcam_deploy.cams.lpcam import LPCAMPrototypes
+
+            if not isinstance(prototypes, LPCAMPrototypes):
+                raise InputError("ClosedFormCAM(method='lpcam') needs prototypes=LPCAMPrototypes")
+            vectors, has_bg, _ = prototypes.class_vectors(head.weight.device, head.weight.dtype)
+            self.register_buffer("lpcam_vectors", vectors)
+            self.register_buffer("lpcam_has_bg", has_bg)
+            self.lpcam = LPCAMHead(normalize=normalize)
+        elif method in CLOSED_FORM_HEADS:
+            self.cam_head = CLOSED_FORM_HEADS[method](normalize=normalize)
+        else:
+            raise InputError(
+                f"no closed form for method {method!r} (choose one of {sorted(CLOSED_FORM_HEADS)} or lpcam)"
+            )
+
+    def forward(self, x: Tensor, classes: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Args:
+            x: ``(N, 3, H, W)`` float images, normalised.
+            classes: optional ``(N,)`` int64; default the top-1 class.
+
+        Returns:
+            ``(logits (N, K), maps (N, h, w))``.
+        """
+        feats = self.model.features(x)
+        a = feats[-1] if isinstance(feats, (list, tuple)) else feats
+        head = self.model.head
+        logits = nn.functional.linear(a.mean(dim=(2, 3)), head.weight, head.bias)
+        cls = logits.argmax(dim=1) if classes is None else classes
+        if self.method == "lpcam":
+            return logits, self.lpcam(a, self.lpcam_vectors, self.lpcam_has_bg, cls)
+        return logits, self.cam_head(a, head.weight, cls)

@@ -318,17 +318,19 @@ class ScoreCAM(BaseExtractor):
         cls = resolve_classes(classes, x.shape[0], self._num_classes(logits), logits)
         n, c = a.shape[:2]
         weights = torch.empty(n, c, dtype=a.dtype, device=a.device)
+        size = (x.shape[-2], x.shape[-1])
         with torch.no_grad():
-            up = nn.functional.interpolate(a, size=x.shape[-2:], mode="bilinear", align_corners=True)
-            flat = up.reshape(n, c, -1)
-            lo = flat.amin(dim=-1)[:, :, None, None]
-            hi = flat.amax(dim=-1)[:, :, None, None]
-            masks = (up - lo) / (hi - lo + 1e-8)
             for i in range(n):
                 scores = []
-                for s in range(0, c, self.batch_size):
-                    batch = x[i][None] * masks[i, s : s + self.batch_size, None]
-                    out = logits_of(self.model(batch))
+                for s in range(0, c, self.batch_size):  # masks built per chunk: C x H x W never materialised
+                    up = nn.functional.interpolate(
+                        a[i : i + 1, s : s + self.batch_size], size=size, mode="bilinear", align_corners=True
+                    )[0]
+                    flat = up.reshape(up.shape[0], -1)
+                    lo = flat.amin(dim=1)[:, None, None]
+                    hi = flat.amax(dim=1)[:, None, None]
+                    masks = (up - lo) / (hi - lo + 1e-8)
+                    out = logits_of(self.model(x[i][None] * masks[:, None]))
                     scores.append(out[:, cls[i]])
                 weights[i] = torch.softmax(torch.cat(scores).to(a.dtype), dim=0)
             raw = torch.relu(channel_weighted_sum(weights, a))

@@ -42,7 +42,6 @@ from torch import Tensor, nn
 from fcam_deploy.cams._core import (
     Normalize,
     Upsample,
-    logits_of,
     model_device_dtype,
     preserve_model_state,
     resolve_classes,

@@ -109,3 +109,31 @@ def test_heads_export_to_onnx_and_match(tmp_path) -> None:
         (got,) = sess.run(None, {"A": a.numpy(), "W": w.numpy(), "classes": cls.numpy()})
         expect = head(a, w, cls).numpy()
         assert abs(got - expect).max() < 1e-5, name
+
+
+@pytest.mark.ort
+def test_closed_form_cam_module_exports_with_and_without_classes(tmp_path) -> None:
+    """Classifier + head as one ONNX graph: logits and maps equal compute_maps (closed form) and autograd."""
+    pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    from fcam_deploy.cams import ClosedFormCAM, fit_lpcam
+
+    model = make_model(2, num_classes=4)
+    x = make_images(n=2, seed=8)
+    cls = torch.tensor([3, 1])
+    protos = fit_lpcam(model, [(make_images(n=4, seed=20), torch.tensor([0, 1, 2, 3]))], num_clusters=3)
+    for method in ("gradcampp", "lpcam"):
+        mod = ClosedFormCAM(model, method, prototypes=protos).eval()
+        for with_cls in (True, False):
+            path = tmp_path / f"{method}_{with_cls}.onnx"
+            args = (x, cls) if with_cls else (x,)
+            names = ["x", "classes"] if with_cls else ["x"]
+            torch.onnx.export(mod, args, str(path), input_names=names, output_names=["logits", "maps"],
+                              dynamo=False, opset_version=17)
+            sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            feeds = {"x": x.numpy(), **({"classes": cls.numpy()} if with_cls else {})}
+            logits, maps = sess.run(None, feeds)
+            kw = {"prototypes": protos} if method == "lpcam" else {"impl": "autograd"}
+            ref = compute_maps(model, x, method, cls if with_cls else None, **kw)
+            assert abs(logits - ref.logits.numpy()).max() < 1e-5
+            assert abs(maps - ref.lowres.numpy()).max() < 1e-5, (method, with_cls)

@@ -9,7 +9,6 @@ from torch import Tensor, nn
 
 from fcam_deploy.cams import (
     CAM,
-    METHODS,
     GradCAM,
     ScoreCAM,
     compute_maps,
