@@ -31,7 +31,7 @@ import numpy as np
 from fcam_deploy.errors import ConfigError, InputError, ModelFormatError
 from fcam_deploy.runtime.base import BACKENDS, ModelMetadata, Runner
 
-__all__ = ["Box", "ImageLike", "Localizer", "Prediction", "boxes_from_map", "detect_model_kind", "to_rgb_uint8"]
+__all__ = ["Box", "ImageLike", "Localizer", "Prediction", "boxes_from_mask", "detect_model_kind", "to_rgb_uint8"]
 
 log = logging.getLogger(__name__)
 
@@ -175,28 +175,26 @@ def _resize_uint8(arr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(Image.fromarray(arr, mode="RGB").resize((w, h), Image.Resampling.BILINEAR), dtype=np.uint8)
 
 
-def boxes_from_map(map_in: np.ndarray, tau: float, max_boxes: int) -> list[Box]:
-    """Boxes of ``map_in > tau * max(map_in)`` exactly as ``fcam_deploy.ops.cam_postprocess`` computes them
-    (8-connected components, largest pixel count first, ties by earliest raster start; inclusive pixels).
+def boxes_from_mask(mask: np.ndarray, max_boxes: int) -> list[Box]:
+    """Boxes of the 8-connected components of a binary ``(H, W)`` mask, ranked like
+    ``fcam_deploy.ops.cam_postprocess`` (non-protocol mode): pixel count descending, then the component whose
+    first pixel in raster order comes first; at most ``max_boxes``; inclusive pixel coordinates.
 
-    Args:
-        map_in: ``(H, W)`` float32 map in [0, 1] at the model's input size.
+    (OpenCV's labelling gives the same components as the op's 8-connected labelling; only the order is ours.)
     """
-    from fcam_deploy.ops import cam_postprocess
+    import cv2
 
-    h, w = map_in.shape
-    res = cam_postprocess(
-        _torch_from(map_in[None]), h, w, float(tau), max_boxes=int(max_boxes), normalize=False
-    )
-    count = int(res[3][0])
-    rows = np.asarray(res[2][0])[:count]
-    return [Box(*(int(v) for v in row)) for row in rows]
-
-
-def _torch_from(a: np.ndarray) -> Any:
-    import torch
-
-    return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+    m = np.ascontiguousarray(mask, dtype=np.uint8)
+    if not m.any():
+        return []
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8, ltype=cv2.CV_32S)
+    _, first = np.unique(labels.ravel(), return_index=True)  # label -> first raster index (label 0 = background)
+    order = sorted(range(1, n), key=lambda c: (-int(stats[c, cv2.CC_STAT_AREA]), int(first[c])))
+    boxes = []
+    for c in order[:max_boxes]:
+        x, y, w, h = (int(v) for v in stats[c, :4])
+        boxes.append(Box(x, y, x + w - 1, y + h - 1))
+    return boxes
 
 
 def _scale_box(b: Box, in_size: tuple[int, int], out_size: tuple[int, int]) -> Box:
@@ -235,6 +233,7 @@ class Localizer:
         postprocess: str = "onnx",
         max_boxes: int = 8,
         batch_size: int = 16,
+        threads: int = 0,
     ) -> Localizer:
         """Load a model.
 
@@ -246,6 +245,7 @@ class Localizer:
             method, postprocess: for checkpoints only (exported models carry their own).
             max_boxes: boxes kept per image when the graph has no boxes output.
             batch_size: images per runner call.
+            threads: ONNX Runtime intra-op threads (0 = its default).
 
         Raises:
             ModelFormatError: the file is of another kind than the backend takes, or of another format version.
@@ -274,7 +274,7 @@ class Localizer:
         elif backend == "onnxruntime":
             from fcam_deploy.runtime.ort import OrtRunner
 
-            runner = OrtRunner(path, device=device, plugin_library=plugin_library)
+            runner = OrtRunner(path, device=device, plugin_library=plugin_library, threads=threads)
         else:
             from fcam_deploy.runtime import tensorrt as trt_runtime
 
@@ -371,7 +371,9 @@ class Localizer:
             count = int(raw["box_count"][i])
             boxes_in = [Box(*(int(v) for v in row)) for row in raw["boxes"][i][:count]]
         else:
-            boxes_in = boxes_from_map(map_in, meta.tau, self._max_boxes)
+            thr = np.float32(meta.tau) * np.float32(map_in.max())
+            mask_in = raw["mask"][i] if "mask" in raw else (map_in > thr)
+            boxes_in = boxes_from_mask(np.asarray(mask_in), self._max_boxes)
         if size == meta.input_size:
             full = map_in.copy()
         else:

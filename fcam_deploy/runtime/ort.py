@@ -104,7 +104,8 @@ def make_session(
                 f"ONNX Runtime could not load the custom-op library {lib}: {exc} (fix: rebuild it against this "
                 f"onnxruntime {ort.__version__} with `make kernels`)"
             ) from exc
-    providers = _providers_for(device)
+    available = set(ort.get_available_providers())
+    providers = [p for p in _providers_for(device) if (p if isinstance(p, str) else p[0]) in available]
     try:
         return ort.InferenceSession(str(path), sess_options=so, providers=providers)
     except Exception as exc:  # InvalidGraph / InvalidProtobuf / NotImplemented are ORT-private classes
@@ -124,6 +125,7 @@ class OrtRunner:
         path: the ``.onnx`` file written by ``fcam export``.
         device: ``cpu`` (default), ``cuda[:N]`` or ``tensorrt[:N]`` (ORT's execution providers).
         plugin_library: ``libfcam_ort_ops.so`` for ``custom-op`` graphs (else ``$FCAM_ORT_OPS``).
+        threads: ORT intra-op threads (0 = ORT's default; 1 is fastest for tiny models on busy machines).
 
     After loading, ``providers`` lists what ORT actually uses (``session.get_providers()``); when a GPU provider
     was requested but ORT fell back to the CPU, ``fell_back_to_cpu`` is True and a warning is logged.
@@ -137,14 +139,20 @@ class OrtRunner:
     backend = "onnxruntime"
     thread_safe = True
 
-    def __init__(self, path: Path, device: str = "cpu", plugin_library: str | Path | None = None) -> None:
+    def __init__(
+        self, path: Path, device: str = "cpu", plugin_library: str | Path | None = None, threads: int = 0
+    ) -> None:
         from fcam_deploy.export.onnx_export import read_onnx_metadata
 
         path = Path(path)
         self._meta = read_onnx_metadata(path)
         self._device = device
         self._session = make_session(
-            path, device, plugin_library, needs_custom_ops=self._meta.postprocess == "custom-op"
+            path,
+            device,
+            plugin_library,
+            needs_custom_ops=self._meta.postprocess == "custom-op",
+            intra_op_threads=threads,
         )
         names = tuple(o.name for o in self._session.get_outputs())
         if names != self._meta.output_names:

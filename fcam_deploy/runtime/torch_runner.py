@@ -50,6 +50,17 @@ class TorchRunner:
         self._device = dev
         self._closed = threading.Event()
 
+    @classmethod
+    def from_graph(cls, graph: torch.nn.Module, metadata: ModelMetadata, device: str = "cpu") -> TorchRunner:
+        """Wrap an in-memory :class:`~fcam_deploy.export.graph.LocalizationGraph` and its metadata."""
+        self = cls.__new__(cls)
+        dev = _torch_device(device)
+        self._graph = graph.to(dev).eval()
+        self._meta = metadata
+        self._device = dev
+        self._closed = threading.Event()
+        return self
+
     @property
     def metadata(self) -> ModelMetadata:
         return self._meta
