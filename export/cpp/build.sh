@@ -25,8 +25,12 @@ ORT_NPM_HEADERS="package/Plugins/iOS~/onnxruntime.xcframework/ios-arm64_x86_64-s
 
 mkdir -p "$BUILD/ort/include" "$BUILD/ort/lib"
 
+# Shared with kernels/build.sh, so one machine downloads the npm package once.
+CACHE="${FCAM_ORT_HEADERS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/fcam-deploy/ort-headers-$ORT_NPM_VERSION}"
 if [[ -n "${ORT_HEADERS_DIR:-}" ]]; then
   cp "$ORT_HEADERS_DIR"/*.h "$BUILD/ort/include/"
+elif [[ ! -f "$BUILD/ort/include/onnxruntime_cxx_api.h" && -f "$CACHE/onnxruntime_cxx_api.h" ]]; then
+  cp "$CACHE"/*.h "$BUILD/ort/include/"
 elif [[ ! -f "$BUILD/ort/include/onnxruntime_cxx_api.h" ]]; then
   command -v npm >/dev/null || { echo "build.sh: npm is needed to fetch the ONNX Runtime headers (or set ORT_HEADERS_DIR)" >&2; exit 1; }
   echo "build.sh: fetching ONNX Runtime headers from npm ($ORT_NPM_PACKAGE@$ORT_NPM_VERSION)"
@@ -34,6 +38,7 @@ elif [[ ! -f "$BUILD/ort/include/onnxruntime_cxx_api.h" ]]; then
   (cd "$tmp" && npm pack --silent "$ORT_NPM_PACKAGE@$ORT_NPM_VERSION" >/dev/null \
      && tar xzf "$ORT_NPM_PACKAGE-$ORT_NPM_VERSION.tgz" --wildcards "$ORT_NPM_HEADERS/*.h")
   cp "$tmp/$ORT_NPM_HEADERS"/*.h "$BUILD/ort/include/"
+  mkdir -p "$CACHE" && cp "$tmp/$ORT_NPM_HEADERS"/*.h "$CACHE/"
   rm -rf "$tmp"
 fi
 
