@@ -14,7 +14,16 @@ import torch
 
 from ..errors import InputError
 from . import names
-from ._native import NativeStatus, extension_path, log_fallback_once, native_status
+from ._native import (
+    NativeStatus,
+    extension_path,
+    kernels_build_dir,
+    launcher_test_path,
+    log_fallback_once,
+    native_status,
+    ort_library_path,
+    trt_plugin_path,
+)
 from ._reference import PostprocessResult, axis_taps, cam_postprocess_reference
 
 __all__ = [
@@ -25,8 +34,12 @@ __all__ = [
     "cam_postprocess",
     "cam_postprocess_reference",
     "extension_path",
+    "kernels_build_dir",
+    "launcher_test_path",
     "names",
     "native_status",
+    "ort_library_path",
+    "trt_plugin_path",
     "validate_arguments",
 ]
 
@@ -37,10 +50,18 @@ def _int_arg(name: str, value: object, lo: int) -> int:
     return int(value)
 
 
+def _tracing() -> bool:
+    """True under torch.export / torch.compile / ONNX export, where value checks would be data-dependent."""
+    return bool(torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export() or torch.jit.is_tracing())
+
+
 def validate_arguments(
     maps: torch.Tensor, out_h: int, out_w: int, tau: float, max_boxes: int
 ) -> tuple[int, int, float, int]:
-    """Checks the public arguments; raises :class:`~fcam_deploy.errors.InputError` naming the problem and fix."""
+    """Checks the public arguments; raises :class:`~fcam_deploy.errors.InputError` naming the problem and fix.
+
+    The NaN/inf check reads values, so it is skipped while tracing (the native op then zeroes such maps).
+    """
     if not isinstance(maps, torch.Tensor):
         raise InputError(f"cam_postprocess: maps must be a torch.Tensor (N, h, w), got {type(maps).__name__}")
     if maps.dim() != 3:
@@ -58,7 +79,7 @@ def validate_arguments(
     k = _int_arg("max_boxes", max_boxes, 1)
     if isinstance(tau, bool) or not isinstance(tau, numbers.Real) or not 0.0 <= float(tau) <= 1.0:
         raise InputError(f"cam_postprocess: tau must be a float in [0, 1], got {tau!r}")
-    if maps.numel() and not bool(torch.isfinite(maps).all()):
+    if maps.numel() and not _tracing() and not bool(torch.isfinite(maps).all()):
         bad = (~torch.isfinite(maps)).flatten(1).any(1).nonzero().flatten().tolist()
         raise InputError(
             f"cam_postprocess: maps {bad[:8]} contain NaN or inf "

@@ -7,9 +7,18 @@ import logging
 from pathlib import Path
 from typing import NamedTuple
 
-from .names import TORCH_NAMESPACE, TORCH_OP, TORCH_QUALNAME
+from .names import ORT_LIBRARY, TORCH_NAMESPACE, TORCH_OP, TORCH_QUALNAME, TRT_LIBRARY
 
-__all__ = ["NativeStatus", "extension_path", "native_status", "log_fallback_once"]
+__all__ = [
+    "NativeStatus",
+    "extension_path",
+    "kernels_build_dir",
+    "launcher_test_path",
+    "log_fallback_once",
+    "native_status",
+    "ort_library_path",
+    "trt_plugin_path",
+]
 
 _LOG = logging.getLogger("fcam_deploy.ops")
 
@@ -25,6 +34,31 @@ class NativeStatus(NamedTuple):
 def extension_path() -> Path:
     """Path of the in-place built torch extension (it may not exist)."""
     return Path(__file__).resolve().parents[1] / "_C.so"
+
+
+def kernels_build_dir() -> Path:
+    """``kernels/build`` of the source tree (where ``kernels/build.sh`` puts the CMake targets)."""
+    return Path(__file__).resolve().parents[2] / "kernels" / "build"
+
+
+def _built(name: str) -> Path | None:
+    path = kernels_build_dir() / name
+    return path if path.is_file() else None
+
+
+def ort_library_path() -> Path | None:
+    """Path of the built ONNX Runtime custom-op library ``libfcam_ort_ops.so``, or None when not built."""
+    return _built(ORT_LIBRARY)
+
+
+def trt_plugin_path() -> Path | None:
+    """Path of the built TensorRT plugin library ``libfcam_trt_plugins.so``, or None when not built."""
+    return _built(TRT_LIBRARY)
+
+
+def launcher_test_path() -> Path | None:
+    """Path of the ASan+UBSan test binary of the CPU launcher, or None when not built."""
+    return _built("fcam_launcher_test")
 
 
 def _register_fake() -> None:

@@ -6,8 +6,9 @@
 // load it with IPluginRegistry::loadLibrary, trt.get_plugin_registry().load_library(path) or
 // `trtexec --dynamicPlugins=libfcam_trt_plugins.so` (and --setPluginsToSerialize to embed it in a plan).
 //
-// ONNX: the parser maps a node with op_type "FcamCamPostprocess", string attributes plugin_namespace="fcam"
-// and plugin_version="1" to this creator; INT attributes arrive as kINT32 fields, FLOAT as kFLOAT32.
+// ONNX: the parser maps the node fcam::CamPostprocess (op_type "CamPostprocess", string attributes
+// plugin_namespace="fcam", plugin_version="1") to the alias creator "CamPostprocess"; a node with op_type
+// "FcamCamPostprocess" reaches the canonical one. INT attributes arrive as kINT32 fields, FLOAT as kFLOAT32.
 // I/O: input maps float32 (N, h, w); outputs full float32 (N, H, W), mask uint8 (N, H, W), boxes int32
 // (N, K, 4), count int32 (N). enqueue calls fcam::camPostprocessCuda on TensorRT's stream and workspace.
 #include <NvInferRuntime.h>
@@ -200,9 +201,12 @@ class CamPostprocessPlugin final : public IPluginV3, public IPluginV3OneCore, pu
   PluginFieldCollection fc_{};
 };
 
+// Two creators build the same plugin: "FcamCamPostprocess" (canonical; the name the plugin reports, so
+// serialized engines deserialize through it) and "CamPostprocess", the ONNX node's op_type, because the ONNX
+// parser looks a custom node up as plugin name = op_type, namespace = plugin_namespace attribute.
 class CamPostprocessCreator final : public IPluginCreatorV3One {
  public:
-  CamPostprocessCreator() {
+  explicit CamPostprocessCreator(const char* name) : name_(name) {
     names_.emplace_back(nm::kAttrOutH, nullptr, PluginFieldType::kINT32, 1);
     names_.emplace_back(nm::kAttrOutW, nullptr, PluginFieldType::kINT32, 1);
     names_.emplace_back(nm::kAttrTau, nullptr, PluginFieldType::kFLOAT32, 1);
@@ -241,11 +245,12 @@ class CamPostprocessCreator final : public IPluginCreatorV3One {
     }
   }
   PluginFieldCollection const* getFieldNames() noexcept override { return &fc_; }
-  AsciiChar const* getPluginName() const noexcept override { return nm::kTrtPluginName; }
+  AsciiChar const* getPluginName() const noexcept override { return name_; }
   AsciiChar const* getPluginVersion() const noexcept override { return nm::kTrtPluginVersion; }
   AsciiChar const* getPluginNamespace() const noexcept override { return nm::kTrtPluginNamespace; }
 
  private:
+  const char* name_;
   std::vector<PluginField> names_;
   PluginFieldCollection fc_{};
 };
@@ -262,8 +267,9 @@ extern "C" __attribute__((visibility("default"))) void setLoggerFinder(nvinfer1:
 
 extern "C" __attribute__((visibility("default"))) nvinfer1::IPluginCreatorInterface* const* getCreators(
     int32_t& nbCreators) {
-  static fcam::trt::CamPostprocessCreator creator;
-  static nvinfer1::IPluginCreatorInterface* const creators[] = {&creator};
-  nbCreators = 1;
+  static fcam::trt::CamPostprocessCreator canonical(fcam::names::kTrtPluginName);
+  static fcam::trt::CamPostprocessCreator onnx_alias(fcam::names::kOnnxOp);
+  static nvinfer1::IPluginCreatorInterface* const creators[] = {&canonical, &onnx_alias};
+  nbCreators = 2;
   return creators;
 }
