@@ -23,6 +23,7 @@ __all__ = [
     "LITE0_STAGE_DEPTHS",
     "convert_efficientnet_lite",
     "efficientnet_lite0_weights_path",
+    "imagenet_efficientnet_lite0",
     "load_pretrained_state_dict",
     "read_state_dict_file",
 ]
@@ -180,3 +181,18 @@ def load_pretrained_state_dict(arch: str, path: Path | None = None, keep_classif
     if not keep_classifier:
         sd = {k: v for k, v in sd.items() if not k.startswith(("fc.", "classifier."))}
     return sd
+
+
+def imagenet_efficientnet_lite0(path: Path | None = None) -> torch.nn.Module:
+    """The unmodified ImageNet EfficientNet-Lite0 (timm ``tf_efficientnet_lite0``, output stride 32, 1000-way
+    classifier) with the converted weights, in eval mode.
+
+    Input: (N, 3, H, W) float RGB scaled to [-1, 1] (mean 0.5, std 0.5); 224×224 is the training size.
+    Output: (N, 1000) logits. Used to check the weight conversion on real photos and for real-image demos.
+    """
+    from fcam_deploy.models.backbones import _lite0
+
+    model = _lite0(32)
+    sd = load_pretrained_state_dict("efficientnet_lite0", path, keep_classifier=True)
+    model.load_state_dict(sd, strict=True)
+    return model.eval()
