@@ -1,0 +1,80 @@
+"""`fcam eval` end to end: a real (randomly initialised) checkpoint, CAM and F-CAM maps, saved maps re-scored."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fcam_deploy import cli
+
+torch = pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    from fcam_deploy.data.synth import SynthConfig, generate_synthetic
+    from fcam_deploy.models import FCAM, build_classifier
+    from fcam_deploy.models.checkpoint import CheckpointMeta, save_checkpoint
+
+    root = tmp_path_factory.mktemp("eval")
+    generate_synthetic(root / "ds", SynthConfig(num_classes=3), {"train": 0, "val": 0, "test": 5}, seed=2)
+    torch.manual_seed(0)
+    clf = build_classifier("resnet18", 3)
+    meta = CheckpointMeta(arch="resnet18", num_classes=3, class_names=["a", "b", "c"])
+    save_checkpoint(root / "clf", clf, meta)
+    save_checkpoint(root / "fcam", FCAM(clf), CheckpointMeta(arch="resnet18", num_classes=3, class_names=["a", "b", "c"]))
+    return root / "ds", root / "clf", root / "fcam"
+
+
+def _run(*args: str) -> int:
+    return cli.main(list(args))
+
+
+@pytest.mark.parametrize(("method", "ckpt_kind"), [("cam", "clf"), ("fcam", "fcam"), ("gradcam", "fcam")])
+def test_eval_then_score_saved_maps_gives_the_same_numbers(
+    setup: tuple[Path, Path, Path], tmp_path: Path, method: str, ckpt_kind: str
+) -> None:
+    ds, clf, fcam = setup
+    ckpt = clf if ckpt_kind == "clf" else fcam
+    rc = _run("eval", "--checkpoint", str(ckpt), "--data", str(ds), "--split", "test", "--method", method,
+              "--json", str(tmp_path / "e.json"), "--save-maps", str(tmp_path / "maps"), "--no-progress",
+              "--batch-size", "2")
+    assert rc == 0
+    ev = json.loads((tmp_path / "e.json").read_text())
+    assert ev["num_images"] == 5 and ev["method"] == method
+    for key in ("MaxBoxAcc", "MaxBoxAccV2", "PxAP"):
+        assert isinstance(ev[key], float) and 0.0 <= ev[key] <= 100.0
+    assert ev["classification"] is not None and ev["top1_loc"] is not None
+    saved = sorted(p.relative_to(tmp_path / "maps").as_posix() for p in (tmp_path / "maps").rglob("*.npy"))
+    assert saved == sorted(f"test/{k:06d}.png.npy" for k in range(5))
+    arr = np.load(tmp_path / "maps" / "test" / "000000.png.npy")
+    assert arr.shape == (224, 224) and arr.dtype == np.float32 and 0 <= arr.min() and arr.max() <= 1
+    rc = _run("score", "--maps", str(tmp_path / "maps"), "--metadata", str(ds), "--split", "test",
+              "--predictions", str(tmp_path / "maps" / "predictions.json"), "--json", str(tmp_path / "s.json"),
+              "--no-progress")
+    assert rc == 0
+    sc = json.loads((tmp_path / "s.json").read_text())
+    for key in ("MaxBoxAcc", "MaxBoxAccV2", "PxAP", "per_iou", "per_iou_v1", "best_threshold", "top1_loc",
+                "top5_loc", "num_images"):
+        assert sc[key] == ev[key], key
+
+
+def test_fcam_method_needs_an_fcam_checkpoint(
+    setup: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ds, clf, _ = setup
+    rc = _run("eval", "--checkpoint", str(clf), "--data", str(ds), "--method", "fcam", "--json",
+              str(tmp_path / "e.json"), "--no-progress")
+    assert rc == 2
+    assert "F-CAM" in capsys.readouterr().err
+    rc = _run("eval", "--checkpoint", str(clf), "--data", str(ds), "--method", "lpcam", "--json",
+              str(tmp_path / "e.json"), "--no-progress")
+    assert rc == 2
+    assert "--lpcam-prototypes" in capsys.readouterr().err
+    rc = _run("eval", "--checkpoint", str(tmp_path / "none"), "--data", str(ds), "--json",
+              str(tmp_path / "e.json"), "--no-progress")
+    assert rc == 2
+    assert not (tmp_path / "e.json").exists()
