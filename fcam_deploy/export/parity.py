@@ -14,7 +14,9 @@ the other side runs the ``.onnx`` in ONNX Runtime (CPU). ``Comparator.run`` reco
 Pass criteria (fp32): ``map`` and ``logits`` max abs diff <= 1e-4; ``pred_class`` identical; ``mask`` and
 ``boxes`` identical except at *tie pixels*, i.e. pixels whose map value lies within ``tie_atol`` of the
 threshold ``tau * max(map)`` (there a 1-ulp difference between two correct bilinear implementations flips the
-comparison); MaxBoxAccV2 and PxAP computed from either side's maps are identical.
+comparison); MaxBoxAccV2 computed from either side's maps is identical, and PxAP agrees within
+:data:`PXAP_ATOL` percentage points (a pixel within 1e-4 of one of the sweep thresholds can fall in the
+neighbouring histogram bin; the report has the raw values, ``metrics_identical`` says whether they are bit-equal).
 """
 
 from __future__ import annotations
@@ -31,12 +33,15 @@ import numpy as np
 from fcam_deploy.errors import ConfigError
 from fcam_deploy.runtime.base import INPUT_NAME, ModelMetadata
 
-__all__ = ["MAP_ATOL", "TIE_ATOL", "ParityReport", "compare_runs", "load_split_batches", "run_parity"]
+__all__ = ["MAP_ATOL", "PXAP_ATOL", "TIE_ATOL", "ParityReport", "compare_runs", "load_split_batches", "run_parity"]
 
 log = logging.getLogger(__name__)
 
 #: fp32 tolerance on the map and the logits.
 MAP_ATOL = 1e-4
+#: PxAP tolerance in percentage points: a pixel within MAP_ATOL of one of the sweep's thresholds may be counted
+#: in the neighbouring histogram bin, which moves PxAP by ~1e-5 pp; MaxBoxAccV2 must be exactly equal.
+PXAP_ATOL = 1e-2
 #: A mask pixel is a tie when |map - tau * max(map)| <= TIE_ATOL (bigger than any fp32 map difference seen).
 TIE_ATOL = 1e-4
 
@@ -78,9 +83,13 @@ def _torch_runner_cls() -> type:
         def infer_impl(self, feed_dict: dict[str, np.ndarray]) -> OrderedDict[str, np.ndarray]:
             import torch
 
+            import time
+
             x = torch.from_numpy(np.ascontiguousarray(feed_dict[INPUT_NAME]))
+            start = time.perf_counter()
             with torch.inference_mode():
                 outs = self._graph(x)
+            self.inference_time = time.perf_counter() - start
             return OrderedDict((n, t.numpy().copy()) for n, t in zip(self._meta.output_names, outs, strict=True))
 
         def deactivate_impl(self) -> None:
@@ -143,6 +152,22 @@ def compare_runs(
     tie-aware mask/box counts.
     """
     from polygraphy.comparator import Comparator, CompareFunc
+    from polygraphy.logger import G_LOGGER
+
+    quiet = G_LOGGER.verbosity(G_LOGGER.WARNING if log.isEnabledFor(logging.INFO) else G_LOGGER.ERROR)
+    with quiet:
+        return _compare_runs(runners, batches, meta, map_atol, tie_atol, save_dir)
+
+
+def _compare_runs(
+    runners: list[Any],
+    batches: list[np.ndarray],
+    meta: ModelMetadata,
+    map_atol: float,
+    tie_atol: float,
+    save_dir: Path | None,
+) -> tuple[dict[str, Any], Any]:
+    from polygraphy.comparator import Comparator, CompareFunc
 
     feeds = [{INPUT_NAME: b} for b in batches]
     kwargs: dict[str, Any] = {}
@@ -189,12 +214,25 @@ def compare_runs(
     return summary, results
 
 
-def _metrics(maps: list[np.ndarray], ids: list[str], data_dir: Path, split: str) -> dict[str, float]:
-    from fcam_deploy.metrics import evaluate_maps
+def _metrics(maps: list[np.ndarray], ids: list[str], data_dir: Path, wsol_meta: Any) -> dict[str, float | None]:
+    """MaxBoxAccV2 / PxAP of maps at the model size, resized to the 224x224 evaluation frame (bilinear)."""
+    import torch
 
-    scores = {i: m for i, m in zip(ids, maps, strict=True)}
-    res = evaluate_maps(scores, Path(data_dir), split)
-    return {k: float(res[k]) for k in ("MaxBoxAccV2", "PxAP") if k in res and res[k] is not None}
+    from fcam_deploy.metrics import RESIZE_LENGTH, evaluate_maps
+
+    def frame(m: np.ndarray) -> np.ndarray:
+        if m.shape == (RESIZE_LENGTH, RESIZE_LENGTH):
+            return m.astype(np.float32)
+        t = torch.nn.functional.interpolate(
+            torch.from_numpy(np.ascontiguousarray(m, dtype=np.float32))[None, None],
+            size=(RESIZE_LENGTH, RESIZE_LENGTH), mode="bilinear", align_corners=False,
+        )
+        return t[0, 0].clamp_(0.0, 1.0).numpy()
+
+    scores = {i: frame(m) for i, m in zip(ids, maps, strict=True)}
+    mask_root = Path(data_dir) / "masks"
+    res = evaluate_maps(scores, wsol_meta, mask_root=mask_root if mask_root.is_dir() else None, image_ids=ids)
+    return {k: (None if res.get(k) is None else float(res[k])) for k in ("MaxBoxAccV2", "PxAP")}
 
 
 def run_parity(
@@ -237,7 +275,7 @@ def run_parity(
     graph, _ = build_graph(
         Path(ckpt), meta.method, meta.postprocess, meta.input_size, max(meta.max_boxes, 1), tau=meta.tau
     )
-    batches, ids, _ = load_split_batches(data_dir, split, meta.input_size, batch_size, limit)
+    batches, ids, wsol_meta = load_split_batches(data_dir, split, meta.input_size, batch_size, limit)
     sess = make_session(model, "cpu", plugin_library, needs_custom_ops=meta.postprocess == "custom-op")
     runners = [_torch_runner_cls()(graph, meta), OnnxrtRunner(sess, name="onnxruntime-cpu")]
     other_meta = None
@@ -277,11 +315,19 @@ def run_parity(
         per_runner = {}
         for name, iters in results:
             maps = [m for it in iters for m in it["map"]]
-            per_runner[name] = _metrics(maps, ids, data_dir, split)
+            per_runner[name] = _metrics(maps, ids, data_dir, wsol_meta)
         report["metrics"] = per_runner
         values = list(per_runner.values())
+        report["metrics_max_abs_diff"] = {
+            k: max((abs((v[k] or 0.0) - (values[0][k] or 0.0)) for v in values[1:]), default=0.0)
+            for k in values[0]
+        }
         report["metrics_identical"] = all(v == values[0] for v in values[1:])
-        report["passed"] = bool(report["passed"] and report["metrics_identical"])
+        report["metrics_equal"] = bool(
+            all(v["MaxBoxAccV2"] == values[0]["MaxBoxAccV2"] for v in values[1:])
+            and report["metrics_max_abs_diff"].get("PxAP", 0.0) <= PXAP_ATOL
+        )
+        report["passed"] = bool(report["passed"] and report["metrics_equal"])
     if save_dir is not None:
         report["replay"] = (
             f"polygraphy run {model} --onnxrt --load-inputs {save_dir / 'inputs.json'} "
