@@ -31,7 +31,8 @@ METHODS: dict[str, type[BaseExtractor] | type[FCAMMap]] = {
 def make_extractor(model: nn.Module, method: str, **kw: Any) -> BaseExtractor | FCAMMap:
     """Build the extractor of ``method`` (a key of :data:`METHODS`) with its keyword options.
 
-    Options: ``target_layer`` (all but fcam), ``upsample`` / ``normalize`` (all but fcam), ``head`` and ``impl``
+    Options: ``upsample`` (all; fcam resizes only when its map is not at the input size), ``target_layer`` and
+    ``normalize`` (all but fcam), ``head`` and ``impl``
     (cam and the gradient methods), ``batch_size`` (scorecam), ``prototypes`` (required) and ``flip`` (lpcam).
     """
     if method not in METHODS:
@@ -42,9 +43,10 @@ def make_extractor(model: nn.Module, method: str, **kw: Any) -> BaseExtractor | 
             raise InputError("method 'lpcam' needs prototypes= (LPCAMPrototypes or the path of a fitted file)")
         return LPCAM(model, prototypes, **kw)
     if method == "fcam":
-        if kw:
-            raise InputError(f"method 'fcam' takes no options, got {sorted(kw)}")
-        return FCAMMap(model)
+        extra = sorted(set(kw) - {"upsample"})
+        if extra:
+            raise InputError(f"method 'fcam' takes only the upsample= option, got {extra}")
+        return FCAMMap(model, **kw)
     try:
         return METHODS[method](model, **kw)  # type: ignore[call-arg]
     except TypeError as exc:

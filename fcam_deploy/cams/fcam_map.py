@@ -7,7 +7,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from fcam_deploy.cams._core import CamResult, model_device_dtype, preserve_model_state, validate_images
+from fcam_deploy.cams._core import (
+    CamResult,
+    Upsample,
+    check_choice,
+    model_device_dtype,
+    preserve_model_state,
+    upsample_maps,
+    validate_images,
+)
 from fcam_deploy.errors import InputError
 
 __all__ = ["FCAMMap"]
@@ -23,14 +31,19 @@ class FCAMMap:
 
     Args:
         model: an F-CAM model.
+        upsample: used only when ``fg_prob`` is not at the input size: ``"bilinear"`` (align_corners=False, the
+            F-CAM code) or ``"bicubic_cv2"`` (then clipped to [0, 1]); never renormalised (absolute probabilities,
+            PxAP depends on them).
     """
 
     method = "fcam"
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, *, upsample: Upsample = "bilinear") -> None:
         if not isinstance(model, nn.Module):
             raise InputError(f"model must be an nn.Module, got {type(model).__name__}")
+        check_choice("upsample", upsample, ("bilinear", "bicubic_cv2"))
         self.model = model
+        self.upsample: Upsample = upsample
 
     def __enter__(self) -> FCAMMap:
         return self
@@ -65,7 +78,7 @@ class FCAMMap:
         low = torch.nan_to_num(fg.detach(), nan=0.0)
         size = (x.shape[-2], x.shape[-1])
         if tuple(low.shape[-2:]) != size:
-            full = nn.functional.interpolate(low[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
+            full = upsample_maps(low, size, self.upsample).clamp(0.0, 1.0)
         else:
             full = low.clone()
         logits = getattr(out, "logits", None)
