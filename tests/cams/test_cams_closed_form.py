@@ -137,3 +137,31 @@ def test_closed_form_cam_module_exports_with_and_without_classes(tmp_path) -> No
             ref = compute_maps(model, x, method, cls if with_cls else None, **kw)
             assert abs(logits - ref.logits.numpy()).max() < 1e-5
             assert abs(maps - ref.lowres.numpy()).max() < 1e-5, (method, with_cls)
+
+
+try:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+except ImportError:  # pragma: no cover - hypothesis is a dev dependency
+    given = None
+
+if given is not None:
+
+    @settings(max_examples=25, deadline=None)
+    @given(
+        n=st.integers(1, 3), c=st.integers(1, 9), h=st.integers(1, 6), w=st.integers(1, 6), k=st.integers(1, 5),
+        seed=st.integers(0, 2**31 - 1), method=st.sampled_from(GRAD_METHODS),
+    )
+    def test_closed_form_equals_autograd_property(n, c, h, w, k, seed, method) -> None:
+        """Random shapes, signed activations, any classes: the head equals the general formula fed with the
+        autograd gradient of a GAP -> Linear score (float64)."""
+        g = torch.Generator().manual_seed(seed)
+        a = torch.randn(n, c, h, w, generator=g, dtype=torch.float64).requires_grad_(True)
+        lin = torch.nn.Linear(c, k).double()
+        with torch.no_grad():
+            lin.weight.copy_(torch.randn(k, c, generator=g, dtype=torch.float64))
+        cls = torch.randint(0, k, (n,), generator=g)
+        (grad,) = torch.autograd.grad(lin(a.mean(dim=(2, 3))).gather(1, cls[:, None]).sum(), a)
+        expect = GRADIENT_FORMULAS[method](a.detach(), grad)
+        got = CLOSED_FORM_HEADS[method]()(a.detach(), lin.weight.detach(), cls)
+        torch.testing.assert_close(got, expect, rtol=1e-7, atol=1e-9)
