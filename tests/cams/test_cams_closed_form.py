@@ -88,6 +88,7 @@ def test_heads_do_not_modify_inputs() -> None:
 
 
 @pytest.mark.ort
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::torch.jit.TracerWarning")
 def test_heads_export_to_onnx_and_match(tmp_path) -> None:
     onnx = pytest.importorskip("onnx")
     ort = pytest.importorskip("onnxruntime")
@@ -112,6 +113,7 @@ def test_heads_export_to_onnx_and_match(tmp_path) -> None:
 
 
 @pytest.mark.ort
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::torch.jit.TracerWarning")
 def test_closed_form_cam_module_exports_with_and_without_classes(tmp_path) -> None:
     """Classifier + head as one ONNX graph: logits and maps equal compute_maps (closed form) and autograd."""
     pytest.importorskip("onnx")
