@@ -147,7 +147,8 @@ def collect(plugins: Path | None = None, ort_ops: Path | None = None, engine: bo
 def _check_trt_plugins(arg: Path | None, trt: Any | None) -> Check:
     path, source = _library_path(arg, TRT_PLUGINS_ENV)
     if path is None:
-        return Check("trt-plugins", "missing", f"no library given (--plugins or ${TRT_PLUGINS_ENV}); not searched")
+        return Check("trt-plugins", "missing",
+                     f"no library given (--plugins or ${TRT_PLUGINS_ENV}); not searched{_built_hint('trt')}")
     info: dict[str, Any] = {"path": str(path), "source": source}
     if not path.is_file():
         return Check("trt-plugins", "fail", f"{path} (from {source}) does not exist", info)
@@ -180,7 +181,8 @@ def _check_trt_plugins(arg: Path | None, trt: Any | None) -> Check:
 def _check_ort_ops(arg: Path | None, ort: Any | None) -> Check:
     path, source = _library_path(arg, ORT_OPS_ENV)
     if path is None:
-        return Check("ort-custom-ops", "missing", f"no library given (--ort-ops or ${ORT_OPS_ENV}); not searched")
+        return Check("ort-custom-ops", "missing",
+                     f"no library given (--ort-ops or ${ORT_OPS_ENV}); not searched{_built_hint('ort')}")
     info = {"path": str(path), "source": source}
     if not path.is_file():
         return Check("ort-custom-ops", "fail", f"{path} (from {source}) does not exist", info)
@@ -197,16 +199,26 @@ def _check_torch_extension(torch: Any | None) -> Check:
     if torch is None:
         return Check("torch-extension", "skipped", "torch missing")
     try:
-        importlib.import_module("fcam_deploy.ops")
+        ops = importlib.import_module("fcam_deploy.ops")
+        status = ops.native_status()
     except Exception as exc:  # a broken ops package is a failure to report
-        return Check("torch-extension", "fail", f"fcam_deploy.ops failed to import: {exc}")
-    try:
-        op = torch.ops.fcam.cam_postprocess
-    except (AttributeError, RuntimeError):
+        return Check("torch-extension", "fail", f"fcam_deploy.ops failed to load: {type(exc).__name__}: {exc}")
+    info = {"available": bool(status.available), "cuda_kernel": bool(status.cuda), "reason": status.reason}
+    if not status.available:
         return Check("torch-extension", "missing",
-                     "torch.ops.fcam.cam_postprocess not registered (build it with `make kernels`); the Python "
-                     "reference is used")
-    return Check("torch-extension", "ok", f"torch.ops.fcam.cam_postprocess registered ({op})")
+                     f"torch.ops.fcam.cam_postprocess unavailable ({status.reason}); the NumPy reference is used", info)
+    return Check("torch-extension", "ok",
+                 f"{status.reason}; CUDA kernel: {'yes' if status.cuda else 'no'}", info)
+
+
+def _built_hint(kind: str) -> str:
+    """Where `make kernels` left a library, as a hint only (doctor never loads a path it was not given)."""
+    try:
+        ops = importlib.import_module("fcam_deploy.ops")
+        path = ops.trt_plugin_path() if kind == "trt" else ops.ort_library_path()
+    except Exception:  # the hint is optional; a broken ops package is reported by the torch-extension check
+        return ""
+    return f"; a build exists at {path}" if path is not None else ""
 
 
 def _check_engine_parity() -> Check:

@@ -83,3 +83,20 @@ def test_doctor_plugin_symbol_check(tmp_path: Path, capsys: pytest.CaptureFixtur
         "getCreators": True, "setLoggerFinder": True}
     rc, checks = _report(capsys, "--plugins", str(tmp_path / "bad.so"), "--no-engine")
     assert rc == 1 and checks["trt-plugins"]["status"] == "fail" and "lacks" in checks["trt-plugins"]["detail"]
+
+
+def test_doctor_ort_ops_and_torch_extension(capsys: pytest.CaptureFixture[str]) -> None:
+    """The custom-op library `make kernels` builds registers with ORT; the extension line mirrors ops.native_status."""
+    from fcam_deploy import ops
+
+    rc, checks = _report(capsys, "--no-engine")
+    status = ops.native_status()
+    assert checks["torch-extension"]["status"] == ("ok" if status.available else "missing")
+    assert checks["torch-extension"]["info"]["cuda_kernel"] == status.cuda
+    lib = ops.ort_library_path()
+    if lib is None:
+        pytest.skip("libfcam_ort_ops.so not built (make kernels)")
+    assert str(lib) in checks["ort-custom-ops"]["detail"]  # hinted, not loaded: the check stays 'missing'
+    assert checks["ort-custom-ops"]["status"] == "missing"
+    rc, checks = _report(capsys, "--ort-ops", str(lib), "--no-engine")
+    assert checks["ort-custom-ops"]["status"] == "ok"
