@@ -1,1 +1,49 @@
-"""fcam_deploy.train"""
+"""fcam_deploy.train: stage 1 (CAM classifier) and stage 2 (F-CAM) training.
+
+Public API: :func:`train_classifier`, :func:`train_fcam`, :func:`load_train_config` (typed configs from
+``configs/{classifier,fcam}/*.json``), the loss pieces :func:`sample_seeds`, :func:`dense_crf_loss`,
+:func:`size_loss`, :func:`elb_penalty`, :func:`fcam_loss`, and the DDP helper :class:`CPUSyncBatchNorm`.
+Submodules are imported lazily (no work at import time).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "train_classifier": "engine",
+    "train_fcam": "engine",
+    "TrainResult": "engine",
+    "normalize_cam": "engine",
+    "predict_maps": "engine",
+    "load_train_config": "config",
+    "ClassifierTrainConfig": "config",
+    "FCAMTrainConfig": "config",
+    "OptimConfig": "config",
+    "available_configs": "config",
+    "config_to_dict": "config",
+    "SeedConfig": "seeds",
+    "sample_seeds": "seeds",
+    "IGNORE_INDEX": "seeds",
+    "CRFConfig": "crf",
+    "dense_crf_loss": "crf",
+    "exact_crf_value_and_grad": "crf",
+    "ELBConfig": "elb",
+    "ELBState": "elb",
+    "elb_penalty": "elb",
+    "size_loss": "elb",
+    "fcam_loss": "losses",
+    "seed_cross_entropy": "losses",
+    "CPUSyncBatchNorm": "distributed",
+    "convert_sync_batchnorm": "distributed",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    mod = _EXPORTS.get(name)
+    if mod is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{mod}"), name)
