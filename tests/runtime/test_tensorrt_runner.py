@@ -210,3 +210,22 @@ def test_real_tensorrt_engine_matches_onnxruntime(tmp_path: Path) -> None:
     np.testing.assert_allclose(got["map"], ref["map"], atol=1e-4)
     assert np.array_equal(got["pred_class"], ref["pred_class"])
     assert np.count_nonzero(got["mask"] != ref["mask"]) <= 2
+
+
+def test_localizer_routes_plans_to_the_tensorrt_runner(built: tuple[Any, Path, Path],
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Localizer.load(".plan") -> open_runner -> TrtRunner (fake TensorRT, host buffers) predicts exactly what the
+    ONNX Runtime backend predicts on the same images of other sizes."""
+    from fcam_deploy.runtime import Localizer
+
+    fake, onnx_path, plan = built
+    monkeypatch.setattr(rt, "_CudaMemory", lambda index: HostMemory())
+    rng = np.random.default_rng(9)
+    images = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in [(32, 32), (45, 20), (70, 90)]]
+    with Localizer.load(plan) as trt_loc, Localizer.load(onnx_path, backend="onnxruntime") as ort_loc:
+        assert trt_loc.backend == "tensorrt" and trt_loc.providers == ("tensorrt:cuda:0",)
+        for got, ref in zip(trt_loc.predict(images), ort_loc.predict(images), strict=True):
+            assert (got.class_index, got.boxes, got.size) == (ref.class_index, ref.boxes, ref.size)
+            assert got.score == ref.score
+            np.testing.assert_array_equal(got.map, ref.map)
+    assert any(c[0] == "execute_async_v3" for c in fake.calls)
