@@ -286,19 +286,25 @@ def test_cuda_request_reports_cpu_fallback(install_dir: Path, images: list[Path]
     assert proc.returncode == 0 and "runs on the CPU" in proc.stderr
 
 
-def test_find_package_consumer_and_pil_exact_resize(install_dir: Path, images: list[Path], tmp_path: Path) -> None:
-    """A downstream CMake project finds the installed package; fcam::resize_bilinear equals upstream Pillow's
-    algorithm byte for byte (NumPy port above) and the installed Pillow within 1 (pass order may differ)."""
-    from PIL import Image
-
-    build = tmp_path / "consumer"
+@pytest.fixture(scope="session")
+def consumer(install_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Build tests/cpp/consumer (a downstream project that only uses find_package(fcam_localizer))."""
+    build = tmp_path_factory.mktemp("consumer")
     cfg = subprocess.run(["cmake", "-S", str(Path(__file__).parent / "consumer"), "-B", str(build),
                           f"-DCMAKE_PREFIX_PATH={install_dir}", "-DCMAKE_BUILD_TYPE=Release"],
                          capture_output=True, text=True, timeout=300)
     assert cfg.returncode == 0, cfg.stdout + cfg.stderr
     bld = subprocess.run(["cmake", "--build", str(build)], capture_output=True, text=True, timeout=300)
     assert bld.returncode == 0, bld.stdout + bld.stderr
-    exe = build / "resize_check"
+    return build
+
+
+def test_pil_exact_resize(consumer: Path, images: list[Path], tmp_path: Path) -> None:
+    """fcam::resize_bilinear equals upstream Pillow's algorithm byte for byte (NumPy port above) and the installed
+    Pillow within 1 (its pass order may differ, see export/README.md)."""
+    from PIL import Image
+
+    exe = consumer / "resize_check"
     cases = [(images[4], 64, 64), (images[4], 224, 224), (images[2], 13, 90), (images[3], 64, 31), (images[5], 5, 1),
              (images[6], 33, 47), (images[7], 40, 40), (images[8], 17, 300), (images[9], 64, 64), (images[10], 50, 21)]
     for path, w, h in cases:
@@ -323,3 +329,13 @@ def test_pillow_port_matches_installed_pillow_when_one_pass() -> None:
         a = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
         want = np.asarray(Image.fromarray(a).resize((ow, oh), Image.Resampling.BILINEAR))
         assert np.array_equal(pillow_bilinear(a, ow, oh), want), (h, w, oh, ow)
+
+
+def test_concurrent_predict_is_consistent(consumer: Path, images: list[Path], tmp_path: Path) -> None:
+    from fcam_deploy.export.tensorrt import write_probe_onnx
+
+    model = write_probe_onnx(tmp_path / "probe.onnx")
+    proc = subprocess.run([str(consumer / "thread_check"), str(model), *map(str, images[:6])],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.split() == ["calls", str(4 * 8 * 6), "mismatches", "0"]

@@ -229,3 +229,19 @@ def test_localizer_routes_plans_to_the_tensorrt_runner(built: tuple[Any, Path, P
             assert got.score == ref.score
             np.testing.assert_array_equal(got.map, ref.map)
     assert any(c[0] == "execute_async_v3" for c in fake.calls)
+
+
+def test_runner_is_thread_safe(built: tuple[Any, Path, Path]) -> None:
+    """One execution context shared by 4 threads: the runner's lock keeps every result equal to a serial run."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    _, _, plan = built
+    rng = np.random.default_rng(11)
+    batches = [rng.integers(0, 256, (int(rng.integers(1, 5)), 32, 32, 3), dtype=np.uint8) for _ in range(16)]
+    with _runner(plan) as runner:
+        serial = [runner.run(b) for b in batches]
+        with ThreadPoolExecutor(4) as pool:
+            parallel = list(pool.map(runner.run, batches))
+    for s, p in zip(serial, parallel, strict=True):
+        for k in s:
+            np.testing.assert_array_equal(s[k], p[k])
