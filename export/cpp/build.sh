@@ -61,7 +61,7 @@ echo "build.sh: ONNX Runtime $ORT_VERSION from $ORT_LIB"
 extra=()
 if [[ -n "${TENSORRT_ROOT:-}" ]]; then extra+=("-DTENSORRT_ROOT=$TENSORRT_ROOT"); fi
 cmake -S "$HERE" -B "$BUILD/cmake" -DCMAKE_BUILD_TYPE="${CMAKE_BUILD_TYPE:-Release}" \
-  -DONNXRUNTIME_ROOT="$BUILD/ort" -DCMAKE_INSTALL_PREFIX="$BUILD/install" "${extra[@]}" >"$BUILD/cmake-configure.log" \
+  -DONNXRUNTIME_ROOT="$BUILD/ort" -DCMAKE_INSTALL_PREFIX="$BUILD/install" ${extra[@]+"${extra[@]}"} >"$BUILD/cmake-configure.log" \
   || { cat "$BUILD/cmake-configure.log" >&2; exit 1; }
 grep -E "^-- fcam_localizer" "$BUILD/cmake-configure.log" || true
 cmake --build "$BUILD/cmake" -j "${JOBS:-2}"
