@@ -162,8 +162,14 @@ class TrtRunner final : public Runner {
         r.logits.resize(bytes / 4);
         std::memcpy(r.logits.data(), p, bytes);
       } else if (name == "pred_class") {
-        r.pred_class.resize(bytes / 8);
-        std::memcpy(r.pred_class.data(), p, bytes);
+        if (engine_->getTensorDataType(name.c_str()) == nvinfer1::DataType::kINT32) {  // parser may narrow ArgMax
+          std::vector<int32_t> narrow(bytes / 4);
+          std::memcpy(narrow.data(), p, bytes);
+          r.pred_class.assign(narrow.begin(), narrow.end());
+        } else {
+          r.pred_class.resize(bytes / 8);
+          std::memcpy(r.pred_class.data(), p, bytes);
+        }
       } else if (name == "map") {
         r.map.resize(bytes / 4);
         std::memcpy(r.map.data(), p, bytes);
