@@ -59,3 +59,27 @@ def exported(tmp_path_factory: pytest.TempPathFactory, make_graph: Callable[...,
         return cache[key]
 
     return _get
+
+
+@pytest.fixture(scope="session")
+def checkpoint_dir(tmp_path_factory: pytest.TempPathFactory, tiny_models) -> Path:
+    """An F-CAM checkpoint directory of the tiny model (threshold 0.42 recorded as validation-optimal)."""
+    from fcam_deploy.models.checkpoint import CheckpointMeta, save_checkpoint
+
+    _, fcam = tiny_models
+    out = tmp_path_factory.mktemp("ckpt") / "fcam"
+    meta = CheckpointMeta(arch="resnet18_s8", num_classes=len(CLASS_NAMES), class_names=list(CLASS_NAMES),
+                          input_size=SIZE, mean=MEAN, std=STD, threshold=0.42, kind="fcam")
+    save_checkpoint(out, fcam, meta)
+    return out
+
+
+@pytest.fixture(scope="session")
+def synth_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny synthetic WSOL set (test split only, 10 images of 64 px, boxes + masks)."""
+    from fcam_deploy.data import SynthConfig, generate_synthetic
+
+    out = tmp_path_factory.mktemp("synth")
+    generate_synthetic(out, SynthConfig(size=64, num_classes=len(CLASS_NAMES)), counts={"test": 10}, seed=3,
+                       overwrite=True)
+    return out
