@@ -10,8 +10,9 @@ only partially. This set reproduces that situation on purpose, with exact box an
   with a round *head* protruding at one end of its major axis (``head_fraction`` ~ 19 %). Body and head share
   one colour, drawn per instance from a saturated HSV range that does not depend on the class, plus a
   low-frequency texture and a few darker spots. The class is carried **only** by a dark pattern printed on the
-  head (``dot``, ``ring``, ``bar_across``, ``bar_along``, ``eyes``, ``plus``, ``x``, ``cap``, ``triangle``,
-  ``stripes``; ``--classes K`` uses the first K). A classifier therefore needs the head alone, and its CAM
+  head (``dot``, ``ring``, ``bar``, ``eyes``, ``plus``, ``cap``, ``triangle``, ``stripes``, ``three_dots``,
+  ``dark``; ``--classes K`` uses the first K). The patterns differ in shape under any rotation, so the head
+  alone decides the class (no need to relate it to the body's direction). A classifier therefore needs the head alone, and its CAM
   peaks there; the body, which carries no class evidence, is what CAM misses and what F-CAM must recover.
   Every pattern is mirror-symmetric about the object's axis, so a horizontal flip never changes the class.
 * **The head shares the body's colour** (only the pattern is dark), so a colour/position CRF can grow a region
@@ -75,7 +76,7 @@ __all__ = [
 
 #: Head patterns, in label order (label k uses ``PATTERNS[k]``).
 PATTERNS: tuple[str, ...] = (
-    "dot", "ring", "bar_across", "bar_along", "eyes", "plus", "x", "cap", "triangle", "stripes",
+    "dot", "ring", "bar", "eyes", "plus", "cap", "triangle", "stripes", "three_dots", "dark",
 )
 
 #: Split names written by :func:`generate_synthetic`, in seeding order.
@@ -329,7 +330,11 @@ def _rect(lo_u: float, hi_u: float, lo_v: float, hi_v: float) -> list[tuple[floa
 
 
 def _draw_pattern(canvas: NDArray[np.uint8], name: str, loc: _Local, r: float) -> None:
-    """Rasterise head pattern ``name`` (mirror-symmetric about the u axis) for a head of radius r."""
+    """Rasterise head pattern ``name`` for a head of radius r.
+
+    Every pattern is mirror-symmetric about the object's axis (so a horizontal flip keeps the class) and its
+    shape differs from every other pattern under any rotation (so the class is decidable from the head alone,
+    without looking at the body's direction)."""
     import cv2
 
     def circle(u: float, v: float, rad: float) -> None:
@@ -346,23 +351,14 @@ def _draw_pattern(canvas: NDArray[np.uint8], name: str, loc: _Local, r: float) -
             canvas, (round(p[0] * _SCALE), round(p[1] * _SCALE)), max(1, round(0.6 * r * _SCALE)), 1, thick,
             cv2.LINE_8, _SHIFT,
         )
-    elif name == "bar_across":
+    elif name == "bar":  # one bar across the object's axis
         _fill_poly(canvas, loc(_rect(-t, t, -0.85 * r, 0.85 * r)))
-    elif name == "bar_along":
-        _fill_poly(canvas, loc(_rect(-0.85 * r, 0.85 * r, -t, t)))
     elif name == "eyes":
         circle(0.1 * r, -0.45 * r, 0.27 * r)
         circle(0.1 * r, 0.45 * r, 0.27 * r)
     elif name == "plus":
         _fill_poly(canvas, loc(_rect(-t, t, -0.85 * r, 0.85 * r)))
         _fill_poly(canvas, loc(_rect(-0.85 * r, 0.85 * r, -t, t)))
-    elif name == "x":
-        d = 0.85 * r / math.sqrt(2.0)
-        for sgn in (1.0, -1.0):
-            ex, ey = d, sgn * d
-            n = np.array([-ey, ex]) / math.hypot(ex, ey) * t
-            _fill_poly(canvas, loc([(ex + n[0], ey + n[1]), (ex - n[0], ey - n[1]),
-                                    (-ex - n[0], -ey - n[1]), (-ex + n[0], -ey + n[1])]))
     elif name == "cap":
         _fill_poly(canvas, loc(_rect(0.1 * r, 1.2 * r, -1.2 * r, 1.2 * r)))
     elif name == "triangle":
@@ -371,6 +367,11 @@ def _draw_pattern(canvas: NDArray[np.uint8], name: str, loc: _Local, r: float) -
         tt = max(0.17 * r, 0.75)
         for c in (-0.42 * r, 0.42 * r):
             _fill_poly(canvas, loc(_rect(c - tt, c + tt, -0.9 * r, 0.9 * r)))
+    elif name == "three_dots":
+        for ang in (0.0, 2.0 * math.pi / 3.0, -2.0 * math.pi / 3.0):
+            circle(0.5 * r * math.cos(ang), 0.5 * r * math.sin(ang), 0.24 * r)
+    elif name == "dark":  # the whole head
+        circle(0.0, 0.0, r + 1.0)
     else:  # pragma: no cover - PATTERNS is closed
         raise ConfigError(f"unknown head pattern {name!r}")
 
