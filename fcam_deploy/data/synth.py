@@ -658,7 +658,8 @@ def generate_synthetic(
     Args:
         out_dir: dataset folder (created).
         config: the design; default ``SynthConfig()`` (224 px, 8 classes).
-        counts: images per split, keys among ``train``, ``val``, ``test``; default 3000 / 200 / 500.
+        counts: images per split, keys among ``train``, ``val``, ``test``; default 3000 / 200 / 500. Splits with
+            0 images are not written.
         seed: the seed; the same (config, counts, seed) writes byte-identical files.
         overwrite: replace an existing set in ``out_dir`` (only its images/, masks/, parts/ and metadata/
             folders are removed); without it an existing ``out_dir/metadata`` raises :class:`ConfigError`.
@@ -698,7 +699,7 @@ def generate_synthetic(
     instances: dict[str, int] = {}
     try:
         for split in SPLITS:
-            if split not in cnt:
+            if not cnt.get(split):  # absent or zero: no folder (an empty split is not a valid WSOL split)
                 continue
             n = int(cnt[split])
             for sub in ("images", "masks", "parts"):
