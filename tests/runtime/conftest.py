@@ -34,3 +34,18 @@ def onnx_model(tmp_path_factory: pytest.TempPathFactory, models) -> Callable[...
         return cache[key]
 
     return _get
+
+
+@pytest.fixture(scope="session")
+def checkpoint_dir(tmp_path_factory: pytest.TempPathFactory, models) -> Path:
+    """F-CAM checkpoint of the tiny model (what ``Localizer.load`` takes for the torch backend)."""
+    from fcam_deploy.models.checkpoint import CheckpointMeta, save_checkpoint
+
+    from _runtime_helpers import CLASS_NAMES, MEAN, SIZE, STD, TAU
+
+    _, fcam = models
+    out = tmp_path_factory.mktemp("rt_ckpt") / "fcam"
+    save_checkpoint(out, fcam, CheckpointMeta(arch="resnet18_s8", num_classes=len(CLASS_NAMES),
+                                              class_names=list(CLASS_NAMES), input_size=SIZE, mean=MEAN, std=STD,
+                                              threshold=TAU, kind="fcam"))
+    return out
