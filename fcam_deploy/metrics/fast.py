@@ -14,11 +14,13 @@ yields the background components of every level, of which those not reaching the
   (a GT box inside a ring), so holes are evaluated, not skipped.
 
 v1 keeps the single contour of largest ``cv2.contourArea`` (polygon area through the traced pixel centres, NOT a
-pixel count). For a component without holes that area equals ``#(2x2 cells with 4 corners in it) + 1/2 #(cells
-with 3)``, accumulated during the sweep. Where that cannot decide alone -- a level with holes (their contours and
-the filled area of their parents are not tracked), or several components tying for the largest area (OpenCV's
-list order breaks ties) -- the level is handed to the OpenCV reference (:func:`reference.boxes_at_level`), once
-per distinct level. The tests check equality with the reference on thousands of random and structured maps.
+pixel count). Every contour lies inside the outer contour of a top-level component (one not inside a hole), so the
+largest is a top-level outer contour. Top-level components are the 8-components of the hole-filled map
+``{c > L}`` (``c`` = the level at which a pixel joins the border-connected background, a priority flood), and the
+polygon area of a filled 8-component equals ``#(2x2 cells with 4 corners in it) + 1/2 #(cells with 3)``, which the
+same union-find sweep accumulates. Only where several top-level components tie for the largest area does OpenCV's
+list order decide; those levels are handed to the OpenCV reference (:func:`reference.boxes_at_level`), once per
+distinct level. The tests check equality with the reference on thousands of random and structured maps.
 """
 
 from __future__ import annotations
@@ -76,7 +78,7 @@ def best_ious_fast(
     """
     gt = np.ascontiguousarray(check_box_convention(gt_boxes, "GT boxes"), dtype=np.int64)
     u8 = np.ascontiguousarray(u8, dtype=np.uint8)
-    top, fg_best, hole_best, n_holes, v1_iou, v1_tie = _kernel()(u8, gt)
+    top, fg_best, hole_best, n_holes, v1_iou, v1_tie = _kernel()(u8, gt, bool(v1), bool(v2))
     levels = level_thresholds(thresholds, int(top))
     empty = levels >= top  # no foreground (also covers top == 0)
     lv = np.minimum(levels, 255)
@@ -88,7 +90,7 @@ def best_ious_fast(
     out_v1 = None
     if v1:
         out_v1 = np.where(empty, empty_iou, v1_iou[lv])
-        undecided = (~empty) & ((n_holes[lv] > 0) | (v1_tie[lv] > 0))
+        undecided = (~empty) & (v1_tie[lv] > 0)
         if undecided.any():
             for level in np.unique(levels[undecided]):
                 boxes = boxes_at_level(u8, int(level), multi_contour=False)

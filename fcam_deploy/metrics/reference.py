@@ -90,8 +90,9 @@ def best_ious_reference(
     """
     gt = check_box_convention(gt_boxes, "GT boxes")
     top = np.max(u8)
-    out = np.empty(len(thresholds), dtype=np.float64)
-    for i, t in enumerate(np.asarray(thresholds, dtype=np.float64)):
-        boxes = boxes_at_level(u8, int(t * top), multi_contour)
-        out[i] = iou_matrix(boxes, gt).max()
-    return out
+    # as wsolevaluation's BoxEvaluator.accumulate: boxes of every threshold, one IoU matrix, max per threshold
+    per_threshold = [boxes_at_level(u8, int(t * top), multi_contour) for t in np.asarray(thresholds, np.float64)]
+    counts = np.array([len(b) for b in per_threshold])
+    ious = iou_matrix(np.concatenate(per_threshold, axis=0), gt).max(axis=1)
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    return np.maximum.reduceat(ious, starts)
