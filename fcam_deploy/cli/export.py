@@ -24,34 +24,43 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     p.add_argument("--checkpoint", type=Path, required=True, help="checkpoint directory (config.json + weights)")
     p.add_argument("--out", type=Path, required=True, help="ONNX file to write")
-    p.add_argument("--postprocess", choices=POSTPROCESS_MODES, default="onnx", help="in-graph post-processing")
+    p.add_argument("--profile", type=Path, default=None,
+                   help="deploy profile TOML (export/profiles/*.toml); explicit flags override it")
+    p.add_argument("--postprocess", choices=POSTPROCESS_MODES, default=None,
+                   help="in-graph post-processing (default onnx)")
     p.add_argument(
         "--method", choices=METHODS, default=None, help="map method (default: fcam for F-CAM checkpoints, else cam)"
     )
-    p.add_argument("--opset", type=int, default=18, help="ONNX opset (17-23, default 18)")
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset (17-23, default 18)")
     p.add_argument(
         "--dynamic-batch",
         action=argparse.BooleanOptionalAction,
-        default=True,
+        default=None,
         help="symbolic batch dimension (default on; --no-dynamic-batch fixes N=1)",
     )
     p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=None, help="input size (default: ckpt)")
-    p.add_argument("--max-boxes", type=int, default=8, help="rows of the boxes output (custom-op)")
+    p.add_argument("--max-boxes", type=int, default=None, help="rows of the boxes output (custom-op; default 8)")
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     from fcam_deploy.export.onnx_export import export_checkpoint
+    from fcam_deploy.export.profiles import ExportProfile, load_profile
+
+    prof = load_profile(args.profile) if args.profile else ExportProfile(name="defaults")
+
+    def pick(flag: object, default: object) -> object:
+        return default if flag is None else flag
 
     meta = export_checkpoint(
         args.checkpoint,
         args.out,
-        method=args.method,
-        postprocess=args.postprocess,
-        opset=args.opset,
-        dynamic_batch=args.dynamic_batch,
-        size=tuple(args.size) if args.size else None,
-        max_boxes=args.max_boxes,
+        method=pick(args.method, prof.method),  # type: ignore[arg-type]
+        postprocess=pick(args.postprocess, prof.postprocess),  # type: ignore[arg-type]
+        opset=pick(args.opset, prof.opset),  # type: ignore[arg-type]
+        dynamic_batch=pick(args.dynamic_batch, prof.dynamic_batch),  # type: ignore[arg-type]
+        size=tuple(args.size) if args.size else prof.size,
+        max_boxes=pick(args.max_boxes, prof.max_boxes),  # type: ignore[arg-type]
     )
     print(
         json.dumps(
@@ -64,6 +73,8 @@ def _run(args: argparse.Namespace) -> int:
                 "outputs": list(meta.output_names),
                 "tau": meta.tau,
                 "opset": meta.opset,
+                "profile": prof.name,
+                "next": prof.build_engine_command(str(args.out), str(Path(args.out).with_suffix(".plan"))),
             }
         )
     )

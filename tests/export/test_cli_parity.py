@@ -90,3 +90,48 @@ def test_parity_custom_op_against_standard_graph(checkpoint_dir, synth_dir, cli_
     report = json.loads((tmp_path / "c.json").read_text())
     assert rc == 0 and report["passed"], report
     assert report["against"]["max_abs_diff_vs_model"]["map"] <= 1e-5
+
+
+def test_every_shipped_profile_loads() -> None:
+    from pathlib import Path
+
+    from fcam_deploy.export.profiles import load_profile
+
+    root = Path(__file__).resolve().parents[2] / "export" / "profiles"
+    profiles = sorted(root.glob("*.toml"))
+    assert profiles, root
+    for path in profiles:
+        prof = load_profile(path)
+        runtime = path.stem.split("-")[0]
+        assert runtime in ("ort", "trt"), path.name
+        assert ("dynamic" in path.stem) == prof.dynamic_batch, path.name
+        if prof.engine_plugins:
+            assert prof.postprocess == "custom-op"
+
+
+def test_profile_errors(tmp_path) -> None:
+    from fcam_deploy.errors import ConfigError
+    from fcam_deploy.export.profiles import load_profile
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[export]\npostprocess = "onnx"\nprecision = "int8"\n')
+    with pytest.raises(ConfigError, match="unknown keys"):
+        load_profile(bad)
+    bad.write_text('[export]\npostprocess = "fused"\n')
+    with pytest.raises(ConfigError, match="postprocess"):
+        load_profile(bad)
+    with pytest.raises(ConfigError, match="no such profile"):
+        load_profile(tmp_path / "missing.toml")
+
+
+def test_export_cli_profile_and_override(checkpoint_dir, tmp_path, capsys) -> None:
+    prof = tmp_path / "trt-fp32_static-48_b1.toml"
+    prof.write_text('[export]\npostprocess = "none"\nmethod = "cam"\ndynamic_batch = false\nopset = 17\n'
+                    '[engine]\nshapes = "1/1/1"\n')
+    out = tmp_path / "p.onnx"
+    assert main(["export", "--checkpoint", str(checkpoint_dir), "--out", str(out), "--profile", str(prof),
+                 "--opset", "18"]) == 0
+    meta = read_onnx_metadata(out)
+    assert (meta.postprocess, meta.method, meta.dynamic_batch, meta.opset) == ("none", "cam", False, 18)
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["next"].startswith("fcam build-engine") and "--shapes 1/1/1" in printed["next"]
