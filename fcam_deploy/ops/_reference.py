@@ -56,7 +56,7 @@ def _lowres(m: np.ndarray, normalize: bool) -> np.ndarray:
     rng = float(m.max()) - lo
     if not rng > 0.0:
         return np.zeros_like(m, dtype=np.float32)
-    return ((m.astype(np.float64) - lo) / rng).astype(np.float32)
+    return ((m.astype(np.float64) - lo) * (1.0 / rng)).astype(np.float32)
 
 
 def _upsample(v: np.ndarray, out_h: int, out_w: int) -> np.ndarray:

@@ -8,6 +8,7 @@
 #undef ORT_API_MANUAL_INIT
 #include "onnxruntime_lite_custom_op.h"
 
+#include <cstdlib>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -57,9 +58,16 @@ struct AttrParams {
   }
 };
 
+// CPU threads over maps: FCAM_CPU_THREADS (read when the session creates the kernel); unset or 0 = all cores.
+int cpuThreadsFromEnv() {
+  const char* v = std::getenv("FCAM_CPU_THREADS");
+  return v ? std::atoi(v) : 0;
+}
+
 struct CamPostprocessCpu {
   AttrParams attrs;
-  CamPostprocessCpu(const OrtApi*, const OrtKernelInfo* info) : attrs(info) {}
+  int threads;
+  CamPostprocessCpu(const OrtApi*, const OrtKernelInfo* info) : attrs(info), threads(cpuThreadsFromEnv()) {}
   Ort::Status Compute(const Ort::Custom::Tensor<float>& maps, Ort::Custom::Tensor<float>& full,
                       Ort::Custom::Tensor<uint8_t>& mask, Ort::Custom::Tensor<int32_t>& boxes,
                       Ort::Custom::Tensor<int32_t>& count) {
@@ -70,7 +78,7 @@ struct CamPostprocessCpu {
     uint8_t* m = mask.Allocate({p.n, p.out_h, p.out_w});
     int32_t* b = boxes.Allocate({p.n, p.max_boxes, 4});
     int32_t* c = count.Allocate({p.n});
-    const fcam::Status s = fcam::camPostprocessCpu(maps.Data(), f, m, b, c, p, 0);
+    const fcam::Status s = fcam::camPostprocessCpu(maps.Data(), f, m, b, c, p, threads);
     if (s != fcam::Status::kOk) {
       return Ort::Status((std::string("fcam::CamPostprocess: ") + fcam::statusString(s)).c_str(), ORT_FAIL);
     }

@@ -42,7 +42,7 @@ def main() -> int:
         kernels / "torch" / "ops.cpp",
         kernels / "src" / "cpu" / "cam_postprocess_cpu.cpp",
     ]
-    cflags = ["-O2", "-ffp-contract=off", "-fno-fast-math"]  # torch 2.14 headers need its own -std=c++20
+    cflags = ["-O3", "-ffp-contract=off", "-fno-fast-math"]  # torch 2.14 headers need its own -std=c++20
     cuda_flags: list[str] = []
     if with_cuda:
         sources += [kernels / "torch" / "cuda_impl.cpp", kernels / "src" / "cuda" / "cam_postprocess.cu"]

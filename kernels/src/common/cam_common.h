@@ -49,10 +49,11 @@ FCAM_HD float bilinear(const float* v, int in_w, const AxisTap& ty, const AxisTa
   return r;
 }
 
-// Min-max normalisation in float64, rounded once to float32. range <= 0 (constant map) gives 0.
-FCAM_HD float normalise(float v, double lo, double range) {
-  if (!(range > 0.0)) return 0.0f;
-  return static_cast<float>((static_cast<double>(v) - lo) / range);
+// Min-max normalisation in float64, rounded once to float32: (v - lo) * (1 / (hi - lo)). The caller passes
+// inv_range = 1.0 / (hi - lo), or 0 for a constant map (range <= 0), which then gives zeros.
+FCAM_HD double inverseRange(double lo, double hi) { return hi - lo > 0.0 ? 1.0 / (hi - lo) : 0.0; }
+FCAM_HD float normalise(float v, double lo, double inv_range) {
+  return static_cast<float>((static_cast<double>(v) - lo) * inv_range);
 }
 
 // Pass-through value (normalize=false): clamped to [0, 1].

@@ -2,7 +2,9 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstring>
 #include <limits>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -39,9 +41,13 @@ Status validateParams(const CamPostprocessParams& p) {
 namespace {
 
 struct Scratch {
-  std::vector<float> norm;
-  std::vector<detail::AxisTap> ty, tx;
-  std::vector<int32_t> parent, cnt, minx, maxx, maxy;
+  std::vector<float> norm, hrow;
+  std::vector<detail::AxisTap> ty;
+  std::vector<int32_t> xi0, xi1;  // x taps as structure of arrays (vectorisable gathers)
+  std::vector<float> xl0, xl1;
+  // Runs of foreground pixels, in raster order: row, first and last column, union-find parent.
+  std::vector<int32_t> ry, rx0, rx1, parent, row_start;
+  std::vector<int32_t> cnt, minx, maxx, maxy;
   std::vector<int32_t> roots;
   std::vector<uint64_t> keys;
 };
@@ -57,101 +63,164 @@ int32_t findRoot(std::vector<int32_t>& parent, int32_t i) {
 void unite(std::vector<int32_t>& parent, int32_t a, int32_t b) {
   a = findRoot(parent, a);
   b = findRoot(parent, b);
-  if (a < b) parent[b] = a;  // the root is always the component's first pixel in raster order
+  if (a < b) parent[b] = a;  // the root is the component's first run, so it holds its first pixel
   else if (b < a) parent[a] = b;
 }
 
-void processMap(const float* in, float* full, uint8_t* mask, int32_t* boxes, int32_t* count,
+inline uint64_t load8(const uint8_t* p) {
+  uint64_t v;
+  std::memcpy(&v, p, 8);
+  return v;
+}
+
+// Appends the runs of one mask row (values 0/1).
+void rowRuns(const uint8_t* m, int ow, int y, Scratch& s) {
+  int x = 0;
+  while (x < ow) {
+    while (x + 8 <= ow && load8(m + x) == 0) x += 8;
+    while (x < ow && !m[x]) ++x;
+    if (x >= ow) break;
+    const int x0 = x;
+    while (x + 8 <= ow && load8(m + x) == 0x0101010101010101ULL) x += 8;
+    while (x < ow && m[x]) ++x;
+    s.ry.push_back(y);
+    s.rx0.push_back(x0);
+    s.rx1.push_back(x - 1);
+    s.parent.push_back(static_cast<int32_t>(s.parent.size()));
+  }
+}
+
+// x86-64 builds get an AVX2 clone picked at load time (no FMA: -ffp-contract=off keeps the op order).
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__SANITIZE_ADDRESS__) && defined(__linux__)
+#define FCAM_CPU_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define FCAM_CPU_CLONES
+#endif
+
+FCAM_CPU_CLONES void processMap(const float* in, float* full, uint8_t* mask, int32_t* boxes, int32_t* count,
                 const CamPostprocessParams& p, Scratch& s) {
   const int ih = static_cast<int>(p.in_h), iw = static_cast<int>(p.in_w);
   const int oh = static_cast<int>(p.out_h), ow = static_cast<int>(p.out_w);
-  const int64_t in_px = static_cast<int64_t>(ih) * iw, out_px = static_cast<int64_t>(oh) * ow;
+  const int64_t in_px = static_cast<int64_t>(ih) * iw;
   const int K = static_cast<int>(p.max_boxes);
 
   // 1. Low-res values: min-max normalised (float64) or clamped; non-finite anywhere -> zeros.
-  bool finite = true;
-  double lo = std::numeric_limits<double>::infinity(), hi = -lo;
+  //    (float min/max are exact; written without early exit so the loop vectorises)
+  float flo = std::numeric_limits<float>::infinity(), fhi = -flo;
+  uint32_t nonfinite = 0;
   for (int64_t i = 0; i < in_px; ++i) {
     const float v = in[i];
-    if (!std::isfinite(v)) { finite = false; break; }
-    lo = std::min(lo, static_cast<double>(v));
-    hi = std::max(hi, static_cast<double>(v));
+    nonfinite |= !(v - v == 0.0f);  // NaN or +-inf
+    flo = v < flo ? v : flo;
+    fhi = v > fhi ? v : fhi;
   }
+  const bool finite = nonfinite == 0;
   s.norm.resize(in_px);
-  const double range = hi - lo;
-  for (int64_t i = 0; i < in_px; ++i) {
-    s.norm[i] = !finite ? 0.0f : (p.normalize ? detail::normalise(in[i], lo, range) : detail::clamp01(in[i]));
-  }
-
-  // 2. Bilinear upsampling (torch align_corners=False) and the map maximum.
-  s.ty.resize(oh);
-  s.tx.resize(ow);
-  for (int y = 0; y < oh; ++y) s.ty[y] = detail::axisTap(y, ih, oh);
-  for (int x = 0; x < ow; ++x) s.tx[x] = detail::axisTap(x, iw, ow);
-  float mx = 0.0f;
-  for (int y = 0; y < oh; ++y) {
-    float* row = full + static_cast<int64_t>(y) * ow;
-    for (int x = 0; x < ow; ++x) {
-      const float v = detail::bilinear(s.norm.data(), iw, s.ty[y], s.tx[x]);
-      row[x] = v;
-      mx = std::max(mx, v);
-    }
-  }
-
-  // 3. Threshold.
-  if (p.quantize_uint8) {
-    const int thr = detail::quantisedThreshold(p.tau, detail::quantise(mx));
-    for (int64_t i = 0; i < out_px; ++i) mask[i] = detail::quantise(full[i]) > thr ? 1 : 0;
+  const double lo = flo, inv = detail::inverseRange(flo, fhi);
+  if (!finite) {
+    std::fill(s.norm.begin(), s.norm.end(), 0.0f);
+  } else if (p.normalize) {
+    for (int64_t i = 0; i < in_px; ++i) s.norm[i] = detail::normalise(in[i], lo, inv);
   } else {
-    const float thr = detail::floatThreshold(p.tau, mx);
-    for (int64_t i = 0; i < out_px; ++i) mask[i] = full[i] > thr ? 1 : 0;
+    for (int64_t i = 0; i < in_px; ++i) s.norm[i] = detail::clamp01(in[i]);
   }
 
-  // 4. 8-connected components: union-find over the already-visited half of the neighbourhood.
-  s.parent.resize(out_px);
+  // 2. Bilinear upsampling (torch align_corners=False), separable but with exactly the float operations of
+  //    detail::bilinear: hrow[r][x] = l0*v[r][i0] + l1*v[r][i1]; out = ly0*hrow[i0][x] + ly1*hrow[i1][x].
+  s.ty.resize(oh);
+  for (int y = 0; y < oh; ++y) s.ty[y] = detail::axisTap(y, ih, oh);
+  s.xi0.resize(ow); s.xi1.resize(ow); s.xl0.resize(ow); s.xl1.resize(ow);
+  for (int x = 0; x < ow; ++x) {
+    const detail::AxisTap t = detail::axisTap(x, iw, ow);
+    s.xi0[x] = t.i0; s.xi1[x] = t.i1; s.xl0[x] = t.l0; s.xl1[x] = t.l1;
+  }
+  const int32_t* xi0 = s.xi0.data();
+  const int32_t* xi1 = s.xi1.data();
+  const float* xl0 = s.xl0.data();
+  const float* xl1 = s.xl1.data();
+  s.hrow.resize(static_cast<size_t>(ih) * ow);
+  for (int r = 0; r < ih; ++r) {
+    const float* v = s.norm.data() + static_cast<int64_t>(r) * iw;
+    float* h = s.hrow.data() + static_cast<int64_t>(r) * ow;
+    for (int x = 0; x < ow; ++x) h[x] = xl0[x] * v[xi0[x]] + xl1[x] * v[xi1[x]];
+  }
+  uint32_t max_bits = 0;  // values are >= 0, so their bit patterns order like the floats
   for (int y = 0; y < oh; ++y) {
+    const detail::AxisTap& t = s.ty[y];
+    const float* a = s.hrow.data() + static_cast<int64_t>(t.i0) * ow;
+    const float* b = s.hrow.data() + static_cast<int64_t>(t.i1) * ow;
+    float* row = full + static_cast<int64_t>(y) * ow;
+    const float l0 = t.l0, l1 = t.l1;
     for (int x = 0; x < ow; ++x) {
-      const int32_t i = y * ow + x;
-      if (!mask[i]) { s.parent[i] = -1; continue; }
-      s.parent[i] = i;
-      if (x > 0 && mask[i - 1]) unite(s.parent, i, i - 1);
-      if (y > 0) {
-        const int32_t up = i - ow;
-        if (x > 0 && mask[up - 1]) unite(s.parent, i, up - 1);
-        if (mask[up]) unite(s.parent, i, up);
-        if (x + 1 < ow && mask[up + 1]) unite(s.parent, i, up + 1);
-      }
+      float r = l0 * a[x] + l1 * b[x];
+      r = r > 1.0f ? 1.0f : r;
+      r = r < 0.0f ? 0.0f : r;
+      row[x] = r;
+    }
+    for (int x = 0; x < ow; ++x) {
+      uint32_t u;
+      std::memcpy(&u, row + x, 4);
+      max_bits = u > max_bits ? u : max_bits;
     }
   }
-  // 5. Per-component pixel count and extent, stored at the root.
-  s.cnt.assign(out_px, 0);
-  s.minx.resize(out_px);
-  s.maxx.resize(out_px);
-  s.maxy.resize(out_px);
-  s.roots.clear();
+  float mx;
+  std::memcpy(&mx, &max_bits, 4);
+
+  // 3. Threshold row by row, collecting the runs of each row.
+  s.ry.clear(); s.rx0.clear(); s.rx1.clear(); s.parent.clear();
+  s.row_start.resize(static_cast<size_t>(oh) + 1);
+  const int thr8 = detail::quantisedThreshold(p.tau, detail::quantise(mx));
+  const float thr = detail::floatThreshold(p.tau, mx);
   for (int y = 0; y < oh; ++y) {
-    for (int x = 0; x < ow; ++x) {
-      const int32_t i = y * ow + x;
-      if (s.parent[i] < 0) continue;
-      const int32_t r = findRoot(s.parent, i);
-      if (r == i) {
-        s.roots.push_back(i);
-        s.minx[r] = x; s.maxx[r] = x; s.maxy[r] = y;
-      } else {
-        s.minx[r] = std::min(s.minx[r], x);
-        s.maxx[r] = std::max(s.maxx[r], x);
-        s.maxy[r] = y;  // raster order: y only grows
-      }
-      ++s.cnt[r];
+    const float* row = full + static_cast<int64_t>(y) * ow;
+    uint8_t* m = mask + static_cast<int64_t>(y) * ow;
+    if (p.quantize_uint8) {
+      for (int x = 0; x < ow; ++x) m[x] = detail::quantise(row[x]) > thr8 ? 1 : 0;
+    } else {
+      for (int x = 0; x < ow; ++x) m[x] = row[x] > thr ? 1 : 0;
     }
+    s.row_start[y] = static_cast<int32_t>(s.rx0.size());
+    rowRuns(m, ow, y, s);
+  }
+  s.row_start[oh] = static_cast<int32_t>(s.rx0.size());
+
+  // 4. 8-connected components: union runs that touch a run of the previous row (columns overlap by >= 1
+  //    after widening by one pixel on each side).
+  for (int y = 1; y < oh; ++y) {
+    int32_t q = s.row_start[y - 1];
+    const int32_t qe = s.row_start[y];
+    for (int32_t r = s.row_start[y]; r < s.row_start[y + 1]; ++r) {
+      while (q < qe && s.rx1[q] < s.rx0[r] - 1) ++q;
+      for (int32_t k = q; k < qe && s.rx0[k] <= s.rx1[r] + 1; ++k) unite(s.parent, r, k);
+    }
+  }
+  // 5. Per-component pixel count and extent, stored at the root run.
+  const size_t nruns = s.rx0.size();
+  s.cnt.assign(nruns, 0);
+  s.minx.resize(nruns);
+  s.maxx.resize(nruns);
+  s.maxy.resize(nruns);
+  s.roots.clear();
+  for (size_t r = 0; r < nruns; ++r) {
+    const int32_t root = findRoot(s.parent, static_cast<int32_t>(r));
+    if (root == static_cast<int32_t>(r)) {
+      s.roots.push_back(root);
+      s.minx[root] = s.rx0[r]; s.maxx[root] = s.rx1[r]; s.maxy[root] = s.ry[r];
+    } else {
+      s.minx[root] = std::min(s.minx[root], s.rx0[r]);
+      s.maxx[root] = std::max(s.maxx[root], s.rx1[r]);
+      s.maxy[root] = s.ry[r];  // raster order: rows only grow
+    }
+    s.cnt[root] += s.rx1[r] - s.rx0[r] + 1;
   }
   // 6. Rank components, keep the top K.
   s.keys.resize(s.roots.size());
   for (size_t c = 0; c < s.roots.size(); ++c) {
     const int32_t r = s.roots[c];
-    const int64_t primary = p.protocol_boxes ? detail::outerContourArea2(mask, oh, ow, r % ow, r / ow)
+    const int64_t start = static_cast<int64_t>(s.ry[r]) * ow + s.rx0[r];
+    const int64_t primary = p.protocol_boxes ? detail::outerContourArea2(mask, oh, ow, s.rx0[r], s.ry[r])
                                              : static_cast<int64_t>(s.cnt[r]);
-    s.keys[c] = detail::rankKey(p.protocol_boxes, primary, r);
+    s.keys[c] = detail::rankKey(p.protocol_boxes, primary, start);
   }
   std::vector<size_t> order(s.roots.size());
   for (size_t c = 0; c < order.size(); ++c) order[c] = c;
@@ -166,7 +235,7 @@ void processMap(const float* in, float* full, uint8_t* mask, int32_t* boxes, int
     const int32_t r = s.roots[order[k]];
     int32_t* b = boxes + static_cast<int64_t>(k) * 4;
     b[0] = s.minx[r];
-    b[1] = r / ow;
+    b[1] = s.ry[r];
     b[2] = s.maxx[r];
     b[3] = s.maxy[r];
     if (p.protocol_boxes) {
@@ -194,27 +263,30 @@ Status camPostprocessCpu(const float* maps, float* full, uint8_t* mask, int32_t*
   int threads = num_threads > 0 ? num_threads : static_cast<int>(std::thread::hardware_concurrency());
   threads = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads, p.n)));
   std::atomic<int64_t> next{0};
+  std::atomic<bool> oom{false};
   auto worker = [&]() {
-    Scratch s;
-    for (int64_t m = next.fetch_add(1); m < p.n; m = next.fetch_add(1)) {
-      processMap(maps + m * in_px, full + m * out_px, mask + m * out_px, boxes + m * p.max_boxes * 4,
-                 count + m, p, s);
+    try {
+      Scratch s;
+      for (int64_t m = next.fetch_add(1); m < p.n && !oom.load(); m = next.fetch_add(1)) {
+        processMap(maps + m * in_px, full + m * out_px, mask + m * out_px, boxes + m * p.max_boxes * 4,
+                   count + m, p, s);
+      }
+    } catch (const std::bad_alloc&) {
+      oom.store(true);
     }
   };
-  try {
-    if (threads == 1) {
-      worker();
-    } else {
-      std::vector<std::thread> pool;
-      pool.reserve(threads - 1);
-      for (int t = 1; t < threads; ++t) pool.emplace_back(worker);
-      worker();
-      for (auto& t : pool) t.join();
+  std::vector<std::thread> pool;
+  pool.reserve(threads - 1);
+  for (int t = 1; t < threads; ++t) {
+    try {
+      pool.emplace_back(worker);
+    } catch (const std::system_error&) {  // could not start another thread: the others share the work
+      break;
     }
-  } catch (const std::bad_alloc&) {
-    return Status::kOutOfMemory;
   }
-  return Status::kOk;
+  worker();
+  for (auto& t : pool) t.join();
+  return oom.load() ? Status::kOutOfMemory : Status::kOk;
 }
 
 }  // namespace fcam

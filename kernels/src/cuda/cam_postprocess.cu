@@ -111,9 +111,9 @@ __global__ void mapKernel(const float* __restrict__ maps, float* __restrict__ fu
   lo = blockMin(lo, sh);
   hi = blockMax(hi, sh);  // contains a __syncthreads, so `bad` is settled
   const bool finite = bad == 0;
-  const double dlo = lo, range = double(hi) - double(lo);
+  const double dlo = lo, inv = detail::inverseRange(lo, hi);
   for (int i = threadIdx.x; i < in_px; i += blockDim.x) {
-    norm[i] = !finite ? 0.0f : (normalize ? detail::normalise(in[i], dlo, range) : detail::clamp01(in[i]));
+    norm[i] = !finite ? 0.0f : (normalize ? detail::normalise(in[i], dlo, inv) : detail::clamp01(in[i]));
   }
   __syncthreads();
 
