@@ -188,7 +188,9 @@ def boxes_from_mask(mask: np.ndarray, max_boxes: int) -> list[Box]:
     if not m.any():
         return []
     n, labels, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8, ltype=cv2.CV_32S)
-    _, first = np.unique(labels.ravel(), return_index=True)  # label -> first raster index (label 0 = background)
+    present, first_at = np.unique(labels.ravel(), return_index=True)
+    first = np.zeros(n, dtype=np.int64)  # label -> first raster index (label 0, background, may be absent)
+    first[present] = first_at
     order = sorted(range(1, n), key=lambda c: (-int(stats[c, cv2.CC_STAT_AREA]), int(first[c])))
     boxes = []
     for c in order[:max_boxes]:
