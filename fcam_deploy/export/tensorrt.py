@@ -223,7 +223,7 @@ class ShapeProfile:
 
 
 _SHAPES_HELP = (
-    "use NAME:MINxCxHxW/OPTx...x/MAXx...x (e.g. images:1x224x224x3/4x224x224x3/8x224x224x3), or batch sizes "
+    "use NAME:MIN/OPT/MAX with full shapes NxHxWxC (e.g. images:1x224x224x3/4x224x224x3/8x224x224x3), or batch sizes "
     "only as MIN/OPT/MAX (e.g. 1/4/8) to keep the other dimensions of the ONNX input"
 )
 
