@@ -139,3 +139,33 @@ def test_fast_equals_reference_on_realistic_maps_at_1000_thresholds(seed: int) -
     u8 = (s * 255).astype(np.uint8)
     gt = np.array([[30, 40, 120, 150], [100, 20, 200, 90]])[: 1 + seed % 2]
     _check(u8, gt, 0.001)
+
+
+def test_v1_only_and_v2_only_paths_match_the_combined_one() -> None:
+    rng = np.random.default_rng(4)
+    u8 = (smooth_map(rng, 64) * 255).astype(np.uint8)
+    gt = np.array([[5, 5, 30, 40]])
+    t = cam_thresholds(0.01)
+    both = best_ious_fast(u8, gt, t)
+    only1 = best_ious_fast(u8, gt, t, v1=True, v2=False)
+    only2 = best_ious_fast(u8, gt, t, v1=False, v2=True)
+    assert only1[1] is None and only2[0] is None
+    np.testing.assert_array_equal(both[0], only1[0])
+    np.testing.assert_array_equal(both[1], only2[1])
+
+
+def test_v1_tie_between_equal_components_follows_opencv_order() -> None:
+    """Two equal squares: the tie is broken by OpenCV's contour order, reproduced through the reference."""
+    u8 = np.zeros((12, 12), np.uint8)
+    u8[1:4, 1:4] = 255
+    u8[7:10, 6:9] = 255
+    for gt in (np.array([[1, 1, 3, 3]]), np.array([[6, 7, 8, 9]])):
+        _check(u8, gt, 0.1)
+
+
+def test_auto_engine_falls_back_to_reference_without_numba(monkeypatch: pytest.MonkeyPatch) -> None:
+    import fcam_deploy.metrics.fast as fast
+    from fcam_deploy.metrics import BoxEvaluator
+
+    monkeypatch.setattr(fast, "fast_engine_available", lambda: False)
+    assert BoxEvaluator(engine="auto")._engine == "reference"
