@@ -10,8 +10,11 @@ repo="$(cd "$here/../.." && pwd)"
 py="${1:-python3}"
 venv="$here/.venv"
 MODELOPT_VERSION="${MODELOPT_VERSION:-0.47.0}"
-TORCH_SPEC="${TORCH_SPEC:-torch>=2.8,<2.15}"  # modelopt needs torch; a CPU build is enough for ONNX PTQ / AutoCast
+# modelopt needs torch (>= 2.8); a CPU build is enough for ONNX PTQ / AutoCast. Default: the CPU wheel when pip can
+# find one (find-links / a local wheel house), else set TORCH_SPEC, e.g. TORCH_SPEC="torch==2.14.1".
+TORCH_SPEC="${TORCH_SPEC:-torch==2.13.0+cpu}"
 
+rm -rf "$venv"
 "$py" -m venv "$venv"
 "$venv/bin/python" -m pip install -q --upgrade pip
 # torch first, so the resolver reuses it (a local CPU wheel via pip's find-links when there is one)

@@ -1,1 +1,36 @@
-"""fcam_deploy.export"""
+"""Export a checkpoint as one deployable graph, check its parity, build TensorRT engines.
+
+* :func:`export_checkpoint` / :func:`export_graph` / :func:`build_graph` -- ONNX export (``fcam export``),
+  :class:`LocalizationGraph` the exported module, :func:`read_onnx_metadata` its metadata;
+* :func:`run_parity` -- ONNX Runtime vs PyTorch through Polygraphy (``fcam parity``);
+* :class:`ExportProfile` / :func:`load_profile` -- deploy profiles (``export/profiles/*.toml``);
+* :mod:`fcam_deploy.export.tensorrt` -- TensorRT engine building (``fcam build-engine``).
+
+Names are imported lazily (nothing heavy at ``import fcam_deploy.export``).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS: dict[str, str] = {
+    "LocalizationGraph": "graph",
+    "build_graph": "onnx_export",
+    "export_checkpoint": "onnx_export",
+    "export_graph": "onnx_export",
+    "read_onnx_metadata": "onnx_export",
+    "ParityReport": "parity",
+    "run_parity": "parity",
+    "ExportProfile": "profiles",
+    "load_profile": "profiles",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
