@@ -111,7 +111,11 @@ def evaluate_maps(
     if with_boxes and len(with_boxes) != len(ids):
         missing = next(i for i in ids if not meta.boxes.get(i))
         raise InputError(f"image {missing!r} has no GT box while others do: box metrics need a box for every image")
-    with_masks = mask_root is not None and all(meta.masks.get(i) for i in ids)
+    with_mask_list = [i for i in ids if meta.masks.get(i)]
+    if with_mask_list and len(with_mask_list) != len(ids):
+        missing = next(i for i in ids if not meta.masks.get(i))
+        raise InputError(f"image {missing!r} has no GT mask while others do: PxAP needs a mask for every image")
+    with_masks = mask_root is not None and bool(with_mask_list)
     box = BoxEvaluator(iou_thresholds=iou_thresholds, cam_curve_interval=cam_curve_interval, engine=engine) if with_boxes else None
     mask = MaskEvaluator(cam_curve_interval=cam_curve_interval) if with_masks else None
     it: Iterable[str] = ids
