@@ -154,6 +154,10 @@ class Trunk(nn.Module):
         for name, child in model.named_children():
             if name in roots:
                 self.add_module(name, child)
+                if name not in plan:  # only some sub-modules run (e.g. timm ``blocks.0``..``blocks.2``)
+                    used = {p.split(".")[1] for p in plan if p.startswith(name + ".")}
+                    for sub in [s for s, _ in child.named_children() if s not in used]:
+                        delattr(child, sub)
         for p in plan:
             self.get_submodule(p)  # raises AttributeError early on a bad table entry
         self.plan: tuple[str, ...] = plan

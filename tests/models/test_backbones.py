@@ -124,3 +124,12 @@ def test_demo_backbones_real_forward(arch: str, size: int) -> None:
         feats = clf.features(torch.randn(2, 3, size, size))
     s = BACKBONES[arch].output_stride
     assert tuple(feats[-1].shape[-2:]) == (size // s, size // s)
+
+
+@pytest.mark.parametrize("arch", ["resnet18_s8", "efficientnet_lite0_s8", "efficientnet_lite0_s16", "resnet18"])
+def test_trunk_holds_only_modules_that_run(arch: str) -> None:
+    """Unused stages are dropped from the trunk: every parameter receives a gradient."""
+    clf = CAMClassifier(arch, 3).train()
+    clf(torch.randn(2, 3, 64, 64)).logits.sum().backward()
+    unused = [n for n, p in clf.named_parameters() if p.grad is None]
+    assert unused == []
