@@ -75,6 +75,8 @@ def test_round_trip_identical_outputs(tmp_path: Path, kind: str) -> None:
             assert all(torch.equal(p, q) for p, q in zip(u, v))
         else:
             assert torch.equal(u, v)
+    if kind == "classifier":  # a loaded classifier is trainable again (stage-1 resume)
+        assert all(p.requires_grad for p in loaded.parameters())
     if kind == "fcam":
         assert isinstance(loaded, FCAM)
         assert not any(p.requires_grad for p in loaded.classifier.parameters())
