@@ -185,3 +185,19 @@ def test_wrapper_does_not_mutate_its_input() -> None:
     before = m.clone()
     cam_postprocess(m, 8, 8, 0.5)
     assert torch.equal(m, before)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.skipif(not native_status().cuda, reason="the torch extension was built without CUDA (FCAM_TORCH_CUDA=1)")
+@pytest.mark.parametrize("flags", _flags())
+def test_cuda_op_matches_cpu_op(flags: tuple[bool, bool, bool]) -> None:
+    q, p, norm = flags
+    for n, h, w, oh, ow in [(3, 7, 9, 3, 2), (4, 28, 28, 224, 224), (2, 1, 1, 5, 5), (2, 64, 48, 375, 500)]:
+        m = torch.randn(n, h, w)
+        m[0, 0, 0] = float("nan") if n > 2 else m[0, 0, 0]
+        cpu = torch.ops.fcam.cam_postprocess(m, oh, ow, 0.45, q, p, 5, norm)
+        gpu = torch.ops.fcam.cam_postprocess(m.cuda(), oh, ow, 0.45, q, p, 5, norm)
+        torch.testing.assert_close(gpu[0].cpu(), cpu[0], rtol=0, atol=1e-5)
+        for a, b in zip(gpu[1:], cpu[1:]):
+            assert torch.equal(a.cpu(), b)
