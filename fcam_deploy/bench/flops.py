@@ -46,6 +46,32 @@ def _dims(value_info: Any) -> list[int]:
     return dims
 
 
+def _shapes_by_running(model: Any, names: list[str], input_shapes: dict[str, list[int]]) -> dict[str, list[int]]:
+    """Shapes of intermediate values that static inference could not resolve (a Reshape fed by Shape ops, say):
+    expose them as graph outputs and run the graph once on zeros with ONNX Runtime."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    have = {o.name for o in probe.graph.output}
+    for name in names:
+        if name not in have:
+            probe.graph.output.append(onnx.ValueInfoProto(name=name))
+    sess = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+    feed = {}
+    for inp in sess.get_inputs():
+        if inp.name not in input_shapes:
+            raise InputError(f"input {inp.name!r} needs a concrete shape in input_shapes")
+        dtype = {"tensor(uint8)": np.uint8, "tensor(float)": np.float32, "tensor(int64)": np.int64}.get(inp.type)
+        if dtype is None:
+            raise InputError(f"input {inp.name!r} has unsupported type {inp.type} for shape probing")
+        feed[inp.name] = np.zeros(input_shapes[inp.name], dtype=dtype)
+    outs = sess.run(names, feed)
+    return {n: list(o.shape) for n, o in zip(names, outs)}
+
+
 def count_onnx_macs(model_path: str | Path, input_shapes: dict[str, list[int]] | None = None) -> int:
     """Multiply-accumulates of one run of an ONNX graph, from its inferred static shapes.
 
@@ -83,6 +109,12 @@ def count_onnx_macs(model_path: str | Path, input_shapes: dict[str, list[int]] |
     for init in inferred.graph.initializer:
         shapes[init.name] = list(init.dims)
 
+    counted = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+    needed = {t for n in inferred.graph.node if n.op_type in counted for t in list(n.input[:2]) + [n.output[0]]}
+    missing = sorted(t for t in needed if t and t not in shapes)
+    if missing:
+        shapes.update(_shapes_by_running(model, missing, input_shapes or {}))
+
     def shape_of(name: str) -> list[int]:
         if name not in shapes:
             raise InputError(f"ONNX value {name!r} has no static shape after inference; pass input_shapes")
@@ -114,17 +146,15 @@ def count_onnx_macs(model_path: str | Path, input_shapes: dict[str, list[int]] |
                     n_in *= v
                 total += n_in * k
         elif node.op_type == "Gemm":
-            a = shape_of(node.input[0])
             b = shape_of(node.input[1])
-            trans_a = next((x.i for x in node.attribute if x.name == "transA"), 0)
-            trans_b = next((x.i for x in node.attribute if x.name == "transB"), 0)
-            m, k = (a[1], a[0]) if trans_a else (a[0], a[1])
-            n = b[0] if trans_b else b[1]
-            total += m * n * k
-        elif node.op_type == "MatMul":
-            a = shape_of(node.input[0])
             out = shape_of(node.output[0])
-            k = a[-1]
+            trans_b = next((x.i for x in node.attribute if x.name == "transB"), 0)
+            k = b[1] if trans_b else b[0]
+            total += out[0] * out[1] * k
+        elif node.op_type == "MatMul":
+            out = shape_of(node.output[0])
+            # K from whichever operand has a static shape (a Reshape fed by Shape ops can hide one of them)
+            k = shapes[node.input[0]][-1] if node.input[0] in shapes else shape_of(node.input[1])[-2]
             n_out = 1
             for v in out:
                 n_out *= v
