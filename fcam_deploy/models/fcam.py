@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from fcam_deploy.models.backbones import BackboneSpec
 from fcam_deploy.models.classifier import CAMClassifier, _check_classes
 
 __all__ = ["FCAM", "FCAMOutput", "UNetDecoder", "DecoderBlock", "CenterBlock", "decoder_parameter_count"]
@@ -142,7 +143,7 @@ class FCAM(nn.Module):
         return self.classifier.num_classes
 
     @property
-    def spec(self):  # type: ignore[no-untyped-def]
+    def spec(self) -> BackboneSpec:
         return self.classifier.spec
 
     def train(self, mode: bool = True) -> FCAM:
