@@ -70,7 +70,7 @@ def main() -> int:
         return 0
     built = build_dir / "_C.so"
     target = root / "fcam_deploy" / "_C.so"
-    tmp = target.with_suffix(".so.tmp")
+    tmp = target.with_name("_C.tmp.so")  # matches the *.so ignore rule
     shutil.copyfile(built, tmp)
     os.replace(tmp, target)  # atomic: a running process keeps its mapped copy
     print(f"[kernels] torch extension -> {target.relative_to(root)}", flush=True)

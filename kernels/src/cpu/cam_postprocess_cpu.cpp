@@ -49,7 +49,7 @@ struct Scratch {
   std::vector<int32_t> ry, rx0, rx1, parent, row_start;
   std::vector<int32_t> cnt, minx, maxx, maxy;
   std::vector<int32_t> roots;
-  std::vector<uint64_t> keys;
+  std::vector<uint64_t> keys, bits;
 };
 
 int32_t findRoot(std::vector<int32_t>& parent, int32_t i) {
@@ -73,20 +73,47 @@ inline uint64_t load8(const uint8_t* p) {
   return v;
 }
 
-// Appends the runs of one mask row (values 0/1).
+// Appends the runs of one mask row (values 0/1): the row is packed into 64-bit words (8 mask bytes -> 8 bits
+// by one multiplication), then runs are read with count-trailing-zeros.
 void rowRuns(const uint8_t* m, int ow, int y, Scratch& s) {
+  const int nwords = (ow + 63) / 64;
+  s.bits.resize(static_cast<size_t>(nwords));
+  for (int wi = 0; wi < nwords; ++wi) {
+    uint64_t bits = 0;
+    const int base = wi * 64;
+    for (int b = 0; b < 8; ++b) {
+      const int idx = base + b * 8;
+      uint64_t byte = 0;
+      if (idx + 8 <= ow) {
+        byte = (load8(m + idx) * 0x0102040810204080ULL) >> 56;
+      } else {
+        for (int k = 0; idx + k < ow && k < 8; ++k) byte |= static_cast<uint64_t>(m[idx + k] != 0) << k;
+      }
+      bits |= byte << (b * 8);
+    }
+    s.bits[wi] = bits;
+  }
+  // x: next position to examine; `inside` scans for a clear bit, otherwise for a set bit.
   int x = 0;
   while (x < ow) {
-    while (x + 8 <= ow && load8(m + x) == 0) x += 8;
-    while (x < ow && !m[x]) ++x;
-    if (x >= ow) break;
-    const int x0 = x;
-    while (x + 8 <= ow && load8(m + x) == 0x0101010101010101ULL) x += 8;
-    while (x < ow && m[x]) ++x;
+    // first set bit at or after x
+    int wi = x >> 6;
+    uint64_t w = s.bits[wi] & (~0ULL << (x & 63));
+    while (w == 0 && ++wi < nwords) w = s.bits[wi];
+    if (w == 0) break;
+    const int x0 = (wi << 6) + __builtin_ctzll(w);
+    if (x0 >= ow) break;
+    // first clear bit after x0
+    wi = x0 >> 6;
+    uint64_t c = ~s.bits[wi] & (~0ULL << (x0 & 63));
+    while (c == 0 && ++wi < nwords) c = ~s.bits[wi];
+    int x1 = c == 0 ? ow : (wi << 6) + __builtin_ctzll(c);
+    if (x1 > ow) x1 = ow;
     s.ry.push_back(y);
     s.rx0.push_back(x0);
-    s.rx1.push_back(x - 1);
+    s.rx1.push_back(x1 - 1);
     s.parent.push_back(static_cast<int32_t>(s.parent.size()));
+    x = x1;
   }
 }
 
