@@ -30,6 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     s.add_argument("--format", choices=("png", "jpg"), default=None, help="image file format (default png)")
     s.add_argument("--config", type=Path, default=None,
                    help="JSON object of SynthConfig fields (design knobs); --classes/--size/--format override it")
+    s.add_argument("--workers", type=int, default=1, help="rendering processes (default 1; output is identical)")
     s.add_argument("--overwrite", action="store_true", help="replace a dataset already in --out")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(func=_synth)
@@ -79,6 +80,7 @@ def _synth(args: argparse.Namespace) -> int:
         seed=args.seed,
         overwrite=args.overwrite,
         progress=not args.no_progress,
+        workers=args.workers,
     )
     dt = time.perf_counter() - t0
     counts = ", ".join(f"{k} {v}" for k, v in summary.counts.items())

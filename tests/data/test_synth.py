@@ -52,6 +52,14 @@ def test_deterministic_bytes(synth_set: Path, tmp_path: Path) -> None:
     assert sum(a[k] != b.get(k) for k in images) == len(images)  # every image differs with another seed
 
 
+def test_parallel_workers_write_identical_files(synth_set: Path, tmp_path: Path) -> None:
+    par = tmp_path / "par"
+    generate_synthetic(par, CFG, COUNTS, seed=3, workers=2)
+    assert _digest(par) == _digest(synth_set)
+    with pytest.raises(ConfigError):
+        generate_synthetic(tmp_path / "w0", CFG, COUNTS, workers=0)
+
+
 def test_split_prefix_is_independent_of_split_size(synth_set: Path, tmp_path: Path) -> None:
     small = tmp_path / "small"
     generate_synthetic(small, CFG, {"train": 5}, seed=3)
