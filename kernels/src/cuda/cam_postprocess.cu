@@ -309,7 +309,9 @@ int camPostprocessCuda(const float* maps, float* full, uint8_t* mask, int32_t* b
   cudaStream_t s = reinterpret_cast<cudaStream_t>(stream);
   const int ih = int(p.in_h), iw = int(p.in_w), oh = int(p.out_h), ow = int(p.out_w);
   const int64_t total = p.n * p.out_h * p.out_w;
-  const unsigned pix_blocks = unsigned((total + kPixThreads - 1) / kPixThreads);
+  const int64_t blocks64 = (total + kPixThreads - 1) / kPixThreads;
+  if (blocks64 > INT_MAX) return -1;  // > 2^39 pixels in one call: split the batch
+  const unsigned pix_blocks = unsigned(blocks64);
   mapKernel<<<unsigned(p.n), kMapThreads, 0, s>>>(maps, full, mask, ws, ih, iw, oh, ow, p.tau, p.quantize_uint8,
                                                  p.normalize);
   mergeKernel<<<pix_blocks, kPixThreads, 0, s>>>(mask, ws.label, total, oh, ow);
