@@ -303,7 +303,11 @@ Status camPostprocessCpu(const float* maps, float* full, uint8_t* mask, int32_t*
     }
   };
   std::vector<std::thread> pool;
-  pool.reserve(threads - 1);
+  try {
+    pool.reserve(threads - 1);
+  } catch (const std::bad_alloc&) {
+    threads = 1;
+  }
   for (int t = 1; t < threads; ++t) {
     try {
       pool.emplace_back(worker);

@@ -21,7 +21,7 @@
 namespace fcam {
 namespace {
 
-constexpr int kMapThreads = 512;
+constexpr int kMapThreads = 1024;  // one block per map: as many loads in flight per SM as possible
 constexpr int kSelectThreads = 512;
 constexpr int kPixThreads = 256;
 
@@ -86,7 +86,7 @@ __device__ float blockMax(float v, float* sh) {
 }
 __device__ float blockMin(float v, float* sh) { return -blockMax(-v, sh); }
 
-__global__ void mapKernel(const float* __restrict__ maps, float* __restrict__ full, uint8_t* __restrict__ mask,
+__global__ void __launch_bounds__(kMapThreads) mapKernel(const float* __restrict__ maps, float* __restrict__ full, uint8_t* __restrict__ mask,
                           Workspace ws, int ih, int iw, int oh, int ow, double tau, bool quantize,
                           bool normalize) {
   __shared__ float sh[32];
@@ -223,7 +223,7 @@ __global__ void statsKernel(Workspace ws, int64_t total, int ow, int out_px) {
   atomicMax(&ws.maxy[rg], y);
 }
 
-__global__ void selectKernel(const uint8_t* __restrict__ mask, int32_t* __restrict__ boxes,
+__global__ void __launch_bounds__(kSelectThreads) selectKernel(const uint8_t* __restrict__ mask, int32_t* __restrict__ boxes,
                              int32_t* __restrict__ count, Workspace ws, int oh, int ow, int K, bool protocol) {
   __shared__ int nroots;
   __shared__ unsigned long long best;
