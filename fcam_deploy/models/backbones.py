@@ -554,18 +554,30 @@ def build_trunk(arch: str, state_dict: Mapping[str, Any] | None = None) -> Trunk
     Args:
         arch: a key of :data:`BACKBONES`.
         state_dict: optional pretrained weights already converted to the *unmodified* factory model's keys
-            (see :mod:`fcam_deploy.models.pretrained`); classifier keys must have been removed. Loaded strictly
-            except for modules the WSOL trunk drops.
+            (see :mod:`fcam_deploy.models.pretrained`). Every trunk tensor must be present (BN
+            ``num_batches_tracked`` excepted, reset to 0); keys of modules the WSOL trunk drops (``fc``,
+            ``classifier``, aux heads) may be absent; unknown keys and shape mismatches raise
+            :class:`~fcam_deploy.errors.CheckpointError`. Tensors are cast to float32 and assigned (not copied).
 
     Returns:
         The trunk, in train mode, on CPU, float32.
     """
     spec = get_spec(arch)
-    model = spec.factory()
-    if state_dict is not None:
+    if state_dict is None:
+        model = spec.factory()
+    else:
+        # Build the structure without allocating/initialising storage, then assign the pretrained tensors.
+        with torch.device("meta"):
+            model = spec.factory()
         _load_into_factory_model(model, state_dict, arch)
     spec.wsol(model)
-    return Trunk(model, spec.plan, [t.name for t in spec.taps])
+    trunk = Trunk(model, spec.plan, [t.name for t in spec.taps])
+    left = [n for n, t in list(trunk.named_parameters()) + list(trunk.named_buffers()) if t.is_meta]
+    if left:
+        from fcam_deploy.errors import CheckpointError
+
+        raise CheckpointError(f"pretrained weights for {arch!r} left {len(left)} tensors unset (first: {left[:3]})")
+    return trunk
 
 
 def _load_into_factory_model(model: nn.Module, state_dict: Mapping[str, Any], arch: str) -> None:
@@ -579,9 +591,10 @@ def _load_into_factory_model(model: nn.Module, state_dict: Mapping[str, Any], ar
             f"(first: {unknown[:3]}); is this the right file for this backbone?"
         )
     missing = sorted(k for k in own if k not in state_dict)
-    # A file may legitimately lack only the classification layer and heads the WSOL trunk drops anyway.
+    # A file may legitimately lack the classification layer and heads the WSOL trunk drops anyway, and BN
+    # ``num_batches_tracked`` counters (absent from older torchvision files; they are reset to 0).
     droppable = ("fc.", "classifier.", "AuxLogits.", "Mixed_7")
-    real_missing = [k for k in missing if not k.startswith(droppable)]
+    real_missing = [k for k in missing if not k.startswith(droppable) and not k.endswith("num_batches_tracked")]
     if real_missing:
         raise CheckpointError(
             f"pretrained weights for {arch!r} lack {len(real_missing)} tensors (first: {real_missing[:3]})"
@@ -592,5 +605,9 @@ def _load_into_factory_model(model: nn.Module, state_dict: Mapping[str, Any], ar
                 f"pretrained tensor {k!r} for {arch!r} has shape {tuple(v.shape)}, model expects "
                 f"{tuple(own[k].shape)}"
             )
+    full = {k: v.detach().to(dtype=own[k].dtype, device="cpu") for k, v in state_dict.items()}
+    for k in missing:
+        if k.endswith("num_batches_tracked"):
+            full[k] = torch.zeros((), dtype=torch.long)
     with torch.no_grad():
-        model.load_state_dict(dict(state_dict), strict=False)
+        model.load_state_dict(full, strict=False, assign=True)

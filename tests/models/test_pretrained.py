@@ -181,3 +181,42 @@ def test_lite0_imagenet_top1_on_real_photos() -> None:
           f"({time.perf_counter() - t0:.1f} s)")
     assert top1_acc >= README_TOP1 - 0.5
     assert top5_acc >= README_TOP5 - 0.5
+
+
+def test_vgg16_pretrained_remap_by_order() -> None:
+    """ImageNet conv weights land on the renumbered layers (pool4/pool5 removed); conv6 stays fresh."""
+    from fcam_deploy.models.backbones import build_trunk
+
+    spec = BACKBONES["vgg16"]
+    torch.manual_seed(5)
+    with torch.device("meta"):
+        shapes = {k: v.shape for k, v in spec.factory().state_dict().items() if k.startswith("features.")}
+    sd = {k: torch.randn(v) for k, v in shapes.items()}
+    trunk = build_trunk("vgg16", sd)
+    own = trunk.state_dict()
+    # torchvision index -> WSOL index: unchanged up to 22, conv5_x (24, 26, 28) -> (23, 25, 27)
+    for src, dst in ((0, 0), (21, 21), (24, 23), (26, 25), (28, 27)):
+        assert torch.equal(own[f"features.{dst}.weight"], sd[f"features.{src}.weight"]), (src, dst)
+    assert own["conv6.weight"].shape == (1024, 512, 3, 3)
+
+
+def test_inceptionv3_pretrained_survives_mixed_6a_swap() -> None:
+    from fcam_deploy.models.backbones import build_trunk
+
+    spec = BACKBONES["inceptionv3"]
+    torch.manual_seed(6)
+    with torch.device("meta"):
+        ref = spec.factory().state_dict()
+    # no num_batches_tracked: older torchvision files lack it; the loader resets it to 0
+    sd = {k: torch.randn(v.shape) for k, v in ref.items()
+          if not k.startswith(("fc.", "AuxLogits.", "Mixed_7")) and not k.endswith("num_batches_tracked")}
+    own = build_trunk("inceptionv3", sd).state_dict()
+    kept = [k for k in sd if k in own]
+    assert any(k.startswith("Mixed_6a.") for k in kept) and len(kept) == len(
+        [k for k in own if not k.startswith("SPG_") and not k.endswith("num_batches_tracked")]
+    )
+    for k in kept:
+        assert torch.equal(own[k], sd[k]), k
+    nbt = [k for k in own if k.endswith("num_batches_tracked")]
+    assert nbt and all(int(own[k]) == 0 for k in nbt)
+    assert not any(t.is_meta for t in own.values())
