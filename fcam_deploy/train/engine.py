@@ -342,7 +342,7 @@ def _run(
         else:
             convert_sync_batchnorm(model)
         ddp_model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False)
+            model, device_ids=[device.index] if device.type == "cuda" else None)
     elb = ELBState(st.elb_t)
     best_dir, last_dir = out_dir / "best", out_dir / "last"
 
@@ -425,6 +425,10 @@ def _run(
                    "select_metric": cfg.select_metric, "best_threshold": st.best_threshold, "steps": st.step,
                    "seconds": time.perf_counter() - t0, "history": [h for h in st.history if h["type"] == "val"]}
         atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    if dist_info.active and dist_info.world_size > 1:
+        import torch.distributed as dist
+
+        dist.barrier()  # rank 0 has written best/ and last/ before any rank returns
     best_rec = next((h for h in st.history if h["type"] == "val" and h["epoch"] == st.best_epoch), {})
     return TrainResult(out_dir, best_dir, last_dir, int(st.best_epoch or 0), best_rec, st.step,
                        time.perf_counter() - t0)
@@ -526,8 +530,15 @@ def train_fcam(
             gens = [torch.Generator().manual_seed(sample_generator_seed(cfg.seed, epoch, int(i), "seeds"))
                     for i in batch["index"]]
             seeds = sample_seeds(up, gens, cfg.seeds)
+            norm = None
+            if dist_info.active and dist_info.world_size > 1:
+                import torch.distributed as dist
+
+                n_lab = (seeds != -255).sum().to(torch.float64).reshape(1)
+                dist.all_reduce(n_lab)
+                norm = float(n_lab) / dist_info.world_size
         parts = fcam_loss(out.seg_logits, seeds, batch["raw"].to(dev), seed_lambda=cfg.seed_lambda, crf=cfg.crf,
-                          elb_t=elb.t, size_lambda=cfg.elb.lam)
+                          elb_t=elb.t, size_lambda=cfg.elb.lam, seed_normalizer=norm)
         return {"loss": parts.total, "seed": parts.seed.detach(), "crf": parts.crf.detach(),
                 "size": parts.size.detach()}
 

@@ -14,19 +14,23 @@ from fcam_deploy.train.seeds import IGNORE_INDEX
 __all__ = ["FCAMLoss", "seed_cross_entropy", "fcam_loss"]
 
 
-def seed_cross_entropy(seg_logits: torch.Tensor, seeds: torch.Tensor) -> torch.Tensor:
+def seed_cross_entropy(seg_logits: torch.Tensor, seeds: torch.Tensor, normalizer: float | None = None) -> torch.Tensor:
     """Partial cross-entropy averaged over the labelled pixels of the **whole batch** (pitfall 8).
 
     Args:
         seg_logits: (N, 2, H, W) logits.
         seeds: (N, H, W) int64 in {0, 1, IGNORE_INDEX}.
+        normalizer: divide the summed CE by this instead of the local labelled-pixel count (DDP: the global
+            count / world size, so that DDP's gradient averaging yields the mean over the global batch).
 
     Returns:
-        scalar; exactly 0 (with a graph) when no pixel of the batch is labelled (instead of PyTorch's NaN).
+        scalar; exactly 0 (with a graph) when no pixel is labelled (instead of PyTorch's NaN).
     """
-    if not bool((seeds != IGNORE_INDEX).any()):
+    n_lab = int((seeds != IGNORE_INDEX).sum())
+    if n_lab == 0 or (normalizer is not None and normalizer <= 0):
         return seg_logits.sum() * 0.0
-    return F.cross_entropy(seg_logits, seeds, ignore_index=IGNORE_INDEX, reduction="mean")
+    total = F.cross_entropy(seg_logits, seeds, ignore_index=IGNORE_INDEX, reduction="sum")
+    return total / (float(n_lab) if normalizer is None else float(normalizer))
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,7 @@ def fcam_loss(
     crf: CRFConfig,
     elb_t: float,
     size_lambda: float,
+    seed_normalizer: float | None = None,
 ) -> FCAMLoss:
     """L = seed_lambda * CE(seeds) + CRF(softmax, raw) + size_lambda * ASC_t(softmax).
 
@@ -57,7 +62,7 @@ def fcam_loss(
         raw: (N, 3, H, W) raw RGB in [0, 255], same geometry.
     """
     probs = F.softmax(seg_logits, dim=1)
-    l_seed = seed_lambda * seed_cross_entropy(seg_logits, seeds)
+    l_seed = seed_lambda * seed_cross_entropy(seg_logits, seeds, seed_normalizer)
     l_crf = dense_crf_loss(probs, raw, crf) if crf.lam > 0 else probs.sum() * 0.0
     l_size = size_loss(probs, elb_t, size_lambda) if size_lambda > 0 else probs.sum() * 0.0
     return FCAMLoss(total=l_seed + l_crf + l_size, seed=l_seed, crf=l_crf, size=l_size)
