@@ -7,8 +7,9 @@ onnxruntime-gpu pins clash with the project's). Not part of CI.
         [--modes fp16 int8] [--calib-images 64] [--test-limit N]
 
 * **FP16**: ``modelopt.onnx.autocast.convert_to_mixed_precision(low_precision_type="fp16", keep_io_types=True)``:
-  the uint8 input and fp32 outputs stay as they are; the post-processing ops after the map (ReduceMax, Mul,
-  Greater, Cast) are kept in fp32 through ``nodes_to_exclude``.
+  the uint8 input and fp32 outputs stay as they are; the post-processing op types (ReduceMax/Min, Greater, Cast,
+  Resize, Where, Clip, Softmax, ArgMax) are kept in fp32 through ``op_types_to_exclude``; AutoCast's reference run
+  gets training-split images (its random inputs cannot be uint8).
 * **INT8**: ``modelopt.onnx.quantization.quantize(quantize_mode="int8", calibration_method="entropy",
   high_precision_dtype="fp32")`` with calibration images from the **training split** (uint8 NHWC, resized like the
   runtime); only Conv/Gemm/MatMul get Q/DQ, everything else (post-processing included) stays fp32.
@@ -43,27 +44,39 @@ def _calibration_batch(data: Path, size: tuple[int, int], n: int) -> np.ndarray:
     return batches[0]
 
 
-def _postprocess_nodes(model: Any) -> list[str]:
-    """Names of the nodes downstream of the ``map`` computation's final Resize/Softmax, plus post-process ops."""
-    names = []
-    for node in model.graph.node:
-        if node.op_type in POSTPROCESS_OPS:
-            names.append(node.name)
-    return names
+def _copy_metadata(src: Path, dst: Path, precision: str) -> None:
+    """ModelOpt drops ``metadata_props``: put the source's back (plus the precision) so the runtime accepts it."""
+    import onnx
+
+    ref = onnx.load(str(src), load_external_data=False)
+    model = onnx.load(str(dst))
+    del model.metadata_props[:]
+    for p in ref.metadata_props:
+        model.metadata_props.add(key=p.key, value=p.value)
+    model.metadata_props.add(key="fcam_deploy.precision", value=precision)
+    onnx.save(model, str(dst))
 
 
-def to_fp16(src: Path, dst: Path) -> dict[str, Any]:
+def to_fp16(src: Path, dst: Path, calib: np.ndarray) -> dict[str, Any]:
     import onnx
     from modelopt.onnx.autocast import convert_to_mixed_precision
 
-    model = onnx.load(str(src))
-    exclude = _postprocess_nodes(model)
+    from fcam_deploy.runtime.base import INPUT_NAME
+
+    # AutoCast's reference run draws random inputs (signed, which a uint8 input cannot take): give it real images
+    calib_path = dst.with_suffix(".calib.npz")
+    np.savez(calib_path, **{INPUT_NAME: calib})
     t = time.perf_counter()
     out = convert_to_mixed_precision(
-        onnx_path=str(src), low_precision_type="fp16", keep_io_types=True, nodes_to_exclude=exclude
+        onnx_path=str(src),
+        low_precision_type="fp16",
+        keep_io_types=True,
+        op_types_to_exclude=list(POSTPROCESS_OPS),
+        calibration_data=str(calib_path),
     )
     onnx.save(out, str(dst))
-    return {"seconds": round(time.perf_counter() - t, 2), "nodes_kept_fp32": len(exclude)}
+    _copy_metadata(src, dst, "fp16")
+    return {"seconds": round(time.perf_counter() - t, 2), "op_types_kept_fp32": list(POSTPROCESS_OPS)}
 
 
 def to_int8(src: Path, dst: Path, calib: np.ndarray) -> dict[str, Any]:
@@ -81,6 +94,7 @@ def to_int8(src: Path, dst: Path, calib: np.ndarray) -> dict[str, Any]:
         high_precision_dtype="fp32",
         output_path=str(dst),
     )
+    _copy_metadata(src, dst, "int8")
     return {"seconds": round(time.perf_counter() - t, 2), "calibration_images": int(calib.shape[0])}
 
 
@@ -125,10 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     for mode in args.modes:
         dst = args.out / f"{args.onnx.stem}.{mode}.onnx"
         try:
-            if mode == "fp16":
-                info = to_fp16(args.onnx, dst)
-            else:
-                info = to_int8(args.onnx, dst, _calibration_batch(args.data, meta.input_size, args.calib_images))
+            calib = _calibration_batch(args.data, meta.input_size, args.calib_images)
+            info = to_fp16(args.onnx, dst, calib) if mode == "fp16" else to_int8(args.onnx, dst, calib)
             res, outs = evaluate(dst, args.data, args.test_limit)
         except Exception as exc:  # report what blocked this variant and go on with the next
             log.exception("%s failed", mode)
