@@ -106,6 +106,15 @@ else
   note "SKIP CMake targets (ORT library, TRT plugin, launcher test): cmake not found"
 fi
 
+if [[ -x "$BUILD/fcam_trt_plugin_test" && -f "$BUILD/libfcam_trt_plugins.so" ]]; then
+  if "$BUILD/fcam_trt_plugin_test" "$BUILD/libfcam_trt_plugins.so"; then
+    note "PASSED host-only TensorRT plugin test (creators, fields, types, workspace, serialization)"
+  else
+    note "FAILED host-only TensorRT plugin test"
+    FAILED=1
+  fi
+fi
+
 # --- torch extension -----------------------------------------------------------------------------------
 if [[ "${FCAM_SKIP_TORCH_EXT:-0}" == 1 ]]; then
   note "SKIP torch extension: FCAM_SKIP_TORCH_EXT=1"
