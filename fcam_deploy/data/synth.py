@@ -26,6 +26,13 @@ only partially. This set reproduces that situation on purpose, with exact box an
   vary per instance; with probability ``two_instance_prob`` an image holds two smaller, non-overlapping
   instances of the same class (two GT boxes, mask = union).
 
+Measured with the defaults (300 images per size, seed 0): objects cover 30 % of the image on average
+(24-38 %), the head is 20 % of the object, 16 % of the images hold two instances, and a whole-image box reaches
+IoU >= 0.5 on 22 % (64 px) / 19 % (96 px) / 15 % (224 px) of the images. A scratch 8-conv CNN (stride 8) trained
+3 epochs on 2000 images at 64 px with 4 classes reached 91 % test accuracy; its CAM at tau = 0.5 covered 96 % of
+the head pixels but only 28 % of the body (8 classes, 4 epochs: 76 % accuracy, head 97 % vs body 29 %) -- the
+partial-coverage failure F-CAM is meant to fix. Eight classes need more epochs than four.
+
 Ground truth: the instance mask is the union of the instance's body and head pixels; each instance's GT box is
 its mask's bounding box (inclusive pixel coordinates). The head (discriminative part) masks are written too,
 for coverage diagnostics (CAM covers the head, misses the body).
@@ -43,7 +50,8 @@ On disk (the wsolevaluation format, DESIGN.md)::
     DIR/metadata/synth_config.json                      the SynthConfig, counts and seed that made the set
 
 Deterministic: every image is drawn from its own ``numpy`` generator seeded by ``(seed, split, index)``, so the
-same arguments write byte-identical files in any order.
+same arguments write byte-identical files in any order and with any number of worker processes (for the same
+numpy / OpenCV versions on the same platform; another CPU's SIMD paths may move a rare pixel by one level).
 """
 
 from __future__ import annotations
