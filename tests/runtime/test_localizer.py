@@ -204,8 +204,9 @@ def test_gpu_request_falls_back_to_cpu_visibly(onnx_model, caplog) -> None:
     assert loc.predict(blob_image(20, 20, 0)).map.shape == (20, 20)
 
 
-def test_predict_is_thread_safe(fcam_pair) -> None:
-    _, loc = fcam_pair
+@pytest.mark.parametrize("which", [0, 1], ids=["torch", "onnxruntime"])
+def test_predict_is_thread_safe(fcam_pair, which: int) -> None:
+    loc = fcam_pair[which]
     images = [blob_image(30 + i, 50 - i, i) for i in range(8)]
     serial = [loc.predict(im) for im in images]
     results: dict[tuple[int, int], object] = {}
