@@ -136,7 +136,7 @@ class SynthConfig:
         distractor_radius: distractor size range, as a fraction of ``size``.
         distractor_gray_prob: probability that a distractor is low-saturation (grey) rather than coloured.
         distractor_hue_gap: minimum hue distance (degrees) between a coloured distractor and the body.
-        noise_sigma: per-pixel Gaussian noise std (RGB units), applied to the whole image.
+        noise_sigma: per-pixel noise std (RGB units, triangular distribution), applied to the whole image.
         blur_sigma: Gaussian blur sigma in pixels applied before the noise (0 = none).
     """
 
@@ -510,6 +510,16 @@ def _draw_distractors(
         cv2.fillPoly(img, _pts(poly), colour, cv2.LINE_8, _SHIFT)
 
 
+def _pixel_noise(rng: np.random.Generator, shape: tuple[int, ...], sigma: float) -> NDArray[np.float32]:
+    """Zero-mean per-pixel noise with standard deviation ``sigma``: the sum of two uniform bytes (a triangular
+    distribution), ~4x cheaper than ``standard_normal`` and visually the same."""
+    n = int(np.prod(shape))
+    b = np.frombuffer(rng.bytes(2 * n), dtype=np.uint8)
+    tri = b[:n].astype(np.float32) + b[n:].astype(np.float32) - np.float32(255.0)
+    std = math.sqrt(2.0 * (256.0**2 - 1.0) / 12.0)  # std of the difference-centred sum of two U{0..255}
+    return (tri * np.float32(sigma / std)).reshape(shape)
+
+
 def render_sample(config: SynthConfig, label: int, rng: np.random.Generator) -> SynthSample:
     """Render one image of class ``label`` with its ground truth, drawing all randomness from ``rng``.
 
@@ -608,7 +618,7 @@ def render_sample(config: SynthConfig, label: int, rng: np.random.Generator) -> 
 
         img = cv2.GaussianBlur(img, (0, 0), config.blur_sigma)
     if config.noise_sigma > 0:
-        img = img + rng.standard_normal(img.shape, dtype=np.float32) * np.float32(config.noise_sigma)
+        img = img + _pixel_noise(rng, img.shape, config.noise_sigma)
     out = np.clip(np.rint(img), 0, 255).astype(np.uint8)
 
     boxes: list[tuple[int, int, int, int]] = []

@@ -235,3 +235,16 @@ def test_cli_config_file_and_check(tmp_path: Path, capsys: pytest.CaptureFixture
     assert cli.main(["data", "check", "--data", str(out), "--split", "train", "--decode"]) == 2
     assert "not a readable image" in capsys.readouterr().err
     assert cli.main(["data", "check", "--data", str(out), "--split", "train"]) == 0  # metadata alone is fine
+
+
+def test_pixel_noise_statistics() -> None:
+    from fcam_deploy.data.synth import _pixel_noise
+
+    x = _pixel_noise(np.random.default_rng(0), (300, 300, 3), 6.0).astype(np.float64)
+    assert x.shape == (300, 300, 3)
+    assert abs(x.mean()) < 0.05 and abs(x.std() - 6.0) < 0.05
+    # no noise knob -> a noise-free image is exactly the composition (same object, smooth background)
+    clean = render_sample(SynthConfig(size=48, noise_sigma=0.0), 0, np.random.default_rng(2))
+    noisy = render_sample(SynthConfig(size=48), 0, np.random.default_rng(2))
+    d = noisy.image.astype(float) - clean.image.astype(float)
+    assert 4.0 < d.std() < 8.0
