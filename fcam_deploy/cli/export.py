@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument(
         "--method", choices=METHODS, default=None, help="map method (default: fcam for F-CAM checkpoints, else cam)"
     )
-    p.add_argument("--opset", type=int, default=None, help="ONNX opset (17-23, default 18)")
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset (18-23, default 18)")
     p.add_argument(
         "--dynamic-batch",
         action=argparse.BooleanOptionalAction,

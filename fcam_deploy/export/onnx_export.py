@@ -108,8 +108,11 @@ def export_graph(
     """
     import onnx
 
-    if not 17 <= opset <= 23:
-        raise ConfigError(f"--opset must be in [17, 23] (Resize/ReduceMax semantics used here), got {opset}")
+    if not 18 <= opset <= 23:
+        raise ConfigError(
+            f"--opset must be in [18, 23] (the dynamo exporter's native range; its down-conversion to 17 fails on "
+            f"the graph's ReduceMax), got {opset}"
+        )
     meta = ModelMetadata(**{**meta.__dict__, "opset": int(opset), "dynamic_batch": bool(dynamic_batch)})
     h, w = meta.input_size
     example = torch.randint(0, 256, (2 if dynamic_batch else 1, h, w, 3), dtype=torch.uint8)
@@ -137,6 +140,9 @@ def export_graph(
     model = program.model_proto
     for node in model.graph.node:  # exporter debug info (local stack traces, fx nodes) is not shipped
         del node.metadata_props[:]
+    got = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    if got != opset:
+        raise ModelFormatError(f"the exporter wrote opset {got}, not the requested {opset}; choose --opset {got}")
     model.producer_name = "fcam-deploy"
     model.producer_version = meta.fcam_deploy_version
     model.doc_string = (

@@ -50,8 +50,8 @@ class ExportProfile:
             raise ConfigError(f"profile {self.name}: postprocess must be one of {POSTPROCESS_MODES}")
         if self.method is not None and self.method not in METHODS:
             raise ConfigError(f"profile {self.name}: method must be one of {METHODS}")
-        if not 17 <= self.opset <= 23:
-            raise ConfigError(f"profile {self.name}: opset must be in [17, 23]")
+        if not 18 <= self.opset <= 23:
+            raise ConfigError(f"profile {self.name}: opset must be in [18, 23]")
         if self.size is not None and (len(self.size) != 2 or min(self.size) < 1):
             raise ConfigError(f"profile {self.name}: size must be [H, W] with H, W >= 1")
         if self.max_boxes < 1:

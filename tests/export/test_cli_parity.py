@@ -126,12 +126,15 @@ def test_profile_errors(tmp_path) -> None:
 
 def test_export_cli_profile_and_override(checkpoint_dir, tmp_path, capsys) -> None:
     prof = tmp_path / "trt-fp32_static-48_b1.toml"
-    prof.write_text('[export]\npostprocess = "none"\nmethod = "cam"\ndynamic_batch = false\nopset = 17\n'
+    prof.write_text('[export]\npostprocess = "none"\nmethod = "cam"\ndynamic_batch = false\nopset = 19\n'
                     '[engine]\nshapes = "1/1/1"\n')
     out = tmp_path / "p.onnx"
     assert main(["export", "--checkpoint", str(checkpoint_dir), "--out", str(out), "--profile", str(prof),
-                 "--opset", "18"]) == 0
+                 "--opset", "20"]) == 0
     meta = read_onnx_metadata(out)
-    assert (meta.postprocess, meta.method, meta.dynamic_batch, meta.opset) == ("none", "cam", False, 18)
+    assert (meta.postprocess, meta.method, meta.dynamic_batch, meta.opset) == ("none", "cam", False, 20)
+    import onnx
+
+    assert {o.version for o in onnx.load(str(out)).opset_import if o.domain in ("", "ai.onnx")} == {20}
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert printed["next"].startswith("fcam build-engine") and "--shapes 1/1/1" in printed["next"]
