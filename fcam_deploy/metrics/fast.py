@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fcam_deploy.errors import BackendUnavailableError
+from fcam_deploy.errors import BackendUnavailableError, InputError
 from fcam_deploy.metrics.protocol import check_box_convention, iou_matrix, level_thresholds
 from fcam_deploy.metrics.reference import boxes_at_level
 
@@ -77,7 +77,11 @@ def best_ious_fast(
         ``(v1_best, v2_best)``, each float64 (T,) or None when not asked for.
     """
     gt = np.ascontiguousarray(check_box_convention(gt_boxes, "GT boxes"), dtype=np.int64)
-    u8 = np.ascontiguousarray(u8, dtype=np.uint8)
+    if gt.shape[0] == 0:
+        raise InputError("at least one GT box is needed")
+    if not isinstance(u8, np.ndarray) or u8.dtype != np.uint8 or u8.ndim != 2 or u8.size == 0:
+        raise InputError(f"expected a uint8 (H, W) map, got {getattr(u8, 'dtype', type(u8))} {np.shape(u8)}")
+    u8 = np.ascontiguousarray(u8)
     top, fg_best, hole_best, n_holes, v1_iou, v1_tie = _kernel()(u8, gt, bool(v1), bool(v2))
     levels = level_thresholds(thresholds, int(top))
     empty = levels >= top  # no foreground (also covers top == 0)

@@ -89,6 +89,8 @@ def best_ious_reference(
         float64 (T,).
     """
     gt = check_box_convention(gt_boxes, "GT boxes")
+    if gt.shape[0] == 0:
+        raise InputError("at least one GT box is needed")
     top = np.max(u8)
     # as wsolevaluation's BoxEvaluator.accumulate: boxes of every threshold, one IoU matrix, max per threshold
     per_threshold = [boxes_at_level(u8, int(t * top), multi_contour) for t in np.asarray(thresholds, np.float64)]

@@ -169,3 +169,16 @@ def test_auto_engine_falls_back_to_reference_without_numba(monkeypatch: pytest.M
 
     monkeypatch.setattr(fast, "fast_engine_available", lambda: False)
     assert BoxEvaluator(engine="auto")._engine == "reference"
+
+
+def test_engines_reject_bad_inputs() -> None:
+    from fcam_deploy.errors import InputError
+
+    t = cam_thresholds(0.1)
+    for fn in (lambda u, g: best_ious_fast(u, g, t), lambda u, g: best_ious_reference(u, g, t, True)):
+        with pytest.raises(InputError):
+            fn(np.zeros((4, 4), np.int64), np.array([[0, 0, 1, 1]]))
+        with pytest.raises(InputError):
+            fn(np.zeros((4, 4), np.uint8), np.zeros((0, 4), np.int64))
+        with pytest.raises(RuntimeError):
+            fn(np.zeros((4, 4), np.uint8), np.array([[2, 0, 1, 1]]))
