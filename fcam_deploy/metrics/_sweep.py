@@ -57,7 +57,7 @@ def _counting_order(flat: np.ndarray):  # type: ignore[no-untyped-def]
             top = v
     for v in range(256):
         counts[v + 1] += counts[v]
-    order = np.empty(n, np.int64)
+    order = np.empty(n, np.int32)
     fill = counts[:256].copy()
     for p in range(n):
         v = flat[p]
@@ -75,16 +75,16 @@ def _fg_pass(flat, counts, order, top, h, w, gt, want_area, best_out, area_iou, 
     corners in the component adds 1, with 3 adds 1/2), area_tie[L] = 1 when several components share it.
     """
     n = h * w
-    parent = np.full(n, -1, np.int64)
-    size = np.ones(n, np.int64)
+    parent = np.full(n, -1, np.int32)
+    size = np.ones(n, np.int32)
     area2 = np.zeros(n, np.int64)
-    bx0 = np.empty(n, np.int64)
-    by0 = np.empty(n, np.int64)
-    bx1 = np.empty(n, np.int64)
-    by1 = np.empty(n, np.int64)
+    bx0 = np.empty(n, np.int32)
+    by0 = np.empty(n, np.int32)
+    bx1 = np.empty(n, np.int32)
+    by1 = np.empty(n, np.int32)
     iou = np.zeros(n, np.float64)
     dirty = np.zeros(n, np.uint8)
-    active = np.empty(n, np.int64)
+    active = np.empty(n, np.int32)
     nact = 0
     for v in range(top, 0, -1):
         s = counts[v]
@@ -189,17 +189,17 @@ def _hole_pass(flat, counts, order, top, h, w, gt, hole_best, n_holes):  # type:
     """
     n = h * w
     out = n
-    parent = np.full(n + 1, -1, np.int64)
+    parent = np.full(n + 1, -1, np.int32)
     parent[out] = out
-    size = np.ones(n + 1, np.int64)
+    size = np.ones(n + 1, np.int32)
     size[out] = n + 2  # the outside always stays a root
-    bx0 = np.empty(n + 1, np.int64)
-    by0 = np.empty(n + 1, np.int64)
-    bx1 = np.empty(n + 1, np.int64)
-    by1 = np.empty(n + 1, np.int64)
+    bx0 = np.empty(n + 1, np.int32)
+    by0 = np.empty(n + 1, np.int32)
+    bx1 = np.empty(n + 1, np.int32)
+    by1 = np.empty(n + 1, np.int32)
     iou = np.zeros(n + 1, np.float64)
     dirty = np.zeros(n + 1, np.uint8)
-    active = np.empty(n + 1, np.int64)
+    active = np.empty(n + 1, np.int32)
     nact = 0
     for v in range(0, top):
         s = counts[v]
@@ -284,7 +284,7 @@ def _fill_holes(flat, h, w):  # type: ignore[no-untyped-def]
     c = np.empty(n, np.uint8)
     seen = np.zeros(n, np.uint8)
     head = np.full(256, -1, np.int64)
-    nxt = np.full(n, -1, np.int64)
+    nxt = np.full(n, -1, np.int32)
     for p in range(n):
         y = p // w
         x = p - y * w
@@ -337,6 +337,8 @@ def sweep(u, gt, want_v1, want_v2):  # type: ignore[no-untyped-def]
     several top-level components share the largest area (OpenCV's list order decides: the caller asks OpenCV).
     """
     h, w = u.shape
+    if h * w > 2**31 - 3:
+        raise ValueError("map too large for the int32 union-find")
     flat = u.ravel()
     counts, order, top = _counting_order(flat)
     fg_best = np.full(256, -1.0)
