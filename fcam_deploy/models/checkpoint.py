@@ -375,13 +375,13 @@ def load_checkpoint(directory: str | Path, map_location: str | torch.device = "c
             f"{len(missing)} missing tensors (first: {missing[:3]}), {len(unexpected)} unexpected "
             f"(first: {unexpected[:3]})"
         )
-    for k, v in sd.items():
-        ref = own[k]
-        if tuple(v.shape) != tuple(ref.shape) or v.dtype != ref.dtype:
-            raise CheckpointError(
-                f"{w_path}: tensor {k!r} is {v.dtype} {tuple(v.shape)}, the architecture needs "
-                f"{ref.dtype} {tuple(ref.shape)}"
-            )
+    bad = [
+        f"{k!r} is {sd[k].dtype} {tuple(sd[k].shape)}, the architecture needs {own[k].dtype} {tuple(own[k].shape)}"
+        for k in sorted(sd)
+        if tuple(sd[k].shape) != tuple(own[k].shape) or sd[k].dtype != own[k].dtype
+    ]
+    if bad:
+        raise CheckpointError(f"{w_path}: {len(bad)} tensors do not fit {meta.arch!r}: tensor " + "; ".join(bad[:3]))
     model.load_state_dict(sd, strict=True, assign=True)
     left = [n for n, t in list(model.named_parameters()) + list(model.named_buffers()) if t.is_meta]
     if left:

@@ -178,7 +178,7 @@ def test_mismatched_weights_raise(tmp_path: Path) -> None:
     d = _saved(tmp_path)
     # other num_classes: config consistent with itself, weights of another shape (digest dropped to reach it)
     _edit_config(d, num_classes=5, class_names=[], weights_sha256=_DELETE)
-    with pytest.raises(CheckpointError, match=r"head\.weight.*\(3, 128\).*\(5, 128\)"):
+    with pytest.raises(CheckpointError, match=r"2 tensors do not fit.*head\.bias.*\(3,\).*\(5,\).*head\.weight.*\(3, 128\).*\(5, 128\)"):
         load_checkpoint(d)
     # other architecture
     _edit_config(d, num_classes=3, arch="efficientnet_lite0_s8")
