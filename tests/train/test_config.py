@@ -1,0 +1,47 @@
+"""Typed configs: built-ins load, overrides merge, typos are errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from fcam_deploy.errors import ConfigError
+from fcam_deploy.train.config import ClassifierTrainConfig, FCAMTrainConfig, available_configs, load_train_config
+from fcam_deploy.train.demo import load_demo_config
+
+
+def test_builtin_configs_load() -> None:
+    assert {"cub_resnet50", "demo"} <= set(available_configs("fcam"))
+    for name in available_configs("classifier"):
+        assert isinstance(load_train_config("classifier", name), ClassifierTrainConfig)
+    for name in available_configs("fcam"):
+        assert isinstance(load_train_config("fcam", name), FCAMTrainConfig)
+    off = load_train_config("fcam", "cub_resnet50")
+    # the official README values (fcam-method.md 2.2)
+    assert (off.optim.lr, off.optim.momentum, off.optim.nesterov, off.optim.weight_decay) == (0.01, 0.9, True, 1e-4)
+    assert (off.crf.lam, off.crf.sigma_rgb, off.crf.sigma_xy, off.elb.lam, off.elb.mul, off.elb.max_t) == (
+        2e-9, 15.0, 100.0, 0.1, 1.01, 10.0)
+    assert (off.seeds.n_fg, off.seeds.n_bg, off.seeds.min_p, off.seeds.erode_k, off.seeds.dilate_k) == (1, 1, 0.1, 11, 3)
+    for name in ("default", "quick"):
+        load_demo_config(name)
+
+
+def test_overrides_and_errors(tmp_path: Path) -> None:
+    c = load_train_config("fcam", "demo", {"epochs": 7, "crf": {"lam": 1e-8}})
+    assert c.epochs == 7 and c.crf.lam == 1e-8 and c.crf.sigma_rgb == 15.0
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_train_config("fcam", "demo", {"epoch": 3})
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_train_config("fcam", "demo", {"crf": {"sigma": 3}})
+    with pytest.raises(ConfigError, match="select_metric"):
+        load_train_config("classifier", "demo", {"select_metric": "IoU"})
+    with pytest.raises(ConfigError, match="no built-in"):
+        load_train_config("fcam", "nope")
+    p = tmp_path / "c.json"
+    p.write_text(json.dumps({"epochs": 2, "batch_size": 4}))
+    assert load_train_config("classifier", p).batch_size == 4
+    p.write_text("{bad json")
+    with pytest.raises(ConfigError, match="invalid JSON"):
+        load_train_config("classifier", p)
