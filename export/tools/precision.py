@@ -74,9 +74,17 @@ def to_fp16(src: Path, dst: Path, calib: np.ndarray) -> dict[str, Any]:
         op_types_to_exclude=list(POSTPROCESS_OPS),
         calibration_data=str(calib_path),
     )
+    # AutoCast labels every unknown dimension dim_param "unk" in value_info; ONNX Runtime takes equal dim_params as
+    # equal sizes and then re-uses buffers of different sizes ("Shape mismatch attempting to re-use buffer"), so
+    # drop those entries and let the runtime infer them.
+    keep = [v for v in out.graph.value_info if "unk" not in {d.dim_param for d in v.type.tensor_type.shape.dim}]
+    dropped = len(out.graph.value_info) - len(keep)
+    del out.graph.value_info[:]
+    out.graph.value_info.extend(keep)
     onnx.save(out, str(dst))
     _copy_metadata(src, dst, "fp16")
-    return {"seconds": round(time.perf_counter() - t, 2), "op_types_kept_fp32": list(POSTPROCESS_OPS)}
+    return {"seconds": round(time.perf_counter() - t, 2), "op_types_kept_fp32": list(POSTPROCESS_OPS),
+            "value_info_dropped": dropped}
 
 
 def to_int8(src: Path, dst: Path, calib: np.ndarray) -> dict[str, Any]:
