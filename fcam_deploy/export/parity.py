@@ -60,7 +60,19 @@ class ParityReport:
         return self.data
 
 
+def _require_polygraphy() -> None:
+    try:
+        import polygraphy  # noqa: F401
+    except ImportError as exc:
+        from fcam_deploy.errors import BackendUnavailableError
+
+        raise BackendUnavailableError(
+            "fcam parity needs Polygraphy (fix: pip install polygraphy, or pip install 'fcam-deploy[dev]')"
+        ) from exc
+
+
 def _torch_runner_cls() -> type:
+    _require_polygraphy()
     from polygraphy.backend.base import BaseRunner
 
     class TorchGraphRunner(BaseRunner):
@@ -151,7 +163,7 @@ def compare_runs(
     Returns ``(summary, run_results)``; ``summary`` has per-output max abs diffs, Polygraphy's verdict and the
     tie-aware mask/box counts.
     """
-    from polygraphy.comparator import Comparator, CompareFunc
+    _require_polygraphy()
     from polygraphy.logger import G_LOGGER
 
     quiet = G_LOGGER.verbosity(G_LOGGER.WARNING if log.isEnabledFor(logging.INFO) else G_LOGGER.ERROR)
@@ -262,6 +274,7 @@ def run_parity(
     Raises:
         ConfigError: no checkpoint known. ModelFormatError / BackendUnavailableError: see the runtime.
     """
+    _require_polygraphy()
     from polygraphy.backend.onnxrt import OnnxrtRunner
 
     from fcam_deploy.export.onnx_export import build_graph, read_onnx_metadata
