@@ -79,8 +79,8 @@ def load_profile(path: str | Path) -> ExportProfile:
     """
     try:
         import tomllib
-    except ModuleNotFoundError as exc:  # Python 3.10
-        raise ConfigError("profiles need Python >= 3.11 (tomllib); pass the options as flags instead") from exc
+    except ModuleNotFoundError:  # Python 3.10: the same parser, installed as a dependency there
+        import tomli as tomllib
     path = Path(path)
     try:
         data: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
