@@ -53,7 +53,12 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class ClassifierTrainConfig:
-    """Stage 1 (STD_CL): backbone + GAP + linear trained with cross-entropy."""
+    """Stage 1 (STD_CL): backbone + GAP + linear trained with cross-entropy.
+
+    ``bn_momentum``: if set, every BatchNorm of the classifier gets this running-stat momentum before training
+    (timm's TF-ported EfficientNet-Lite BNs use 0.01, too slow to adapt the ImageNet statistics in a short run:
+    measured eval-mode top-1 33 % vs train-mode 97 % after 141 steps on the demo data).
+    """
 
     arch: str = "resnet50"
     input_size: int = 224
@@ -64,6 +69,7 @@ class ClassifierTrainConfig:
     select_metric: str = "MaxBoxAccV2"
     val_every: int = 1
     seed: int = 0
+    bn_momentum: float | None = None
     notes: str = ""
 
 

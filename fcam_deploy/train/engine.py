@@ -473,6 +473,10 @@ def train_classifier(
     torch.manual_seed(cfg.seed)
     data = _open_data(Path(data_dir), cfg.input_size, cfg.resize_size, tuple(spec.mean), tuple(spec.std), cfg.seed)
     model = build_classifier(cfg.arch, data.num_classes, pretrained=pretrained).to(dev)
+    if cfg.bn_momentum is not None:
+        for mod in model.modules():
+            if isinstance(mod, nn.modules.batchnorm._BatchNorm):
+                mod.momentum = float(cfg.bn_momentum)
 
     def step(m: nn.Module, batch: dict[str, Any], epoch: int, elb: ELBState) -> dict[str, torch.Tensor]:
         logits = m(batch["image"].to(dev)).logits
