@@ -7,9 +7,11 @@ OUT    ?= demo-out
 
 .PHONY: venv sysdeps kernels cpp demo demo-quick test test-fast clean
 
-# Debian/Ubuntu packages the native builds need (C++ toolchain, CMake, image codecs for the C++ sample app,
-# npm to fetch ONNX Runtime's C/C++ headers). Installed with apt only when missing.
-SYSDEPS := g++ cmake libpng-dev libjpeg-dev npm
+# What the native builds need (C++ toolchain, CMake, image codecs for the C++ sample app, npm to fetch ONNX
+# Runtime's C/C++ headers). Tools count as present when on PATH (npm may come with a non-Debian Node.js);
+# libraries when their Debian -dev package is installed. Missing ones are installed with apt.
+TOOLS   := g++ cmake npm
+DEVLIBS := libpng-dev libjpeg-dev
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,11 +22,13 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 venv: $(VENV)/.installed
 
 sysdeps:
-	@missing=$$(for p in $(SYSDEPS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	@missing=""; \
+	for t in $(TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
+	for p in $(DEVLIBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
-	  echo "installing system packages: $$missing"; \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
-	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi; \
+	  echo "installing system packages:$$missing"; \
+	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
 
 # Native kernels: builds whatever this machine supports and prints what it skipped and why.

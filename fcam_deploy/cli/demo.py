@@ -19,15 +19,17 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--quick", action="store_true", help="smoke run of every step (<= 2 min)")
     p.add_argument("--seed", type=int, help="data + training seed (default: the config's)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--no-bench", action="store_true", help="skip the closing benchmark suite")
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     from fcam_deploy.train.demo import run_demo
 
-    res = run_demo(args.out, quick=args.quick, seed=args.seed, progress=not args.no_progress)
+    res = run_demo(args.out, quick=args.quick, seed=args.seed, progress=not args.no_progress, bench=not args.no_bench)
     m = res["methods"]
     print(json.dumps({k: {kk: (round(vv, 2) if isinstance(vv, float) else vv) for kk, vv in v.items()
                           if kk in ("MaxBoxAcc", "MaxBoxAccV2", "PxAP")} for k, v in m.items()}, indent=2))
-    print(f"wrote {args.out}/report.md, results.json, model/, overlays.png in {res['timings']['total_s']:.0f} s")
+    extra = ", bench/" if res.get("benchmark") else ""
+    print(f"wrote {args.out}/report.md, results.json, model/, overlays.png{extra} in {res['timings']['total_s']:.0f} s")
     return 0
