@@ -9,7 +9,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-__all__ = ["render_markdown", "write_report"]
+__all__ = ["headline_ratio_lines", "render_markdown", "write_report"]
 
 
 def _fmt(v: Any, nd: int = 1) -> str:
@@ -26,6 +26,28 @@ def _atomic_write(path: Path, text: str) -> None:
     with os.fdopen(fd, "w") as fh:
         fh.write(text)
     os.replace(tmp, path)
+
+
+def headline_ratio_lines(rat: dict[str, Any]) -> list[str]:
+    """Markdown bullet lines of a results document's ``ratios`` (also used by ``fcam demo``'s report)."""
+    lines: list[str] = []
+    for label, r in rat.get("ort_vs_torch_end_to_end", {}).items():
+        lines.append(f"- Exported pipeline on ONNX Runtime CPU vs torch eager, end to end, {label}: "
+                     f"{r['torch_p50_ms']:.1f} ms vs {r['ort_p50_ms']:.1f} ms = **{r['speedup']:.2f}x** "
+                     f"(goal >= 2x); post-processing share of the ORT pipeline: **{100 * r['postprocess_share_of_ort']:.1f}%** (goal <= 5%).")
+    for label, r in rat.get("fcam_vs_gradient_cams", {}).items():
+        lines.append(f"- F-CAM per image vs the gradient CAMs through autograd, {label}, batch 1: {r['fcam_ms']:.2f} ms vs "
+                     f"{r['gradient_mean_ms']:.2f} ms = **{r['ratio']:.2f}x** (paper, ResNet50 GPU: 18.5 vs 37.4 ms, 0.49x).")
+    ev = rat.get("evaluator_speedup", {})
+    if "speedup" in ev:
+        lines.append(f"- Evaluator, MaxBoxAccV2 at 1000 thresholds on {ev['maps']} maps: reference {ev['reference_s']:.2f} s "
+                     f"vs fast {ev['fast_s']:.3f} s = **{ev['speedup']:.1f}x**, identical numbers: {ev['identical']}.")
+    pp = rat.get("postprocess_op_speedup", {})
+    if "speedup" in pp:
+        lines.append(f"- Post-process op ({'native C++' if pp['native'] else 'NumPy reference fallback'}) vs the protocol's "
+                     f"cv2 path, {pp['maps']} maps {pp['shape']}: {pp['protocol_s'] * 1e3:.1f} ms vs {pp['op_s'] * 1e3:.1f} ms "
+                     f"= **{pp['speedup']:.2f}x**.")
+    return lines
 
 
 def render_markdown(doc: dict[str, Any], command: str | None = None) -> str:
@@ -98,24 +120,8 @@ def render_markdown(doc: dict[str, Any], command: str | None = None) -> str:
                              f"({c.get('box_images_differ_non_tie')}) | {_fmt(md.get('MaxBoxAccV2'), 4)} | "
                              f"{_fmt(md.get('PxAP'), 4)} |")
             lines.append("")
-    rat = doc.get("ratios", {})
     lines += ["## Headline ratios (each measured side by side in this run)", ""]
-    for label, r in rat.get("ort_vs_torch_end_to_end", {}).items():
-        lines.append(f"- Exported pipeline on ONNX Runtime CPU vs torch eager, end to end, {label}, batch "
-                     f"{r['batch']}: {r['torch_p50_ms']:.1f} ms vs {r['ort_p50_ms']:.1f} ms = **{r['speedup']:.2f}x** "
-                     f"(goal >= 2x); post-processing share of the ORT pipeline: **{100 * r['postprocess_share_of_ort']:.1f}%** (goal <= 5%).")
-    for label, r in rat.get("fcam_vs_gradient_cams", {}).items():
-        lines.append(f"- F-CAM per image vs the gradient CAMs through autograd, {label}, batch 1: {r['fcam_ms']:.2f} ms vs "
-                     f"{r['gradient_mean_ms']:.2f} ms = **{r['ratio']:.2f}x** (paper, ResNet50 GPU: 18.5 vs 37.4 ms, 0.49x).")
-    ev = rat.get("evaluator_speedup", {})
-    if "speedup" in ev:
-        lines.append(f"- Evaluator, MaxBoxAccV2 at 1000 thresholds on {ev['maps']} maps: reference {ev['reference_s']:.2f} s "
-                     f"vs fast {ev['fast_s']:.3f} s = **{ev['speedup']:.1f}x**, identical numbers: {ev['identical']}.")
-    pp = rat.get("postprocess_op_speedup", {})
-    if "speedup" in pp:
-        lines.append(f"- Post-process op ({'native C++' if pp['native'] else 'NumPy reference fallback'}) vs the protocol's "
-                     f"cv2 path, {pp['maps']} maps {pp['shape']}: {pp['protocol_s'] * 1e3:.1f} ms vs {pp['op_s'] * 1e3:.1f} ms "
-                     f"= **{pp['speedup']:.2f}x**.")
+    lines += headline_ratio_lines(doc.get("ratios", {}))
     lines.append("")
     skipped = [r for r in recs if r["kind"] == "skipped"]
     if skipped:

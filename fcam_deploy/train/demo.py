@@ -309,21 +309,9 @@ def _report(r: dict[str, Any]) -> str:
             lines.append(f"| {name} | {f(v.get('MaxBoxAcc'))} | {f(v.get('MaxBoxAccV2'))} | {f(v.get('PxAP'))} | "
                          f"{f(v.get('GMAC'), 3)} | {f(v.get('torch_ms'), 2)} | {f(v.get('torch-autograd_ms'), 2)} | "
                          f"{f(v.get('onnxruntime_ms'), 2)} | {'–' if par is None else ('pass' if par else 'FAIL')} |")
-        rat = b["ratios"]
+        from fcam_deploy.bench.report import headline_ratio_lines
+
         lines.append("")
-        for label, x in rat.get("ort_vs_torch_end_to_end", {}).items():
-            lines.append(f"- Exported pipeline on ONNX Runtime CPU vs torch eager, end to end (batch {x['batch']}): "
-                         f"**{x['speedup']:.2f}x**; post-processing share of the ORT pipeline "
-                         f"{100 * x['postprocess_share_of_ort']:.1f} %.")
-        for label, x in rat.get("fcam_vs_gradient_cams", {}).items():
-            lines.append(f"- F-CAM per image vs the gradient CAMs through autograd: {x['fcam_ms']:.2f} vs "
-                         f"{x['gradient_mean_ms']:.2f} ms (**{x['ratio']:.2f}x**; paper, ResNet50 on GPU: 0.49x).")
-        ev = rat.get("evaluator_speedup", {})
-        if "speedup" in ev:
-            lines.append(f"- Fast evaluator vs the per-threshold OpenCV reference at 1000 thresholds: "
-                         f"**{ev['speedup']:.1f}x**, identical numbers: {ev['identical']}.")
-        pp = rat.get("postprocess_op_speedup", {})
-        if "speedup" in pp:
-            lines.append(f"- Post-process op vs the protocol's cv2 path ({pp['shape']}): **{pp['speedup']:.2f}x**.")
+        lines += headline_ratio_lines(b["ratios"])
         lines.append("")
     return "\n".join(lines)
