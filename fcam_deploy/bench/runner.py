@@ -434,10 +434,11 @@ def run_suite(
         native = int(ck.input_size[0])
         sizes = sorted({native if r == 0 else r for r in cfg.resolutions})
         run.prototypes = None
-        if "lpcam" in cfg.methods:
+        methods = cfg.methods if bm.trained or cfg.random_methods is None else cfg.random_methods
+        if "lpcam" in methods:
             run.say(f"{bm.label}: fitting LPCAM prototypes")
             run.fit_prototypes(clf, native, ck.mean, ck.std)
-        for method in cfg.methods:
+        for method in methods:
             if method == "fcam" and not hasattr(model, "decoder"):
                 run.skip("fcam", "classifier checkpoint has no F-CAM decoder", model=bm.label)
                 continue
@@ -448,8 +449,7 @@ def run_suite(
             if bm.trained and cfg.localization_limit > 0:
                 run.say(f"{bm.label}: {method}: localization")
                 run.localization(bm, model, method, ck.mean, ck.std)
-            if method in EXPORTABLE and cfg.parity_limit > 0 and "onnxruntime" in cfg.backends and \
-                    (bm.trained or checkpoint is None):
+            if method in EXPORTABLE and cfg.parity_limit > 0 and "onnxruntime" in cfg.backends:
                 run.say(f"{bm.label}: {method}: ORT parity")
                 run.parity(bm, method, native)
         if cfg.end_to_end and hasattr(model, "decoder"):

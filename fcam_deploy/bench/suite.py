@@ -29,6 +29,7 @@ class SuiteConfig:
         archs: backbones benchmarked with random weights (latency / FLOPs; F-CAM with a random decoder).
         fallback_archs: benchmarked (random weights) only when neither ``archs`` nor a checkpoint is given.
         methods: subset of :data:`ALL_METHODS`.
+        random_methods: methods run on the random-weight ``archs`` (default: ``methods``).
         backends: subset of :data:`ALL_BACKENDS`.
         batches: batch sizes for latency.
         resolutions: square input sides for latency/FLOPs; ``0`` means the model's own input size.
@@ -46,6 +47,7 @@ class SuiteConfig:
     archs: tuple[str, ...] = ()
     fallback_archs: tuple[str, ...] = ("resnet18_s8",)
     methods: tuple[str, ...] = ALL_METHODS
+    random_methods: tuple[str, ...] | None = None
     backends: tuple[str, ...] = ("torch", "onnxruntime")
     batches: tuple[int, ...] = (1, 8)
     resolutions: tuple[int, ...] = (0,)
@@ -65,6 +67,9 @@ class SuiteConfig:
         bad = set(self.methods) - set(ALL_METHODS)
         if bad:
             raise ConfigError(f"suite {self.name!r}: unknown methods {sorted(bad)} (known: {ALL_METHODS})")
+        bad = set(self.random_methods or ()) - set(ALL_METHODS)
+        if bad:
+            raise ConfigError(f"suite {self.name!r}: unknown random_methods {sorted(bad)} (known: {ALL_METHODS})")
         bad = set(self.backends) - set(ALL_BACKENDS)
         if bad:
             raise ConfigError(f"suite {self.name!r}: unknown backends {sorted(bad)} (known: {ALL_BACKENDS})")
