@@ -170,7 +170,8 @@ class _Run:
             self.skip("lpcam", f"no training split to fit prototypes: {exc}")
             return
         ds = WSOLDataset(meta, train=False, size=size, mean=mean, std=std)
-        loader = torch.utils.data.DataLoader(ds, batch_size=16)
+        subset = torch.utils.data.Subset(ds, range(min(len(ds), self.cfg.lpcam_fit_images)))
+        loader = torch.utils.data.DataLoader(subset, batch_size=16)
         with torch.no_grad():
             self.prototypes = fit_lpcam(clf, loader, seed=0, max_vectors_per_class=4000)
 

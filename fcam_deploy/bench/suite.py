@@ -41,6 +41,7 @@ class SuiteConfig:
         synth: ``fcam data synth`` settings used when no ``--data`` is given (size, classes, counts, seed).
         cam_curve_interval: threshold step of the box metrics.
         evaluator_maps, postprocess_maps: sizes of the side-by-side evaluator / post-process ratio runs.
+        lpcam_fit_images: training images (the first ones of the split) LPCAM prototypes are fitted on.
     """
 
     name: str
@@ -62,6 +63,7 @@ class SuiteConfig:
     cam_curve_interval: float = 0.01
     evaluator_maps: int = 20
     postprocess_maps: int = 64
+    lpcam_fit_images: int = 400
 
     def __post_init__(self) -> None:
         bad = set(self.methods) - set(ALL_METHODS)
