@@ -13,8 +13,7 @@ Public names (imported lazily on first access, so ``import fcam_deploy.data`` do
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from fcam_deploy._lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
     "Box": "metadata",
@@ -44,13 +43,4 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -11,8 +11,7 @@ Names are imported lazily (nothing heavy at ``import fcam_deploy.export``).
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from fcam_deploy._lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
     "LocalizationGraph": "graph",
@@ -28,9 +27,4 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -7,8 +7,7 @@ Nothing heavy is imported until a name is used.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from fcam_deploy._lazy import lazy_exports
 
 __all__ = [
     "Box",
@@ -26,8 +25,4 @@ _WHERE = {
     "Runner": "base",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE)

@@ -8,8 +8,7 @@ Submodules are imported lazily (no work at import time).
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from fcam_deploy._lazy import lazy_exports
 
 _EXPORTS = {
     "train_classifier": "engine",
@@ -41,9 +40,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    mod = _EXPORTS.get(name)
-    if mod is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{mod}"), name)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
