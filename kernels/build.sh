@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Builds every native part of fcam::cam_postprocess that this machine supports, prints what it skipped and
+# Builds every native part of fcam::cam_postprocess and fcam::lattice_filter that this machine supports, prints what it skipped and
 # why, and fails only when something it attempted does not compile. Called by `make kernels` (and so by
 # `make test`) as `PYTHON=<venv python> bash kernels/build.sh`.
 #
 # Parts:
-#   1. CMake (kernels/build): CPU launcher, ASan+UBSan launcher test binary, CUDA launcher (nvcc; every
+#   1. CMake (kernels/build): CPU launchers, ASan+UBSan launcher test binaries, CUDA launchers (nvcc; every
 #      arch in FCAM_CUDA_ARCHS is compiled, which is the CI compile check of the .cu files), ORT custom-op
 #      library (headers from the npm package, cached outside the repo), TRT plugin (only with TensorRT headers).
 #   2. torch extension fcam_deploy/_C.so (torch.utils.cpp_extension, in place, gitignored); CUDA sources are
@@ -96,7 +96,7 @@ if command -v cmake >/dev/null 2>&1; then
         "${CMAKE_CUDA_ARGS[@]}" "-DORT_INCLUDE_DIR=$ORT_INC" "-DTENSORRT_INCLUDE_DIR=$TRT_INC" >"$LOG" 2>&1 \
      && cmake --build "$BUILD" -j "$JOBS" >>"$LOG" 2>&1; then
     grep -h '^-- fcam:' "$LOG" | sed 's/^-- fcam: /[kernels] cmake: /'
-    note "BUILT cmake targets in $(( $(date +%s) - t0 )) s: $(cd "$BUILD" && ls libfcam_ort_ops.so libfcam_trt_plugins.so fcam_launcher_test libfcam_cuda.a 2>/dev/null | tr '\n' ' ')"
+    note "BUILT cmake targets in $(( $(date +%s) - t0 )) s: $(cd "$BUILD" && ls libfcam_ort_ops.so libfcam_trt_plugins.so fcam_launcher_test fcam_lattice_test libfcam_cuda.a libfcam_lattice_cuda.a 2>/dev/null | tr '\n' ' ')"
   else
     tail -40 "$LOG"
     note "FAILED cmake build (log: $LOG)"

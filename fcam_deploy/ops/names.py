@@ -9,6 +9,7 @@ from typing import Final
 
 TORCH_NAMESPACE: Final = "fcam"
 TORCH_OP: Final = "cam_postprocess"
+TORCH_LATTICE_OP: Final = "lattice_filter"
 ONNX_DOMAIN: Final = "fcam"
 ONNX_OP: Final = "CamPostprocess"
 ONNX_OPSET_VERSION: Final = 1
@@ -30,6 +31,7 @@ ATTR_NORMALIZE: Final = "normalize"
 TABLE: Final[dict[str, str | int]] = {
     "TORCH_NAMESPACE": TORCH_NAMESPACE,
     "TORCH_OP": TORCH_OP,
+    "TORCH_LATTICE_OP": TORCH_LATTICE_OP,
     "ONNX_DOMAIN": ONNX_DOMAIN,
     "ONNX_OP": ONNX_OP,
     "ONNX_OPSET_VERSION": ONNX_OPSET_VERSION,

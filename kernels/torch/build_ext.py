@@ -43,11 +43,14 @@ def main() -> int:
     sources = [
         kernels / "torch" / "ops.cpp",
         kernels / "src" / "cpu" / "cam_postprocess_cpu.cpp",
+        kernels / "torch" / "lattice_ops.cpp",
+        kernels / "src" / "cpu" / "lattice_filter_cpu.cpp",
     ]
     cflags = ["-O3", "-ffp-contract=off", "-fno-fast-math"]  # torch 2.14 headers need its own -std=c++20
     cuda_flags: list[str] = []
     if with_cuda:
-        sources += [kernels / "torch" / "cuda_impl.cpp", kernels / "src" / "cuda" / "cam_postprocess.cu"]
+        sources += [kernels / "torch" / "cuda_impl.cpp", kernels / "src" / "cuda" / "cam_postprocess.cu",
+                    kernels / "torch" / "lattice_cuda_impl.cpp", kernels / "src" / "cuda" / "lattice_filter.cu"]
         archs = os.environ.get("FCAM_CUDA_ARCHS", "75;86;87;89;90").split(";")
         for a in filter(None, archs):
             cuda_flags += ["-gencode", f"arch=compute_{a},code=sm_{a}"]

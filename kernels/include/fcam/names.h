@@ -6,6 +6,7 @@ namespace fcam {
 namespace names {
 constexpr const char* kTorchNamespace = "fcam";
 constexpr const char* kTorchOp = "cam_postprocess";
+constexpr const char* kTorchLatticeOp = "lattice_filter";  // the dense-CRF filter (lattice_filter.h)
 constexpr const char* kOnnxDomain = "fcam";
 constexpr const char* kOnnxOp = "CamPostprocess";
 constexpr int kOnnxOpsetVersion = 1;
