@@ -1,8 +1,9 @@
 """fcam_deploy.train: stage 1 (CAM classifier) and stage 2 (F-CAM) training.
 
 Public API: :func:`train_classifier`, :func:`train_fcam`, :func:`load_train_config` (typed configs from
-``configs/{classifier,fcam}/*.json``), the loss pieces :func:`sample_seeds`, :func:`dense_crf_loss`,
-:func:`size_loss`, :func:`elb_penalty`, :func:`fcam_loss`, and the DDP helper :class:`CPUSyncBatchNorm`.
+``configs/{classifier,fcam}/*.json``), the loss pieces :func:`sample_seeds`, :func:`dense_crf_loss` (on the
+native :func:`lattice_filter`), :func:`size_loss`, :func:`elb_penalty`, :func:`fcam_loss`, and the DDP helper
+:class:`CPUSyncBatchNorm`.
 Submodules are imported lazily (no work at import time).
 """
 
@@ -28,6 +29,7 @@ _EXPORTS = {
     "CRFConfig": "crf",
     "dense_crf_loss": "crf",
     "exact_crf_value_and_grad": "crf",
+    "lattice_filter": "crf",
     "ELBConfig": "elb",
     "ELBState": "elb",
     "elb_penalty": "elb",

@@ -68,6 +68,7 @@ class ClassifierTrainConfig:
     optim: OptimConfig = OptimConfig(lr=0.0017, step_size=15, high_lr_prefixes=("head",))
     select_metric: str = "MaxBoxAccV2"
     val_every: int = 1
+    val_curve_interval: float = 0.01
     seed: int = 0
     bn_momentum: float | None = None
     notes: str = ""
@@ -86,6 +87,7 @@ class FCAMTrainConfig:
     crf: CRFConfig = CRFConfig()
     elb: ELBConfig = ELBConfig()
     select_metric: str = "MaxBoxAccV2"
+    val_curve_interval: float = 0.01
     seed: int = 0
     notes: str = ""
 
@@ -118,6 +120,8 @@ def _build(cls: type[_C], data: dict[str, Any], where: str) -> _C:
         obj = cls(**kw)
     except TypeError as exc:  # pragma: no cover - guarded by the unknown-key check
         raise ConfigError(f"{where}: {exc}") from exc
+    except ConfigError as exc:  # a dataclass's own check (__post_init__)
+        raise ConfigError(f"{where}: {exc}") from exc
     _validate(obj, where)
     return obj
 
@@ -128,13 +132,13 @@ def _validate(obj: Any, where: str) -> None:
             raise ConfigError(f"{where}: epochs must be >= 0 and batch_size >= 1")
         if obj.select_metric not in _SELECT:
             raise ConfigError(f"{where}: select_metric must be one of {_SELECT}, got {obj.select_metric!r}")
+        if not 0.0 < obj.val_curve_interval < 1.0:
+            raise ConfigError(f"{where}: val_curve_interval must be in (0, 1), got {obj.val_curve_interval!r}")
     if isinstance(obj, OptimConfig):
         if obj.name != "sgd":
             raise ConfigError(f"{where}: only optimizer 'sgd' is supported, got {obj.name!r}")
         if obj.lr <= 0:
             raise ConfigError(f"{where}: lr must be > 0")
-    if isinstance(obj, CRFConfig) and obj.grid is not None and obj.grid < 1:
-        raise ConfigError(f"{where}: crf.grid must be >= 1 or null")
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:

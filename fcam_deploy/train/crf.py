@@ -1,26 +1,28 @@
-"""Dense CRF loss of F-CAM (Tang et al.'s rloss, fcam-method.md §2.4(b)) on CPU and GPU, without a lattice.
+"""Dense CRF loss of F-CAM (Tang et al.'s rloss, fcam-method.md §2.4(b)) as the official code computes it.
 
-Official value, per batch of N images with softmax maps S (N, 2, H, W) and raw RGB I (N, 3, H, W) in [0, 255]::
+Official value, per batch of N images with softmax maps S (N, K, H, W) and raw RGB I (N, 3, H, W) in [0, 255]::
 
-    L = lambda * ( -(1/N) * sum_n sum_k S_nk^T W_n S_nk ),   W_n(i, j) = exp(-|p_i-p_j|^2/(2 s_xy^2) - |I_i-I_j|^2/(2 s_rgb^2))
+    L = lambda * ( -(1/N) * sum_n sum_k S_nk^T W_n S_nk )
 
-with an unnormalised kernel that includes the self pairs (the permutohedral bilateral filter of the official code).
-Its gradient is ``dL/dS_nk = -2 * lambda * W_n S_nk / N``.
+where ``W_n S`` is the **permutohedral-lattice bilateral filter** (Adams et al. 2010) of S over the features
+(x/s_xy, y/s_xy, RGB/s_rgb): unnormalised, self pairs included, about 0.55 x the exact Gaussian
+``exp(-|f_i - f_j|^2 / 2)`` (measured: ``benchmarks/crf``). The official backward is ``dL/dS = -2 lambda W S / N``
+(it treats W as symmetric; the lattice's W is symmetric only up to ~0.3 %, see ``fcam_deploy/train/README.md``).
+``lambda = 2e-9`` therefore means here exactly what it means in the official code.
 
-Instead of a permutohedral lattice this module evaluates the **exact** Gaussian kernel on a coarser grid: S and I
-are average-pooled to ``g x g`` blocks of ``a = H*W/g^2`` pixels, block features are the block centre and mean
-colour, and every block pair stands for its ``a^2`` pixel pairs::
+Two kernels (:class:`CRFConfig` ``kernel``):
 
-    L_g = lambda * ( -(a^2/N) * sum_n sum_k s_nk^T W^g_n s_nk )
-
-With ``grid=None`` (or ``g == H == W``) this *is* the exact full kernel, computed densely (use it only for small
-images or to measure the approximation; :func:`exact_crf_value_and_grad` does it in chunks for larger ones).
-The pooled form is what the trainers use: O((g^2)^2) per image, plain tensor ops, same code on CPU and CUDA. Its
-gradient is an analytic custom ``autograd.Function`` (``-2*lambda*a^2*W s/N`` on the pooled maps, spread back by
-the pooling's adjoint), checked by ``torch.autograd.gradcheck`` in the tests.
+* ``"lattice"`` (default): the native lattice filter (:func:`lattice_filter`, C++ on the CPU with threads over
+  images, CUDA on GPUs; ``make kernels`` builds it) at the full training resolution, bit-identical to the official
+  filter on the CPU (tests/train/test_crf_lattice.py). ``scale`` < 1 downsamples image (nearest) and maps (bilinear)
+  first, as the official ``crf_scale`` does.
+* ``"pooled"``: no native code. S and I are average-pooled to ``grid x grid`` blocks and the **exact** Gaussian on
+  block centres / mean colours is evaluated densely, every block pair standing for its ``a^2`` pixel pairs, times
+  :data:`POOLED_KERNEL_SCALE` so that lambda keeps the lattice's meaning; ``grid=None`` is the exact kernel at full
+  resolution (O(n^2) memory: small images only). Analytic custom backward, gradchecked.
 
 ``sigma_xy`` is given at 224 px (official 100) and scaled with the image side when ``scale_sigma_xy`` is set, so
-the kernel covers the same fraction of the image at the demo's smaller sizes.
+the kernel covers the same fraction of the image at smaller sizes (a no-op at 224).
 """
 
 from __future__ import annotations
@@ -30,9 +32,24 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from fcam_deploy.errors import InputError
+from fcam_deploy.errors import ConfigError, InputError
 
-__all__ = ["CRFConfig", "bilateral_kernel", "dense_crf_loss", "exact_crf_value_and_grad", "pooled_features"]
+__all__ = [
+    "POOLED_KERNEL_SCALE",
+    "CRFConfig",
+    "bilateral_kernel",
+    "dense_crf_loss",
+    "exact_crf_value_and_grad",
+    "lattice_filter",
+    "pooled_features",
+]
+
+#: Ratio lattice / exact Gaussian (least squares over filtered soft maps): 0.545 (sigma 15 / 100) and 0.571
+#: (8 / 6) on 40x56 crops of the synthetic images, with the official filter (tests/train/data/official_lattice.json);
+#: the ``"pooled"`` kernel multiplies the exact Gaussian by it so that lambda means the same for both kernels.
+POOLED_KERNEL_SCALE = 0.55
+
+_KERNELS = ("lattice", "pooled")
 
 
 @dataclass(frozen=True)
@@ -40,18 +57,40 @@ class CRFConfig:
     """Dense-CRF loss settings.
 
     Attributes:
-        lam: weight of the loss in the official unnormalised convention (official 2e-9 at 224 px).
-        sigma_rgb: colour bandwidth on raw [0, 255] RGB.
-        sigma_xy: spatial bandwidth in pixels at 224 px.
+        lam: weight of the loss in the official convention (official 2e-9 at 224 px).
+        sigma_rgb: colour bandwidth on raw [0, 255] RGB (official 15).
+        sigma_xy: spatial bandwidth in pixels at 224 px (official 100).
         scale_sigma_xy: multiply ``sigma_xy`` by (image side / 224).
-        grid: side g of the pooled grid the exact kernel is evaluated on; ``None`` = full resolution (exact).
+        scale_lam_with_size: multiply ``lam`` by (224 / image side)^4. With ``scale_sigma_xy`` the kernel covers the
+            same fraction of the image at any size, so the sum over pixel pairs (the loss and its total gradient)
+            shrinks as side^4 while the seed loss does not: this keeps the official CRF / seed balance at a smaller
+            training size (measured at 96 px: ratio of the L1 gradient norms w.r.t. the logits 0.076 vs 0.080 for
+            the official setting at 224; 0.0025 without it). A no-op at 224.
+        kernel: ``"lattice"`` (official permutohedral filter, native) or ``"pooled"`` (exact Gaussian on a grid).
+        grid: ``"pooled"`` only: side g of the pooled grid; ``None`` = full resolution (exact).
+        scale: official ``crf_scale``: image and maps are resized by this factor before the filter (and sigma_xy
+            with them); 1 = full training resolution.
     """
 
     lam: float = 2e-9
     sigma_rgb: float = 15.0
     sigma_xy: float = 100.0
     scale_sigma_xy: bool = True
+    scale_lam_with_size: bool = False
+    kernel: str = "lattice"
     grid: int | None = None
+    scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.kernel not in _KERNELS:
+            raise ConfigError(f"crf.kernel must be one of {_KERNELS}, got {self.kernel!r}")
+        if self.grid is not None and (self.kernel != "pooled" or self.grid < 1):
+            raise ConfigError(f"crf.grid={self.grid!r}: a grid (>= 1) applies to kernel 'pooled' only "
+                              "(the lattice runs at the full resolution; use crf.scale to downsample)")
+        if not 0.0 < self.scale <= 1.0:
+            raise ConfigError(f"crf.scale must be in (0, 1], got {self.scale!r}")
+        if self.sigma_rgb <= 0 or self.sigma_xy <= 0:
+            raise ConfigError("crf.sigma_rgb and crf.sigma_xy must be > 0")
 
 
 def _check(probs: torch.Tensor, raw: torch.Tensor) -> None:
@@ -65,6 +104,81 @@ def _check(probs: torch.Tensor, raw: torch.Tensor) -> None:
 
 def _sigma_xy(cfg: CRFConfig, h: int, w: int) -> float:
     return cfg.sigma_xy * (min(h, w) / 224.0) if cfg.scale_sigma_xy else cfg.sigma_xy
+
+
+def _lam(cfg: CRFConfig, h: int, w: int) -> float:
+    return float(cfg.lam) * (224.0 / min(h, w)) ** 4 if cfg.scale_lam_with_size else float(cfg.lam)
+
+
+class _LatticeFilter(torch.autograd.Function):
+    """out = W values; grad_values = W^T grad (the lattice with its blur axes in reverse order, exact)."""
+
+    @staticmethod
+    def forward(ctx, images: torch.Tensor, values: torch.Tensor, sigma_rgb: float,  # type: ignore[override]
+                sigma_xy: float) -> torch.Tensor:
+        from fcam_deploy.ops.lattice import lattice_filter_op
+
+        ctx.save_for_backward(images)
+        ctx.sigmas = (sigma_rgb, sigma_xy)
+        return lattice_filter_op(images, values, sigma_rgb, sigma_xy)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        from fcam_deploy.ops.lattice import lattice_filter_op
+
+        (images,) = ctx.saved_tensors
+        g = None
+        if ctx.needs_input_grad[1]:
+            g = lattice_filter_op(images, grad.contiguous(), *ctx.sigmas, adjoint=True)
+        return None, g, None, None
+
+
+def lattice_filter(images: torch.Tensor, values: torch.Tensor, sigma_rgb: float, sigma_xy: float) -> torch.Tensor:
+    """Permutohedral-lattice bilateral filter of ``values`` guided by ``images`` (the official CRF's filter).
+
+    ``out[n, c, p] = sum_q W_n(p, q) values[n, c, q]`` with ``W_n`` the lattice approximation (about 0.55 x) of
+    ``exp(-|p - q|^2 / (2 sigma_xy^2) - |I_p - I_q|^2 / (2 sigma_rgb^2))``, self pairs included, unnormalised.
+
+    Args:
+        images: (N, 3, H, W) float32 RGB in [0, 255] (raw, not normalised); no gradient flows to it.
+        values: (N, C, H, W) float32, same N/H/W and device.
+        sigma_rgb: colour bandwidth (RGB units), > 0.
+        sigma_xy: spatial bandwidth (pixels), > 0.
+
+    Returns:
+        (N, C, H, W) float32. Differentiable w.r.t. ``values`` (exact adjoint). CUDA tensors run the CUDA kernel
+        when the extension has it (``fcam_deploy.ops.lattice.lattice_status().cuda``), else the CPU one.
+
+    Raises:
+        InputError: bad shapes/dtypes/sigmas, non-finite images, or coordinates out of the lattice's range.
+        BackendUnavailableError: the native extension is not built (fix: ``make kernels``).
+    """
+    return _LatticeFilter.apply(images, values, float(sigma_rgb), float(sigma_xy))
+
+
+class _LatticeCRF(torch.autograd.Function):
+    """value = -(c/N) sum S * (W S), official gradient -2 c W S / N (as sbelharbi/fcam-wsol dense_crf_loss.py)."""
+
+    @staticmethod
+    def forward(ctx, probs: torch.Tensor, raw: torch.Tensor, sigma_rgb: float, sigma_xy: float,  # type: ignore[override]
+                coef: float) -> torch.Tensor:
+        from fcam_deploy.ops.lattice import lattice_filter_op
+
+        s = probs.detach().to(torch.float32).contiguous()
+        ws = lattice_filter_op(raw.detach().to(torch.float32).contiguous(), s, sigma_rgb, sigma_xy)
+        ctx.save_for_backward(ws)
+        ctx.coef = coef
+        ctx.dtype = probs.dtype
+        n = probs.shape[0]
+        return (-(coef / n) * (s.double() * ws.double()).sum()).to(probs.dtype)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        (ws,) = ctx.saved_tensors
+        n = ws.shape[0]
+        return (grad * (-2.0 * ctx.coef / n) * ws).to(ctx.dtype), None, None, None, None
 
 
 def pooled_features(raw: torch.Tensor, grid: tuple[int, int], sigma_xy: float, sigma_rgb: float) -> torch.Tensor:
@@ -114,31 +228,46 @@ def dense_crf_loss(probs: torch.Tensor, raw: torch.Tensor, cfg: CRFConfig = CRFC
     Args:
         probs: (N, K, H, W) softmax probabilities (all K channels enter the sum), float32/64, with grad.
         raw: (N, 3, H, W) raw RGB in [0, 255] with the same geometry (no normalisation).
-        cfg: settings; ``cfg.grid`` selects the pooled grid (None = exact at full resolution).
+        cfg: settings; ``cfg.kernel`` selects the official lattice (default) or the pooled exact kernel.
 
     Returns:
-        scalar tensor (differentiable w.r.t. ``probs``).
+        scalar tensor of ``probs``' dtype, differentiable w.r.t. ``probs`` (official gradient ``-2 lam W S / N``).
+
+    Raises:
+        InputError: shapes differ; BackendUnavailableError: kernel "lattice" without the native extension.
     """
     _check(probs, raw)
     n, k, h, w = probs.shape
+    sigma_xy = _sigma_xy(cfg, h, w) * cfg.scale
+    lam = _lam(cfg, h, w)
+    if cfg.scale != 1.0:  # the official crf_scale: nearest for the image, bilinear for the maps
+        raw = F.interpolate(raw, scale_factor=cfg.scale, mode="nearest", recompute_scale_factor=False)
+        probs = F.interpolate(probs, scale_factor=cfg.scale, mode="bilinear", align_corners=False,
+                              recompute_scale_factor=False)
+        h, w = probs.shape[-2:]
+    if cfg.kernel == "lattice":
+        return _LatticeCRF.apply(probs, raw, float(cfg.sigma_rgb), float(sigma_xy), lam)
     g = (h, w) if cfg.grid is None else (min(cfg.grid, h), min(cfg.grid, w))
     area = (h * w) / (g[0] * g[1])
     with torch.no_grad():
-        feats = pooled_features(raw.to(probs.dtype), g, _sigma_xy(cfg, h, w), cfg.sigma_rgb)
+        feats = pooled_features(raw.to(probs.dtype), g, sigma_xy, cfg.sigma_rgb)
         kernel = bilateral_kernel(feats)
     s = F.adaptive_avg_pool2d(probs, g) if g != (h, w) else probs
-    return _QuadForm.apply(s.reshape(n, k, -1), kernel, float(cfg.lam) * area * area)
+    return _QuadForm.apply(s.reshape(n, k, -1), kernel, lam * POOLED_KERNEL_SCALE * area * area)
 
 
 def exact_crf_value_and_grad(
-    probs: torch.Tensor, raw: torch.Tensor, cfg: CRFConfig = CRFConfig(), chunk: int = 2048
+    probs: torch.Tensor, raw: torch.Tensor, cfg: CRFConfig = CRFConfig(), chunk: int = 2048,
+    kernel_scale: float = POOLED_KERNEL_SCALE,
 ) -> tuple[float, torch.Tensor]:
-    """The exact full-resolution dense CRF loss and its gradient w.r.t. ``probs``, row-chunked (O(n) memory).
+    """The dense CRF loss with the exact Gaussian at full resolution and its gradient, row-chunked (O(n) memory).
 
-    For measuring the pooled approximation on realistic sizes; float64 accumulation.
+    ``kernel_scale`` multiplies the kernel (default :data:`POOLED_KERNEL_SCALE`, i.e. the ``"pooled"`` kernel with
+    ``grid=None``; 1.0 = the plain Gaussian). For measuring the lattice / pooled kernels on realistic sizes;
+    float64 accumulation; ``cfg.kernel``, ``cfg.grid`` and ``cfg.scale`` are ignored.
 
     Returns:
-        ``(value, grad)`` with grad (N, K, H, W) = -2 * lam * W S / N.
+        ``(value, grad)`` with grad (N, K, H, W) = -2 * lam * kernel_scale * W S / N.
     """
     _check(probs, raw)
     n, k, h, w = probs.shape
@@ -152,6 +281,8 @@ def exact_crf_value_and_grad(
             fr = f[r0 : r0 + chunk]
             d2 = (fr * fr).sum(-1)[:, None] + sq[None, :] - 2.0 * fr @ f.T
             ws[i, :, r0 : r0 + chunk] = (torch.exp(-0.5 * d2.clamp_min(0.0)) @ s[i].T).T
-    value = -(cfg.lam / n) * float((s * ws).sum())
-    grad = (-2.0 * cfg.lam / n) * ws
+    ws = ws * kernel_scale
+    lam = _lam(cfg, h, w)
+    value = -(lam / n) * float((s * ws).sum())
+    grad = (-2.0 * lam / n) * ws
     return value, grad.reshape(n, k, h, w)

@@ -1,4 +1,7 @@
-"""Dense CRF loss vs a brute-force O(n^2) NumPy computation + gradcheck; ELB vs its piecewise formula."""
+"""Pooled dense CRF kernel vs a brute-force O(n^2) NumPy computation + gradcheck; ELB vs its piecewise formula.
+
+(The lattice kernel, the default, is tested in test_crf_lattice.py.)
+"""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from fcam_deploy.errors import InputError
-from fcam_deploy.train.crf import CRFConfig, dense_crf_loss, exact_crf_value_and_grad
+from fcam_deploy.train.crf import POOLED_KERNEL_SCALE, CRFConfig, dense_crf_loss, exact_crf_value_and_grad
 from fcam_deploy.train.elb import ELBConfig, ELBState, elb_penalty, size_loss
 from fcam_deploy.train.losses import fcam_loss, seed_cross_entropy
 from fcam_deploy.train.seeds import IGNORE_INDEX
@@ -43,9 +46,9 @@ def _inputs(n: int, h: int, w: int, seed: int, dtype=torch.float64):
 @pytest.mark.parametrize("h,w,sxy", [(6, 7, 3.0), (8, 8, 100.0), (5, 9, 1.5)])
 def test_exact_kernel_matches_brute_force(h: int, w: int, sxy: float) -> None:
     probs, raw = _inputs(2, h, w, seed=h * w)
-    cfg = CRFConfig(lam=1e-3, sigma_rgb=15.0, sigma_xy=sxy, scale_sigma_xy=False, grid=None)
+    cfg = CRFConfig(lam=1e-3, sigma_rgb=15.0, sigma_xy=sxy, scale_sigma_xy=False, kernel="pooled", grid=None)
     got = float(dense_crf_loss(probs, raw, cfg))
-    want = brute_force_crf(probs.numpy(), raw.numpy(), 1e-3, 15.0, sxy)
+    want = POOLED_KERNEL_SCALE * brute_force_crf(probs.numpy(), raw.numpy(), 1e-3, 15.0, sxy)
     assert got == pytest.approx(want, rel=1e-10)
     val, _ = exact_crf_value_and_grad(probs, raw, cfg, chunk=7)
     assert val == pytest.approx(want, rel=1e-10)
@@ -54,26 +57,26 @@ def test_exact_kernel_matches_brute_force(h: int, w: int, sxy: float) -> None:
 def test_pooled_kernel_matches_block_brute_force() -> None:
     # Pooled form = brute force on block means (position = block centre) times a^2 pair multiplicity.
     probs, raw = _inputs(1, 8, 8, seed=3)
-    cfg = CRFConfig(lam=1e-2, sigma_xy=4.0, scale_sigma_xy=False, grid=4)
+    cfg = CRFConfig(lam=1e-2, sigma_xy=4.0, scale_sigma_xy=False, kernel="pooled", grid=4)
     got = float(dense_crf_loss(probs, raw, cfg))
     pp = F.avg_pool2d(probs, 2).numpy()
     rr = F.avg_pool2d(raw, 2).numpy()
     # Block centres are at 2*i + 0.5 in pixel units; brute_force uses integer grid positions, so rescale
     # sigma: distance between block centres = 2 * index distance.
-    want = brute_force_crf(pp, rr, 1e-2 * 16, 15.0, 4.0 / 2)
+    want = POOLED_KERNEL_SCALE * brute_force_crf(pp, rr, 1e-2 * 16, 15.0, 4.0 / 2)
     assert got == pytest.approx(want, rel=1e-10)
 
 
 def test_gradient_equals_analytic_form_and_gradcheck() -> None:
     probs, raw = _inputs(2, 6, 6, seed=11)
-    cfg = CRFConfig(lam=1e-2, sigma_xy=3.0, scale_sigma_xy=False, grid=None)
+    cfg = CRFConfig(lam=1e-2, sigma_xy=3.0, scale_sigma_xy=False, kernel="pooled", grid=None)
     p = probs.clone().requires_grad_(True)
     dense_crf_loss(p, raw, cfg).backward()
     _, g_exact = exact_crf_value_and_grad(probs, raw, cfg)  # -2 lam W S / N
     torch.testing.assert_close(p.grad, g_exact, rtol=1e-10, atol=1e-14)
     for grid in (None, 3):
-        c = CRFConfig(lam=1e-2, sigma_xy=3.0, scale_sigma_xy=False, grid=grid)
-        assert torch.autograd.gradcheck(lambda x: dense_crf_loss(x, raw, c), (probs.clone().requires_grad_(True),))
+        c = CRFConfig(lam=1e-2, sigma_xy=3.0, scale_sigma_xy=False, kernel="pooled", grid=grid)
+        assert torch.autograd.gradcheck(lambda x, c=c: dense_crf_loss(x, raw, c), (probs.clone().requires_grad_(True),))
     # ...and through a softmax over logits, the way training uses it.
     logits = torch.randn(1, 2, 6, 6, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda z: dense_crf_loss(F.softmax(z, 1), raw[:1], cfg), (logits,))
@@ -86,9 +89,9 @@ def test_pooled_approximation_is_close_on_smooth_images() -> None:
     raw[:, 0, :, :12] = 200.0
     raw[:, 2, :, 12:] = 180.0
     probs = F.softmax(F.avg_pool2d(torch.randn(1, 2, h, w, dtype=torch.float64), 3, 1, 1) * 4, 1)
-    cfg = CRFConfig(lam=1.0, grid=None)
+    cfg = CRFConfig(lam=1.0, kernel="pooled", grid=None)
     exact, _ = exact_crf_value_and_grad(probs, raw, cfg)
-    approx = float(dense_crf_loss(probs, raw, CRFConfig(lam=1.0, grid=6)))
+    approx = float(dense_crf_loss(probs, raw, CRFConfig(lam=1.0, kernel="pooled", grid=6)))
     assert abs(approx - exact) / abs(exact) < 0.02
 
 
@@ -150,5 +153,5 @@ def test_seed_ce_mean_over_labelled_pixels_of_batch() -> None:
     assert float(none.detach()) == 0.0
     none.backward()
     parts = fcam_loss(logits, seeds, torch.rand(2, 3, 4, 4, dtype=torch.float64) * 255, seed_lambda=1.0,
-                      crf=CRFConfig(lam=1e-3, grid=None), elb_t=1.0, size_lambda=0.1)
+                      crf=CRFConfig(lam=1e-3, kernel="pooled"), elb_t=1.0, size_lambda=0.1)
     assert float(parts.total) == pytest.approx(float(parts.seed + parts.crf + parts.size))
