@@ -18,8 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
         "eval",
         help="evaluate a checkpoint's maps (MaxBoxAcc, MaxBoxAccV2, PxAP, top-1/5 loc) on a dataset split",
-        description="Compute a localization method's 224x224 maps for every image of DIR/metadata/<split> and "
-        "score them exactly as wsolevaluation (see `fcam score`). --save-maps writes them as <image_id>.npy "
+        description="Run the checkpoint at its input size on every image of DIR/metadata/<split>, resize the "
+        "localization method's maps to 224x224 and score them exactly as wsolevaluation (see `fcam score`); "
+        "`fcam demo` and `fcam bench` score a checkpoint the same way. --save-maps writes them as <image_id>.npy "
         "(+ predictions.json), so `fcam score` on that folder reproduces the numbers.",
     )
     p.add_argument("--checkpoint", required=True, type=Path, help="checkpoint folder (model.safetensors + config.json)")
@@ -77,6 +78,7 @@ def _run(args: argparse.Namespace) -> int:
         limit=args.limit,
         method_kw=method_kw,
         progress=not args.no_progress,
+        input_size=tuple(meta.input_size),
     )
     res["checkpoint"] = str(args.checkpoint)
     res["split"] = args.split

@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from fcam_deploy.data import WSOLMetadata
 
-__all__ = ["PREDICTIONS_FILE", "evaluate_model"]
+__all__ = ["PREDICTIONS_FILE", "evaluate_model", "to_protocol_frame"]
 
 #: File written next to saved maps: ``{image_id: [top-5 classes, most probable first]}`` (``fcam score
 #: --predictions``).
@@ -46,6 +46,28 @@ def _write_json(path: Path, obj: Any) -> None:
         raise
 
 
+def to_protocol_frame(maps: Any) -> np.ndarray:
+    """Maps at the model's input size -> the protocol's 224 x 224 frame, as every command scores them.
+
+    Args:
+        maps: (N, S, S) torch tensor or array of maps in [0, 1] (any float dtype, any S).
+
+    Returns:
+        float32 (N, 224, 224) in [0, 1]: bilinear resize (``F.interpolate``, align_corners=False, float32) when
+        S != 224, then clipped to [0, 1]; maps already at 224 are only cast and clipped. Saving and re-scoring these
+        float32 maps (``fcam score``) gives the same numbers.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    t = torch.as_tensor(maps).detach().to("cpu", torch.float32)
+    if t.ndim != 3:
+        raise InputError(f"maps must be (N, S, S), got shape {tuple(t.shape)}")
+    if tuple(t.shape[1:]) != (RESIZE_LENGTH, RESIZE_LENGTH) and t.shape[0] > 0:
+        t = F.interpolate(t[:, None], size=(RESIZE_LENGTH, RESIZE_LENGTH), mode="bilinear", align_corners=False)[:, 0]
+    return np.clip(t.numpy(), 0.0, 1.0)
+
+
 def evaluate_model(
     model: nn.Module,
     meta: WSOLMetadata,
@@ -64,8 +86,10 @@ def evaluate_model(
     limit: int | None = None,
     method_kw: Mapping[str, Any] | None = None,
     progress: bool = False,
+    input_size: int | tuple[int, int] | None = None,
 ) -> dict[str, Any]:
-    """Compute ``method``'s maps for every image of ``meta`` in the 224 frame and score them.
+    """Run the model at its input size on every image of ``meta``, bring ``method``'s maps to the 224 frame and
+    score them.
 
     Args:
         model: a ``CAMClassifier`` or an ``FCAM`` (CAM-family methods then use its frozen classifier);
@@ -82,6 +106,10 @@ def evaluate_model(
         limit: evaluate only the first N images.
         method_kw: extractor options (e.g. ``prototypes=`` for lpcam).
         progress: tqdm bar.
+        input_size: side S (or ``(S, S)``) the images are resized to before the model; default the model's
+            ``input_size`` (set by ``load_checkpoint`` from the checkpoint), else 224. Maps at S go to the
+            protocol's 224 frame with :func:`to_protocol_frame` (so ``fcam eval``, ``fcam bench`` and
+            ``fcam demo`` give one number per model).
 
     Returns:
         The metric dict of :func:`fcam_deploy.metrics.evaluate_maps` plus ``method``, ``classes``,
@@ -117,7 +145,8 @@ def evaluate_model(
     box = BoxEvaluator(iou_thresholds=iou_thresholds, cam_curve_interval=cam_curve_interval, engine=engine) if has_boxes else None
     mask = MaskEvaluator(cam_curve_interval=cam_curve_interval) if has_masks else None
 
-    ds = WSOLDataset(meta, train=False, size=RESIZE_LENGTH, mean=mean, std=std)
+    size = _input_side(input_size if input_size is not None else getattr(model, "input_size", None))
+    ds = WSOLDataset(meta, train=False, size=size, mean=mean, std=std)
     index = {i: k for k, i in enumerate(meta.image_ids)}
     subset = Subset(ds, [index[i] for i in ids])
     loader = DataLoader(subset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
@@ -136,9 +165,10 @@ def evaluate_model(
         labels = batch["label"].to(torch.int64)
         cls = labels.to(device) if classes == "gt" else None
         res = compute_maps(net, images, method, classes=cls, **dict(method_kw or {}))
-        full = res.full.detach().to("cpu", torch.float32).numpy()
-        if full.shape[1:] != (RESIZE_LENGTH, RESIZE_LENGTH):
-            raise InputError(f"method {method!r} returned maps of shape {full.shape[1:]}, expected 224x224")
+        if tuple(res.full.shape[1:]) != (size, size):
+            raise InputError(f"method {method!r} returned maps of shape {tuple(res.full.shape[1:])}, expected "
+                             f"{size}x{size}")
+        full = to_protocol_frame(res.full)
         top = None
         if res.logits is not None:
             k = min(5, res.logits.shape[1])
@@ -146,7 +176,7 @@ def evaluate_model(
         else:
             with_logits = False
         for j, image_id in enumerate(batch["image_id"]):
-            s32 = np.clip(full[j], 0.0, 1.0)  # float32, as saved: scoring the saved file gives the same numbers
+            s32 = full[j]  # float32 in [0, 1], as saved: scoring the saved file gives the same numbers
             s = validate_scoremap(s32, image_id)
             label = int(labels[j])
             preds = None
@@ -178,9 +208,22 @@ def evaluate_model(
     if mask is not None:
         result["PxAP"] = mask.compute()["PxAP"]
     result["num_images"] = n
+    result["input_size"] = [size, size]
     result["method"] = method
     result["classes"] = classes
     result["classification"] = (
         {"top1": 100.0 * n_top1 / n, "top5": 100.0 * n_top5 / n} if with_logits else None
     )
     return result
+
+
+def _input_side(size: Any) -> int:
+    if size is None:
+        return RESIZE_LENGTH
+    if isinstance(size, (tuple, list)):
+        if len(size) != 2 or int(size[0]) != int(size[1]):
+            raise InputError(f"input_size {tuple(size)} is not square; the WSOL evaluation resizes images to S x S")
+        size = size[0]
+    if isinstance(size, bool) or int(size) < 1:
+        raise InputError(f"input_size must be a positive side, got {size!r}")
+    return int(size)

@@ -342,7 +342,8 @@ def load_checkpoint(directory: str | Path, map_location: str | torch.device = "c
     """Rebuild the model of a checkpoint directory from ``config.json`` and load ``model.safetensors``.
 
     Returns:
-        ``(model, meta)``; the model is in eval mode on ``map_location``.
+        ``(model, meta)``; the model is in eval mode on ``map_location`` and carries ``model.input_size`` =
+        ``meta.input_size`` (the size :func:`fcam_deploy.metrics.evaluate_model` runs it at).
 
     Raises:
         CheckpointError: missing/corrupt files, unknown format or version, unknown arch, digest mismatch,
@@ -388,4 +389,5 @@ def load_checkpoint(directory: str | Path, map_location: str | torch.device = "c
         raise CheckpointError(f"{w_path}: tensors {left[:3]} were not restored")
     model.to(map_location)
     model.eval()
+    model.input_size = (int(meta.input_size[0]), int(meta.input_size[1]))
     return model, meta

@@ -41,6 +41,8 @@ class CAMClassifier(nn.Module):
         head: ``nn.Linear(C, K)`` with bias.
         spec: the :class:`BackboneSpec`; ``arch``, ``num_classes`` as given.
         cam_layer: module name of A (e.g. ``"backbone.layer4"``) for forward hooks.
+        input_size: ``(H, W)`` the model was trained at, or ``None`` when unknown (``load_checkpoint`` sets it
+            from the checkpoint; :func:`fcam_deploy.metrics.evaluate_model` runs the model at this size).
     """
 
     def __init__(self, arch: str, num_classes: int, trunk: Trunk | None = None) -> None:
@@ -53,6 +55,7 @@ class CAMClassifier(nn.Module):
         self.backbone = trunk if trunk is not None else build_trunk(arch)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.head = nn.Linear(self.spec.cam_channels, num_classes)
+        self.input_size: tuple[int, int] | None = None
 
     @property
     def cam_layer(self) -> str:

@@ -143,6 +143,15 @@ class FCAM(nn.Module):
         return self.classifier.num_classes
 
     @property
+    def input_size(self) -> tuple[int, int] | None:
+        """``(H, W)`` the model was trained at (the classifier's; set by ``load_checkpoint``), or ``None``."""
+        return self.classifier.input_size
+
+    @input_size.setter
+    def input_size(self, value: tuple[int, int] | None) -> None:
+        self.classifier.input_size = value
+
+    @property
     def spec(self) -> BackboneSpec:
         return self.classifier.spec
 

@@ -220,23 +220,22 @@ def _open_data(data_dir: Path, size: int, resize: int, mean: tuple[float, ...], 
 
 
 def evaluate_split(maps: list[np.ndarray], meta: Any, with_masks: bool = False,
-                   cam_curve_interval: float = 0.01) -> dict[str, Any]:
+                   cam_curve_interval: float = 0.01, engine: str = "auto") -> dict[str, Any]:
     """Protocol metrics (percent) of maps (S, S) in [0, 1], one per ``meta.image_ids`` entry.
 
-    Maps are bilinearly resized (align_corners=False) to the protocol's 224 x 224 frame when S != 224, then scored
-    by :func:`fcam_deploy.metrics.evaluate_maps` (GT boxes scaled by int truncation, masks nearest-resized).
+    Maps go to the protocol's 224 x 224 frame as in every command (:func:`fcam_deploy.metrics.model_eval.
+    to_protocol_frame`: float32 bilinear resize, align_corners=False), then are scored
+    by :func:`fcam_deploy.metrics.evaluate_maps` (GT boxes scaled by int truncation, masks nearest-resized) with
+    the box ``engine`` ("auto": the numba engine when installed; it gives the reference engine's numbers).
     """
-    from fcam_deploy.metrics import RESIZE_LENGTH, evaluate_maps
+    from fcam_deploy.metrics import evaluate_maps
+    from fcam_deploy.metrics.model_eval import to_protocol_frame
 
     frame: dict[str, np.ndarray] = {}
     for image_id, m in zip(meta.image_ids, maps):
-        if m.shape != (RESIZE_LENGTH, RESIZE_LENGTH):
-            t = torch.from_numpy(np.ascontiguousarray(m, dtype=np.float64))[None, None]
-            m = F.interpolate(t, size=(RESIZE_LENGTH, RESIZE_LENGTH), mode="bilinear",
-                              align_corners=False)[0, 0].clamp(0, 1).numpy()
-        frame[image_id] = m
+        frame[image_id] = to_protocol_frame(np.asarray(m)[None])[0]
     mask_root = getattr(meta, "mask_root", None) if with_masks else None
-    return evaluate_maps(frame, meta, mask_root=mask_root, cam_curve_interval=cam_curve_interval, engine="reference")
+    return evaluate_maps(frame, meta, mask_root=mask_root, cam_curve_interval=cam_curve_interval, engine=engine)
 
 
 def _iter_eval(ds: Any, batch_size: int) -> Iterator[dict[str, Any]]:
@@ -268,8 +267,10 @@ def predict_maps(model: nn.Module, ds: Any, kind: str, device: torch.device, bat
     return out
 
 
-def validate(model: nn.Module, data: _Data, kind: str, device: torch.device) -> dict[str, Any]:
-    return evaluate_split(predict_maps(model, data.val, kind, device), data.val_meta)
+def validate(model: nn.Module, data: _Data, kind: str, device: torch.device,
+             cam_curve_interval: float = 0.01) -> dict[str, Any]:
+    return evaluate_split(predict_maps(model, data.val, kind, device), data.val_meta,
+                          cam_curve_interval=cam_curve_interval)
 
 
 # ----------------------------------------------------------------------------------------------------- the loop
@@ -352,7 +353,7 @@ def _run(
             save_state(state_dir, st, model.state_dict(), opt)
 
     def do_validate(epoch: int) -> None:
-        metrics = validate(model, data, kind if kind == "fcam" else "cam", device)
+        metrics = validate(model, data, kind if kind == "fcam" else "cam", device, cfg.val_curve_interval)
         value = float(metrics[cfg.select_metric])
         bt = metrics.get("best_threshold") or {}
         # tau stored in the checkpoint: the v1 optimum for MaxBoxAcc selection, else the IoU-50 V2 optimum.

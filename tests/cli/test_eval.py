@@ -78,3 +78,37 @@ def test_fcam_method_needs_an_fcam_checkpoint(
               str(tmp_path / "e.json"), "--no-progress")
     assert rc == 2
     assert not (tmp_path / "e.json").exists()
+
+
+def test_eval_runs_the_model_at_the_checkpoint_input_size(setup: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    """A 64-px checkpoint is run on 64-px images and its maps are resized to 224 (not fed 224-px images)."""
+    import torch.nn.functional as F
+
+    from fcam_deploy.cams import compute_maps
+    from fcam_deploy.data import WSOLDataset, open_dataset
+    from fcam_deploy.models import FCAM
+    from fcam_deploy.models.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint
+
+    ds, clf_dir, _ = setup
+    clf, _ = load_checkpoint(clf_dir)
+    save_checkpoint(tmp_path / "f64", FCAM(clf), CheckpointMeta(arch="resnet18", num_classes=3,
+                                                                class_names=["a", "b", "c"], input_size=(64, 64)))
+    for method in ("fcam", "cam"):
+        rc = _run("eval", "--checkpoint", str(tmp_path / "f64"), "--data", str(ds), "--split", "test", "--method",
+                  method, "--json", str(tmp_path / f"{method}.json"), "--save-maps", str(tmp_path / method),
+                  "--no-progress")
+        assert rc == 0
+        ev = json.loads((tmp_path / f"{method}.json").read_text())
+        assert ev["input_size"] == [64, 64]
+        model, meta = load_checkpoint(tmp_path / "f64")
+        assert model.input_size == (64, 64)
+        data = WSOLDataset(open_dataset(ds, "test"), train=False, size=64, mean=meta.mean, std=meta.std)
+        item = data[0]
+        net = model if method == "fcam" else model.classifier
+        with torch.no_grad():
+            full = compute_maps(net, item["image"][None], method, classes=item["label"][None]).full
+        assert full.shape[-2:] == (64, 64)
+        want = F.interpolate(full[:, None].float(), size=(224, 224), mode="bilinear", align_corners=False)[0, 0]
+        got = np.load(tmp_path / method / "test" / "000000.png.npy")
+        # (batch 16 vs 1 moves conv outputs by ~1e-6; a 224-px forward would differ everywhere)
+        np.testing.assert_allclose(got, np.clip(want.numpy(), 0, 1), atol=1e-5, rtol=0)
