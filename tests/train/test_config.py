@@ -24,6 +24,14 @@ def test_builtin_configs_load() -> None:
     assert (off.crf.lam, off.crf.sigma_rgb, off.crf.sigma_xy, off.elb.lam, off.elb.mul, off.elb.max_t) == (
         2e-9, 15.0, 100.0, 0.1, 1.01, 10.0)
     assert (off.seeds.n_fg, off.seeds.n_bg, off.seeds.min_p, off.seeds.erode_k, off.seeds.dilate_k) == (1, 1, 0.1, 11, 3)
+    # the official filter (permutohedral lattice) at the full resolution, crf_scale 1, 50 epochs of batch 32
+    assert (off.crf.kernel, off.crf.grid, off.crf.scale) == ("lattice", None, 1.0)
+    assert (off.epochs, off.batch_size, off.resize_size, off.optim.step_size, off.optim.min_lr) == (50, 32, 256, 1000,
+                                                                                                   1e-7)
+    assert (off.select_metric, off.val_curve_interval) == ("MaxBoxAcc", 0.004)
+    cls = load_train_config("classifier", "cub_resnet50")
+    assert (cls.optim.lr, cls.optim.step_size, cls.optim.high_lr_ratio, cls.epochs, cls.val_curve_interval) == (
+        0.0017, 15, 10.0, 50, 0.004)
     for name in ("default", "quick"):
         load_demo_config(name)
 
@@ -35,6 +43,11 @@ def test_overrides_and_errors(tmp_path: Path) -> None:
         load_train_config("fcam", "demo", {"epoch": 3})
     with pytest.raises(ConfigError, match="unknown key"):
         load_train_config("fcam", "demo", {"crf": {"sigma": 3}})
+    with pytest.raises(ConfigError, match="grid"):  # a pooled grid with the lattice kernel is a mistake
+        load_train_config("fcam", "demo", {"crf": {"grid": 12}})
+    assert load_train_config("fcam", "demo", {"crf": {"kernel": "pooled", "grid": 12}}).crf.grid == 12
+    with pytest.raises(ConfigError, match="kernel"):
+        load_train_config("fcam", "demo", {"crf": {"kernel": "permuto"}})
     with pytest.raises(ConfigError, match="select_metric"):
         load_train_config("classifier", "demo", {"select_metric": "IoU"})
     with pytest.raises(ConfigError, match="no built-in"):
