@@ -44,6 +44,7 @@ class SeedConfig:
         erode_iter: erosion iterations (``sl_fg_erode_iter``).
         dilate_k: side of the square each drawn pixel is dilated with (``sl_ksz``).
         scale_erode_with_size: scale ``erode_k`` by image side / 224 (True) or use it as given (False).
+        scale_dilate_with_size: scale ``dilate_k`` the same way (3 at 224 -> 1 at 96, i.e. single-pixel seeds).
     """
 
     n_fg: int = 1
@@ -53,10 +54,11 @@ class SeedConfig:
     erode_iter: int = 1
     dilate_k: int = 3
     scale_erode_with_size: bool = True
+    scale_dilate_with_size: bool = False
 
 
 def scaled_erode_kernel(erode_k: int, side: int, reference_side: int = 224) -> int:
-    """The erosion kernel for an image of ``side`` pixels: ``erode_k * side / reference_side`` rounded to the
+    """The erosion (or dilation) kernel for an image of ``side`` pixels: ``erode_k * side / reference_side`` rounded to the
     nearest odd integer, at least 1 (11 at 224 -> 5 at 96 -> 7 at 128 -> 3 at 64)."""
     k = erode_k * side / reference_side
     odd = int(2 * round((k - 1) / 2) + 1)
@@ -156,12 +158,14 @@ def sample_seeds(
         raise InputError(f"sample_seeds got {len(gens)} generators for {n} maps")
     out = torch.full(cams.shape, IGNORE_INDEX, dtype=torch.int64)
     cams_cpu = cams.detach().cpu()
+    side = min(cams.shape[1], cams.shape[2])
+    dk = scaled_erode_kernel(cfg.dilate_k, side) if cfg.scale_dilate_with_size else cfg.dilate_k
     for i in range(n):
         cand = seed_roi(cams_cpu[i], cfg)
         if cand is None:
             continue
-        fg = _dilate(_draw(cand[0], cfg.n_fg, gens[i]), cfg.dilate_k)
-        bg = _dilate(_draw(cand[1], cfg.n_bg, gens[i]), cfg.dilate_k)
+        fg = _dilate(_draw(cand[0], cfg.n_fg, gens[i]), dk)
+        bg = _dilate(_draw(cand[1], cfg.n_bg, gens[i]), dk)
         lab = out[i]
         lab[fg & ~bg] = 1
         lab[bg & ~fg] = 0

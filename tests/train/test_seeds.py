@@ -160,3 +160,17 @@ def test_scaled_kernel_and_errors() -> None:
         sample_seeds(torch.zeros(4, 4), torch.Generator())
     with pytest.raises(InputError):
         sample_seeds(torch.full((1, 4, 4), float("nan")), torch.Generator())
+
+
+def test_scaled_dilation_gives_single_pixel_seeds_at_96() -> None:
+    rng = np.random.default_rng(9)
+    cams = torch.from_numpy(np.stack([blob_cam(96, 96, 40, 50, 14, rng) for _ in range(4)]))
+    gens = [torch.Generator().manual_seed(i) for i in range(4)]
+    scaled = sample_seeds(cams, gens, SeedConfig(scale_dilate_with_size=True)).numpy()
+    assert ((scaled == 1).sum(axis=(1, 2)) == 1).all() and ((scaled == 0).sum(axis=(1, 2)) == 1).all()
+    # the same draws, dilated 3x3 when not scaled: each seed pixel is the centre of its 3x3 square
+    plain = sample_seeds(cams, [torch.Generator().manual_seed(i) for i in range(4)], SeedConfig()).numpy()
+    for lab in (0, 1):
+        want = np.stack([ndimage.binary_dilation(s == lab, np.ones((3, 3), bool)) for s in scaled])
+        np.testing.assert_array_equal(plain == lab, want)
+    assert scaled_erode_kernel(3, 96) == 1 and scaled_erode_kernel(3, 224) == 3
