@@ -1,4 +1,5 @@
-"""`fcam demo --quick`: every step runs and writes what the README promises (quality is not asserted)."""
+"""`fcam demo --quick`: every step runs and writes what the README promises (quality is not asserted), and
+`fcam eval` on the demo's checkpoint and test split reproduces the demo's figures exactly (one number per model)."""
 
 from __future__ import annotations
 
@@ -43,3 +44,15 @@ def test_demo_quick_end_to_end(tmp_path: Path) -> None:
     assert o.fg_prob.shape == (2, h, w) and o.seg_logits.shape == (2, 2, h, w)
     assert float(o.fg_prob.min()) >= 0.0 and float(o.fg_prob.max()) <= 1.0
     assert "F-CAM" in (out / "report.md").read_text()
+    # `fcam eval` (the model at the checkpoint's input size, maps to the 224 frame) gives the demo's numbers exactly
+    assert res["input_size"] == [h, w] and h != 224
+    for method in ("cam", "fcam"):
+        js = tmp_path / f"eval_{method}.json"
+        assert main(["eval", "--checkpoint", str(out / "model"), "--data", str(out / "data"), "--split", "test",
+                     "--method", method, "--json", str(js), "--no-progress"]) == 0
+        ev = json.loads(js.read_text())
+        assert ev["input_size"] == [h, w]
+        for k in ("MaxBoxAcc", "MaxBoxAccV2", "PxAP"):
+            assert ev[k] == res["methods"][method][k], (method, k, ev[k], res["methods"][method][k])
+        if method == "cam":
+            assert ev["classification"]["top1"] == res["classifier_top1"]
