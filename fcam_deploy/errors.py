@@ -14,6 +14,7 @@ __all__ = [
     "CheckpointError",
     "ConfigError",
     "FcamError",
+    "FcamWarning",
     "ImageError",
     "InputError",
     "MapError",
@@ -24,6 +25,10 @@ __all__ = [
 
 class FcamError(Exception):
     """Base class of every error raised on purpose by fcam-deploy."""
+
+
+class FcamWarning(UserWarning):
+    """Base class of every warning fcam-deploy issues on purpose (filter them with ``warnings.simplefilter``)."""
 
 
 class MetadataError(FcamError, ValueError):
