@@ -341,6 +341,7 @@ def road(
     noise: float = 0.01,
     seed: int = 0,
     batch_size: int = 32,
+    workers: int = 1,
 ) -> ROADResult:
     """ROAD MoRF / LeRF scores of ``maps`` (see the module docstring).
 
@@ -353,7 +354,8 @@ def road(
         score: ``"softmax"`` or ``"logit"``.
         noise: imputation noise (0.01 as the package).
         seed: seeds the noise of image i, percentile j, order o as ``(seed, i, j, o)``.
-        batch_size: forward batch size.
+        batch_size: forward batch size (imputed images are forwarded in batches of this size).
+        workers: threads imputing in parallel (SciPy's sparse LU releases the GIL); results do not depend on it.
     """
     images, m, cls = _check(images, maps, classes)
     pcts = tuple(float(p) for p in percentiles)
@@ -362,14 +364,32 @@ def road(
     before = class_scores(model, images, cls, score=score, batch_size=batch_size)
     maps_np = m.detach().to("cpu", torch.float32).numpy()
     results = {"morf": np.zeros((len(pcts), images.shape[0])), "lerf": np.zeros((len(pcts), images.shape[0]))}
-    for o, order in enumerate(("morf", "lerf")):
-        for i in range(images.shape[0]):
-            imputed = []
-            for j, p in enumerate(pcts):
-                keep = road_keep_mask(maps_np[i], p, order)  # type: ignore[arg-type]
-                gen = torch.Generator().manual_seed(((seed * 1_000_003 + i) * 131 + j) * 2 + o)
-                imputed.append(noisy_linear_impute(images[i].cpu(), keep, noise=noise, generator=gen))
-            batch = torch.stack(imputed).to(images)
-            results[order][:, i] = class_scores(model, batch, cls[i].repeat(len(pcts)), score=score,
-                                                batch_size=batch_size)
+    jobs = [(order, o, i, j) for i in range(images.shape[0]) for o, order in enumerate(("morf", "lerf"))
+            for j in range(len(pcts))]
+    if workers < 1:
+        raise InputError(f"workers must be >= 1, got {workers}")
+    cpu_images = images.detach().cpu()
+
+    def impute(job: tuple[str, int, int, int]) -> Tensor:
+        order, o, i, j = job
+        keep = road_keep_mask(maps_np[i], pcts[j], order)  # type: ignore[arg-type]
+        gen = torch.Generator().manual_seed(((seed * 1_000_003 + i) * 131 + j) * 2 + o)
+        return noisy_linear_impute(cpu_images[i], keep, noise=noise, generator=gen)
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for start in range(0, len(jobs), batch_size):  # impute a batch, then one forward (batch-1 forwards are slow)
+            chunk = jobs[start : start + batch_size]
+            imputed = list(pool.map(impute, chunk))
+            _score_chunk(model, imputed, chunk, images, cls, score, batch_size, results)
     return ROADResult(percentiles=pcts, before=before, morf=results["morf"], lerf=results["lerf"])
+
+
+def _score_chunk(model: Callable[[Tensor], Any], imputed: list[Tensor], chunk: list[tuple[str, int, int, int]],
+                 images: Tensor, cls: Tensor, score: ScoreKind, batch_size: int,
+                 results: dict[str, np.ndarray]) -> None:
+    got = class_scores(model, torch.stack(imputed).to(images), cls[[i for _, _, i, _ in chunk]], score=score,
+                       batch_size=batch_size)
+    for (order, _, i, j), v in zip(chunk, got, strict=True):
+        results[order][j, i] = v

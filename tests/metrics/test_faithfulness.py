@@ -114,7 +114,7 @@ def test_road_noise_is_reproducible_and_degenerate_maps_are_defined() -> None:
     model = _model()
     x, maps, cls = _data(2)
     a = road(model, x, maps, cls, percentiles=(50,), seed=4)
-    b = road(model, x, maps, cls, percentiles=(50,), seed=4)
+    b = road(model, x, maps, cls, percentiles=(50,), seed=4, workers=2, batch_size=3)
     assert isinstance(a, ROADResult) and np.array_equal(a.morf, b.morf) and np.array_equal(a.lerf, b.lerf)
     flat = np.zeros_like(maps)  # every value ties: MoRF keeps nothing, LeRF keeps nothing
     res = road(model, x, flat, cls, percentiles=(50,), noise=0.0)
