@@ -161,7 +161,7 @@ class _Run:
         self.records.append(rec)
 
     def fit_prototypes(self, clf: torch.nn.Module, size: int, mean: Any, std: Any) -> None:
-        from fcam_deploy.cams.lpcam import fit_lpcam
+        from fcam_deploy.cams.lpcam import class_balanced_indices, fit_lpcam
         from fcam_deploy.data import WSOLDataset, open_dataset
 
         try:
@@ -170,7 +170,8 @@ class _Run:
             self.skip("lpcam", f"no training split to fit prototypes: {exc}")
             return
         ds = WSOLDataset(meta, train=False, size=size, mean=mean, std=std)
-        subset = torch.utils.data.Subset(ds, range(min(len(ds), self.cfg.lpcam_fit_images)))
+        subset = torch.utils.data.Subset(ds, class_balanced_indices([meta.labels[i] for i in meta.image_ids],
+                                                                    total=self.cfg.lpcam_fit_images))
         loader = torch.utils.data.DataLoader(subset, batch_size=16)
         with torch.no_grad():
             self.prototypes = fit_lpcam(clf, loader, seed=0, max_vectors_per_class=4000)

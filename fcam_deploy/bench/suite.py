@@ -41,7 +41,8 @@ class SuiteConfig:
         synth: ``fcam data synth`` settings used when no ``--data`` is given (size, classes, counts, seed).
         cam_curve_interval: threshold step of the box metrics.
         evaluator_maps, postprocess_maps: sizes of the side-by-side evaluator / post-process ratio runs.
-        lpcam_fit_images: training images (the first ones of the split) LPCAM prototypes are fitted on.
+        lpcam_fit_images: training images LPCAM prototypes are fitted on, the same number per class
+            (:func:`fcam_deploy.cams.class_balanced_indices`).
     """
 
     name: str
