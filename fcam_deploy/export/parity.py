@@ -115,14 +115,14 @@ def load_split_batches(
 ) -> tuple[list[np.ndarray], list[str], Any]:
     """uint8 ``(n, H, W, 3)`` batches of a WSOL split (resized like the Localizer), their image ids and metadata."""
     from fcam_deploy.data import load_image_rgb, open_dataset
-    from fcam_deploy.runtime.localizer import _resize_uint8
+    from fcam_deploy.runtime.preprocess import resize_uint8
 
     meta = open_dataset(Path(data_dir), split)
     ids = list(meta.image_ids)[: limit if limit else None]
     if not ids:
         raise ConfigError(f"{data_dir}: split {split!r} has no images")
     root = Path(data_dir) / "images"
-    arrays = [_resize_uint8(np.asarray(load_image_rgb(root / i), dtype=np.uint8), size) for i in ids]
+    arrays = [resize_uint8(np.asarray(load_image_rgb(root / i), dtype=np.uint8), size) for i in ids]
     batches = [np.stack(arrays[s : s + batch_size]) for s in range(0, len(arrays), batch_size)]
     return batches, ids, meta
 
