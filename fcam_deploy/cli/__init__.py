@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "score",  # fcam score
     "demo",  # fcam demo
     "export",  # fcam export
+    "quantize",  # fcam quantize
     "parity",  # fcam parity
     "engine",  # fcam build-engine
     "doctor",  # fcam doctor
