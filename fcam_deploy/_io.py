@@ -4,17 +4,23 @@
 the file is fsync'ed, given the mode a plain ``open(dst, "w")`` would get (0o666 minus the umask, not mkstemp's
 0o600), renamed over ``dst`` and the directory entry is fsync'ed. On an exception the temporary file is removed
 and ``dst`` is left as it was.
+
+A process killed with SIGKILL cannot remove its temporary file. Temporary names therefore carry the writer's
+process id (``.<name>.<pid>.<random>.tmp``), and the next write of the same ``dst`` removes the temporary files
+of writers that no longer run (:func:`remove_stale_temporaries`); files of live writers are never touched.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "current_umask"]
+__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "current_umask", "pid_alive",
+           "remove_stale_temporaries"]
 
 
 def current_umask() -> int:
@@ -44,6 +50,42 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (signal 0; a process of another user counts as alive)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return True  # cannot tell: keep its files
+    return True
+
+
+_TMP_RE = re.compile(r"^\.(?P<name>.+)\.(?P<pid>[0-9]+)\.[A-Za-z0-9_]+\.tmp$")
+
+
+def remove_stale_temporaries(dst: str | os.PathLike[str]) -> list[Path]:
+    """Remove ``.<dst name>.<pid>.*.tmp`` files next to ``dst`` whose writer process is gone; returns them."""
+    dst = Path(dst)
+    removed: list[Path] = []
+    try:
+        entries = list(dst.parent.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        m = _TMP_RE.match(entry.name)
+        if m is None or m.group("name") != dst.name or pid_alive(int(m.group("pid"))):
+            continue
+        with contextlib.suppress(FileNotFoundError, IsADirectoryError, PermissionError):
+            entry.unlink()
+            removed.append(entry)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(dst: str | os.PathLike[str]) -> Iterator[Path]:
     """Context manager yielding a temporary path in ``dst``'s directory that replaces ``dst`` on success.
@@ -55,7 +97,8 @@ def atomic_path(dst: str | os.PathLike[str]) -> Iterator[Path]:
     if dst.is_dir():
         raise IsADirectoryError(f"{dst} is a directory; give a file path")
     dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
+    remove_stale_temporaries(dst)
+    fd, name = tempfile.mkstemp(prefix=f".{dst.name}.{os.getpid()}.", suffix=".tmp", dir=dst.parent)
     os.close(fd)
     tmp = Path(name)
     try:

@@ -44,8 +44,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def _run(args: argparse.Namespace) -> int:
+    from fcam_deploy.cli._paths import output_file, refuse_overwriting_inputs
     from fcam_deploy.export.onnx_export import export_checkpoint
     from fcam_deploy.export.profiles import ExportProfile, load_profile
+
+    output_file(args.out, "--out")  # before the export's seconds of work
+    refuse_overwriting_inputs(args.out, [args.checkpoint, *args.checkpoint.glob("*")], "--out")
 
     prof = load_profile(args.profile) if args.profile else ExportProfile(name="defaults")
 

@@ -30,11 +30,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def _run(args: argparse.Namespace) -> int:
+    from fcam_deploy.cli._paths import output_file, refuse_overwriting_inputs
     from fcam_deploy.errors import ConfigError
     from fcam_deploy.export.parity import load_split_batches
     from fcam_deploy.export.quantize import quantize_int8
     from fcam_deploy.runtime.ort import OrtRunner
 
+    output_file(args.out, "--out")
+    refuse_overwriting_inputs(args.out, [args.model], "--out")
     if args.images < 1:
         raise ConfigError(f"--images must be >= 1, got {args.images}")
     if args.split == "test":

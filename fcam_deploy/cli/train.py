@@ -4,7 +4,7 @@ Examples::
 
     fcam train classifier --data DIR --arch resnet50 --out runs/cls [--config cub_resnet50] [--resume]
     fcam train fcam --classifier runs/cls/best --data DIR --out runs/fcam [--config cub_resnet50] [--resume]
-    torchrun --nproc_per_node 2 -m fcam_deploy.cli train fcam ...   # DistributedDataParallel
+    torchrun --nproc_per_node 2 -m fcam_deploy train fcam ...   # DistributedDataParallel (gloo on CPU)
 
 Outputs under --out: ``best/`` (selected checkpoint, with the validation-optimal tau), ``last/``, ``log.jsonl``
 (one JSON record per step / epoch / validation), ``summary.json`` and ``state/`` (what ``--resume`` reads).

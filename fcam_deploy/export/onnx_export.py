@@ -11,17 +11,21 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from fcam_deploy._io import atomic_path
 from fcam_deploy.errors import CheckpointError, ConfigError, ModelFormatError
 from fcam_deploy.export.graph import CUSTOM_OP_DOMAIN, LocalizationGraph
-from fcam_deploy.runtime.base import INPUT_NAME, METHODS, POSTPROCESS_MODES, ModelMetadata
+from fcam_deploy.runtime.base import (
+    INPUT_NAME,
+    METHODS,
+    POSTPROCESS_MODES,
+    ModelMetadata,
+)
 
 __all__ = ["DEFAULT_OPSET", "build_graph", "export_checkpoint", "export_graph", "read_onnx_metadata"]
 
@@ -31,6 +35,17 @@ log = logging.getLogger(__name__)
 DEFAULT_OPSET = 18
 #: tau used when the checkpoint has no validation-optimal threshold.
 DEFAULT_TAU = 0.5
+
+
+def _weights_digest(checkpoint: Path) -> str | None:
+    """``weights_sha256`` of a checkpoint's ``config.json`` (None when absent)."""
+    import json
+
+    try:
+        sha = json.loads((checkpoint / "config.json").read_text(encoding="utf-8")).get("weights_sha256")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return sha if isinstance(sha, str) else None
 
 
 def build_graph(
@@ -58,6 +73,7 @@ def build_graph(
     from fcam_deploy.models import load_checkpoint
 
     model, ck = load_checkpoint(Path(checkpoint))
+    ck_sha = _weights_digest(Path(checkpoint))
     kind = getattr(ck, "kind", "classifier")
     if method is None:
         method = "fcam" if kind == "fcam" else "cam"
@@ -82,7 +98,9 @@ def build_graph(
         max_boxes=max_boxes if postprocess == "custom-op" else 0,
         arch=str(getattr(ck, "arch", "")),
         fcam_deploy_version=__version__,
-        extra={"checkpoint": str(Path(checkpoint).resolve()), "checkpoint_kind": str(kind)},
+        # the folder name and the weights' digest identify the source; no absolute path is shipped in the model
+        extra={"checkpoint": Path(checkpoint).resolve().name, "checkpoint_kind": str(kind),
+               **({"checkpoint_sha256": ck_sha} if ck_sha else {})},
     )
     meta.validate(checkpoint)
     graph = LocalizationGraph(
@@ -100,7 +118,8 @@ def export_graph(
 ) -> ModelMetadata:
     """Export ``graph`` (a :class:`LocalizationGraph`) to ``out`` with ``meta`` as ``metadata_props``.
 
-    The file is written atomically (temp file + rename) after ``onnx.checker.check_model(full_check=True)``.
+    The file is written atomically (:func:`fcam_deploy._io.atomic_path`: temp file, fsync, rename, umask mode)
+    after ``onnx.checker.check_model(full_check=True)``.
     Returns the metadata actually written (``opset`` and ``dynamic_batch`` filled in).
 
     Raises:
@@ -160,15 +179,11 @@ def export_graph(
     except onnx.checker.ValidationError as exc:
         raise ModelFormatError(f"exported graph fails onnx.checker: {exc}") from exc
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=out.name + ".", suffix=".tmp", dir=out.parent)
-    os.close(fd)
     try:
-        onnx.save_model(model, tmp)
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        with atomic_path(out) as tmp:
+            onnx.save_model(model, str(tmp))
+    except IsADirectoryError as exc:
+        raise ConfigError(f"--out {out} is a directory; give a file path (e.g. {out / 'model.onnx'})") from exc
     log.info("wrote %s (%s, postprocess %s, opset %d)", out, meta.method, meta.postprocess, opset)
     return meta
 

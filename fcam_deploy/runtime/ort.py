@@ -11,7 +11,12 @@ from typing import Any
 import numpy as np
 
 from fcam_deploy.errors import BackendUnavailableError, ConfigError, ModelFormatError
-from fcam_deploy.runtime.base import INPUT_NAME, GraphOutputs, ModelMetadata, check_runner_input
+from fcam_deploy.runtime.base import (
+    INPUT_NAME,
+    GraphOutputs,
+    ModelMetadata,
+    check_runner_input,
+)
 
 __all__ = ["ORT_OPS_ENV", "OrtRunner", "make_session", "resolve_ort_ops_library", "session_metadata"]
 
@@ -59,14 +64,24 @@ def resolve_ort_ops_library(explicit: str | Path | None = None) -> Path:
     )
 
 
+def _device_index(device: str) -> int:
+    """N of ``cuda:N`` / ``tensorrt:N`` (0 without ``:N``)."""
+    if ":" not in device:
+        return 0
+    text = device.split(":", 1)[1]
+    if not text.isdigit() or len(text) > 6:
+        raise ConfigError(f"device {device!r}: the index after ':' must be a small non-negative integer (e.g. cuda:0)")
+    return int(text)
+
+
 def _providers_for(device: str) -> list[Any]:
     if device == "cpu":
         return ["CPUExecutionProvider"]
     if device == "cuda" or device.startswith("cuda:"):
-        idx = int(device.split(":")[1]) if ":" in device else 0
+        idx = _device_index(device)
         return [("CUDAExecutionProvider", {"device_id": idx}), "CPUExecutionProvider"]
     if device == "tensorrt" or device.startswith("tensorrt:"):
-        idx = int(device.split(":")[1]) if ":" in device else 0
+        idx = _device_index(device)
         return [
             ("TensorrtExecutionProvider", {"device_id": idx}),
             ("CUDAExecutionProvider", {"device_id": idx}),
@@ -135,6 +150,29 @@ def make_session(
         raise ModelFormatError(f"{path}: ONNX Runtime cannot load this model: {text.strip()[:300]}") from exc
 
 
+def _check_graph_shapes(session: Any, meta: ModelMetadata, path: Path) -> None:
+    """The graph's static input size and class count must be the metadata's (a tampered or mismatched file fails
+    here with a typed error instead of inside ONNX Runtime at the first ``run``)."""
+    inputs = session.get_inputs()
+    if len(inputs) != 1 or inputs[0].name != INPUT_NAME:
+        raise ModelFormatError(f"{path}: expected one graph input {INPUT_NAME!r}, got {[i.name for i in inputs]}")
+    shape = list(inputs[0].shape)
+    if len(shape) != 4:
+        raise ModelFormatError(f"{path}: graph input {INPUT_NAME!r} has rank {len(shape)}, expected (N, H, W, 3)")
+    for axis, want in ((1, meta.input_size[0]), (2, meta.input_size[1]), (3, 3)):
+        if isinstance(shape[axis], int) and shape[axis] != want:
+            raise ModelFormatError(
+                f"{path}: graph input is {shape}, but its metadata says input_size {list(meta.input_size)} "
+                "(the file was edited or mixed up; re-export it with `fcam export`)"
+            )
+    logits = session.get_outputs()[0].shape
+    if len(logits) == 2 and isinstance(logits[1], int) and logits[1] != meta.num_classes:
+        raise ModelFormatError(
+            f"{path}: the graph has {logits[1]} classes but its metadata names {meta.num_classes} "
+            f"({list(meta.class_names)[:5]}...); re-export it with `fcam export`"
+        )
+
+
 class _MissingCustomOps(BackendUnavailableError):
     """The graph has the fused node but no custom-op library was registered."""
 
@@ -198,6 +236,7 @@ class OrtRunner:
             raise ModelFormatError(
                 f"{path}: graph outputs {names} do not match its metadata ({self._meta.output_names}); re-export it"
             )
+        _check_graph_shapes(self._session, self._meta, path)
         self._providers = tuple(self._session.get_providers())
         requested = _providers_for(device)[0]
         requested_name = requested if isinstance(requested, str) else requested[0]

@@ -25,7 +25,11 @@ def test_export_cli_writes_checkpoint_metadata(cli_onnx, checkpoint_dir, capsys)
     assert meta.tau == pytest.approx(0.42)  # the checkpoint's validation-optimal threshold
     assert meta.class_names == CLASS_NAMES and meta.input_size == SIZE
     assert meta.input_layout == "NHWC-uint8-RGB" and meta.dynamic_batch and meta.opset == 18
-    assert meta.extra["checkpoint"] == str(checkpoint_dir.resolve())
+    # the source is named by folder and weights digest; no absolute path of this machine is shipped
+    cfg = json.loads((checkpoint_dir / "config.json").read_text())
+    assert meta.extra["checkpoint"] == checkpoint_dir.name
+    assert meta.extra["checkpoint_sha256"] == cfg["weights_sha256"]
+    assert not any(str(checkpoint_dir.parent) in v for v in meta.to_props().values())
     from fcam_deploy import __version__
 
     assert meta.fcam_deploy_version == __version__
