@@ -47,7 +47,7 @@ demo-quick: venv kernels
 	$(VENV)/bin/fcam demo --out $(OUT) --quick
 
 test: kernels cpp
-	FCAM_REQUIRE_CPP=1 $(PY) -m pytest -q
+	FCAM_REQUIRE_CPP=1 FCAM_REQUIRE_KERNELS=1 $(PY) -m pytest -q
 
 test-fast: venv
 	$(PY) -m pytest -q -m "not slow"

@@ -6,11 +6,17 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from _export_helpers import CLASS_NAMES, MEAN, SIZE, STD, TAU, make_meta, ort_ops_library, smooth_images
 
 from fcam_deploy.errors import BackendUnavailableError, ConfigError, InputError, ModelFormatError
 from fcam_deploy.export.onnx_export import export_graph, read_onnx_metadata
 from fcam_deploy.runtime.base import FORMAT_VERSION, ModelMetadata
+from tests._support.models import CLASS_NAMES, MEAN, STD, TAU, model_metadata, ort_ops_library, smooth_images
+from tests._support.models import EXPORT_SIZE as SIZE
+from tests._support.native import skip_or_fail
+
+
+def make_meta(method: str, postprocess: str) -> ModelMetadata:
+    return model_metadata(method, postprocess, SIZE)
 
 
 def _images(n: int, seed: int = 0) -> torch.Tensor:
@@ -135,7 +141,7 @@ def test_custom_op_graph_node_and_standard_twin(exported, make_graph) -> None:
 
         with pytest.raises(BackendUnavailableError, match="libfcam_ort_ops"):
             make_session(path, "cpu", None, needs_custom_ops=True)
-        pytest.skip("libfcam_ort_ops.so not built (make kernels): custom-op execution not checked")
+        skip_or_fail("libfcam_ort_ops.so not built (make kernels): custom-op execution not checked")
     sess = _ort(path, lib)
     std = _ort(exported("cam", "onnx"))
     x = _images(5, seed=3)

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _export_helpers import SIZE, smooth_images
 
 from fcam_deploy.errors import ConfigError, InputError, ModelFormatError
 from fcam_deploy.export.quantize import quantize_int8
 from fcam_deploy.runtime import Localizer
+from tests._support.models import EXPORT_SIZE as SIZE
+from tests._support.models import smooth_images
 
 
 @pytest.fixture(scope="module")

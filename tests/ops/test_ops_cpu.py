@@ -12,8 +12,9 @@ from hypothesis import strategies as st
 
 from fcam_deploy.errors import InputError
 from fcam_deploy.ops import cam_postprocess_reference, native_cpu_available, postprocess_to_sizes
+from tests._support.native import needs_native
 
-pytestmark = pytest.mark.skipif(not native_cpu_available()[0], reason=native_cpu_available()[1])
+pytestmark = needs_native(*native_cpu_available())
 
 
 def _check(maps: np.ndarray, sizes: list[tuple[int, int]], tau: float, k: int, **opts: bool) -> None:

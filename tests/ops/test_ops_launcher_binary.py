@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 from fcam_deploy.ops import cam_postprocess_reference, launcher_test_path
+from tests._support.native import needs_native
 
 BIN = launcher_test_path()
-pytestmark = pytest.mark.skipif(BIN is None, reason="fcam_launcher_test not built (run `make kernels`; needs cmake)")
+pytestmark = needs_native(BIN is not None, "fcam_launcher_test not built (run `make kernels`; needs cmake)")
 
 
 def _write_cases(path: Path, seed: int, n_cases: int) -> None:

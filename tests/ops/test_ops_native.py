@@ -14,10 +14,11 @@ import fcam_deploy.ops as ops
 import fcam_deploy.ops.torch_op
 from fcam_deploy.errors import InputError
 from fcam_deploy.ops import NativeStatus, cam_postprocess, cam_postprocess_reference, native_status
+from tests._support.native import needs_native
 
 from ._helpers import assert_same, protocol_boxes_cv2
 
-needs_ext = pytest.mark.skipif(not native_status().available, reason=f"torch extension: {native_status().reason}")
+needs_ext = needs_native(native_status().available, f"torch extension: {native_status().reason}")
 
 
 def _op(m: np.ndarray, *args: object) -> tuple[torch.Tensor, ...]:

@@ -10,13 +10,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fcam_deploy.ops import cam_postprocess_reference, names, ort_library_path
+from tests._support.native import needs_native
 
 from ._helpers import assert_same
 
 LIB = ort_library_path()
 pytestmark = [
     pytest.mark.ort,
-    pytest.mark.skipif(LIB is None, reason="libfcam_ort_ops.so not built (run `make kernels`; needs npm headers)"),
+    needs_native(LIB is not None, "libfcam_ort_ops.so not built (run `make kernels`; needs npm headers)"),
 ]
 
 

@@ -94,9 +94,8 @@ def test_lean_venv_has_no_training_stack(lean_venv: Path) -> None:
 
 
 def test_lean_install_predicts_like_the_full_install(lean_venv: Path, onnx_model, tmp_path: Path) -> None:
-    from _runtime_helpers import blob_image
-
     from fcam_deploy.runtime import Localizer
+    from tests._support.models import blob_image
 
     model = onnx_model("fcam", "onnx")
     photo = tmp_path / "photo.png"

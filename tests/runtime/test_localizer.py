@@ -8,7 +8,6 @@ import threading
 import numpy as np
 import pytest
 import torch
-from _runtime_helpers import SIZE, TAU, blob_image, graph_for, meta_for
 from PIL import Image
 
 from fcam_deploy.errors import BackendUnavailableError, ConfigError, FcamError, InputError, ModelFormatError
@@ -18,13 +17,16 @@ from fcam_deploy.ops import cam_postprocess_reference
 from fcam_deploy.runtime.localizer import StageTimes
 from fcam_deploy.runtime.ort import OrtRunner
 from fcam_deploy.runtime.torch_runner import TorchRunner
+from tests._support.models import RUNTIME_SIZE as SIZE
+from tests._support.models import TAU, blob_image, graph_for, model_metadata
+from tests._support.native import skip_or_fail
 
 
 @pytest.fixture(scope="module")
 def fcam_pair(models, onnx_model):
     """(torch Localizer, ORT Localizer) of the same F-CAM graph."""
     _, fcam = models
-    torch_loc = Localizer(TorchRunner.from_graph(graph_for(fcam, "fcam", "onnx"), meta_for("fcam", "onnx")))
+    torch_loc = Localizer(TorchRunner.from_graph(graph_for(fcam, "fcam", "onnx"), model_metadata("fcam", "onnx")))
     ort_loc = Localizer.load(onnx_model("fcam", "onnx"))
     return torch_loc, ort_loc
 
@@ -156,7 +158,7 @@ def test_torch_backend_post_processes_through_the_torch_op(fcam_pair) -> None:
     torch_loc, ort_loc = fcam_pair
     assert ort_loc.postprocessor is native_postprocess
     if not native_status().available:
-        pytest.skip(f"torch extension not built: {native_status().reason}")
+        skip_or_fail(f"torch extension not built: {native_status().reason}")
     assert torch_loc.postprocessor is torch_op_postprocess
     rng = np.random.default_rng(3)
     maps = rng.random((3, *SIZE), dtype=np.float32)
@@ -284,7 +286,7 @@ def test_predict_is_thread_safe(fcam_pair, which: int) -> None:
 def test_torch_runner_lock_when_not_thread_safe(models) -> None:
     """A runner that says it is not thread-safe is never entered by two threads at once."""
     _, fcam = models
-    inner = TorchRunner.from_graph(graph_for(fcam, "fcam", "onnx"), meta_for("fcam", "onnx"))
+    inner = TorchRunner.from_graph(graph_for(fcam, "fcam", "onnx"), model_metadata("fcam", "onnx"))
     active, peak = [0], [0]
     guard = threading.Lock()
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from fcam_deploy.cli import doctor, main
+from tests._support.native import skip_or_fail
 
 
 def _report(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict[str, dict]]:
@@ -95,7 +96,7 @@ def test_doctor_ort_ops_and_torch_extension(capsys: pytest.CaptureFixture[str]) 
     assert checks["torch-extension"]["info"]["cuda_kernel"] == status.cuda
     lib = ops.ort_library_path()
     if lib is None:
-        pytest.skip("libfcam_ort_ops.so not built (make kernels)")
+        skip_or_fail("libfcam_ort_ops.so not built (make kernels)")
     assert str(lib) in checks["ort-custom-ops"]["detail"]  # hinted, not loaded: the check stays 'missing'
     assert checks["ort-custom-ops"]["status"] == "missing"
     rc, checks = _report(capsys, "--ort-ops", str(lib), "--no-engine")
