@@ -286,6 +286,20 @@ def evaluate_onnx(
     return {**_metrics(maps, ids, data_dir, wsol), "num_images": len(ids), "pred_class": classes, "maps": maps}
 
 
+def _find_checkpoint(model: Path, meta: ModelMetadata) -> Path | None:
+    """The checkpoint folder named in the model's metadata, looked up next to the model file; accepted only when
+    its ``weights_sha256`` equals the digest recorded at export (models carry no absolute paths)."""
+    name, want = meta.extra.get("checkpoint"), meta.extra.get("checkpoint_sha256")
+    if not name or not want or Path(name).name != name:
+        return None
+    cand = model.parent / name
+    try:
+        cfg = json.loads((cand / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return cand if isinstance(cfg, dict) and cfg.get("weights_sha256") == want else None
+
+
 def run_parity(
     model: Path,
     data_dir: Path,
@@ -303,7 +317,8 @@ def run_parity(
     Args:
         model: ``.onnx`` from ``fcam export``.
         data_dir: dataset folder (e.g. from ``fcam data synth``).
-        checkpoint: checkpoint the model was exported from (default: the path recorded in its metadata).
+        checkpoint: checkpoint the model was exported from (default: the folder its metadata names, next to the
+            model file, when its weights digest is the one recorded at export).
         against: another ``.onnx`` of the same checkpoint/method (e.g. the ``onnx`` graph for a ``custom-op``
             one) compared as a third runner.
         save_dir: write Polygraphy ``inputs.json`` / ``torch_outputs.json`` there for replay.
@@ -319,10 +334,11 @@ def run_parity(
 
     model = Path(model)
     meta = read_onnx_metadata(model)
-    ckpt = checkpoint or (Path(meta.extra["checkpoint"]) if meta.extra.get("checkpoint") else None)
+    ckpt = checkpoint or _find_checkpoint(model, meta)
     if ckpt is None or not Path(ckpt).is_dir():
         raise ConfigError(
-            f"{model}: the checkpoint it was exported from ({ckpt}) is not available; pass --checkpoint CKPT"
+            f"{model}: the checkpoint it was exported from ({meta.extra.get('checkpoint', '?')}) is not next to it; "
+            "pass --checkpoint CKPT"
         )
     graph, _ = build_graph(
         Path(ckpt), meta.method, meta.postprocess, meta.input_size, max(meta.max_boxes, 1), tau=meta.tau

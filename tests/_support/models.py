@@ -129,3 +129,69 @@ def smooth_images(n: int, seed: int = 0, size: tuple[int, int] = EXPORT_SIZE) ->
     low = torch.randint(0, 256, (n, 3, 6, 6), generator=g).float()
     up = torch.nn.functional.interpolate(low, size=size, mode="bilinear", align_corners=False)
     return up.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+
+
+def tiny_onnx(
+    path: Path,
+    size: tuple[int, int] = RUNTIME_SIZE,
+    props: dict[str, str] | None = None,
+    graph_classes: int = len(CLASS_NAMES),
+    weights: np.ndarray | None = None,
+) -> Path:
+    """A hand-built fcam-deploy model of a few hundred bytes (``postprocess=onnx`` I/O contract), for tests that
+    tamper with files: logits = mean RGB @ W (3 x K), map = grey level / 255, mask = map > tau * max(map).
+
+    Args:
+        path: where to write the ``.onnx``.
+        size: the graph's static (H, W).
+        props: ``fcam_deploy.*`` metadata keys to override (raw strings, written as given).
+        graph_classes: K of the graph's logits.
+        weights: W (3, K) float32 (default: fixed values).
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    meta = model_metadata("cam", "onnx", size)
+    metadata = {**meta.to_props(), **{f"fcam_deploy.{k}": v for k, v in (props or {}).items()}}
+    w = np.asarray(weights if weights is not None else np.linspace(-1, 1, 3 * graph_classes).reshape(3, -1),
+                   dtype=np.float32)
+    h, wd = size
+    inits = [
+        numpy_helper.from_array(w, "W"),
+        numpy_helper.from_array(np.array([1, 2], np.int64), "hw_axes"),
+        numpy_helper.from_array(np.array([3], np.int64), "c_axis"),
+        numpy_helper.from_array(np.array(255.0, np.float32), "scale"),
+        numpy_helper.from_array(np.array(TAU, np.float32), "tau"),
+    ]
+    nodes = [
+        helper.make_node("Cast", ["images"], ["x"], to=TensorProto.FLOAT),
+        helper.make_node("ReduceMean", ["x", "hw_axes"], ["pooled"], keepdims=0),
+        helper.make_node("MatMul", ["pooled", "W"], ["logits"]),
+        helper.make_node("ArgMax", ["logits"], ["pred_class"], axis=1, keepdims=0),
+        helper.make_node("ReduceMean", ["x", "c_axis"], ["grey"], keepdims=0),
+        helper.make_node("Div", ["grey", "scale"], ["map"]),
+        helper.make_node("ReduceMax", ["map", "hw_axes"], ["peak"], keepdims=1),
+        helper.make_node("Mul", ["peak", "tau"], ["thr"]),
+        helper.make_node("Greater", ["map", "thr"], ["above"]),
+        helper.make_node("Cast", ["above"], ["mask"], to=TensorProto.UINT8),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny_fcam_model",
+        [helper.make_tensor_value_info("images", TensorProto.UINT8, ["batch", h, wd, 3])],
+        [
+            helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", graph_classes]),
+            helper.make_tensor_value_info("pred_class", TensorProto.INT64, ["batch"]),
+            helper.make_tensor_value_info("map", TensorProto.FLOAT, ["batch", h, wd]),
+            helper.make_tensor_value_info("mask", TensorProto.UINT8, ["batch", h, wd]),
+        ],
+        initializer=inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], producer_name="fcam-deploy-tests")
+    model.ir_version = 9
+    for k, v in metadata.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = k, v
+    onnx.checker.check_model(model)
+    onnx.save_model(model, str(path))
+    return path

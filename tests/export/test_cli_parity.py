@@ -37,16 +37,36 @@ def test_export_cli_writes_checkpoint_metadata(cli_onnx, checkpoint_dir, capsys)
     assert meta.fcam_deploy_version == __version__
 
 
+def test_parity_finds_the_checkpoint_next_to_the_model_by_digest(checkpoint_dir, cli_onnx, synth_dir, tmp_path,
+                                                                  capsys) -> None:
+    import shutil
+
+    from fcam_deploy.export.parity import _find_checkpoint
+
+    meta = read_onnx_metadata(cli_onnx)
+    assert _find_checkpoint(cli_onnx, meta) is None  # exported elsewhere: no absolute path to follow
+    shutil.copytree(checkpoint_dir, tmp_path / checkpoint_dir.name)
+    shutil.copy(cli_onnx, tmp_path / "m.onnx")
+    assert _find_checkpoint(tmp_path / "m.onnx", meta) == tmp_path / checkpoint_dir.name
+    cfg = json.loads((tmp_path / checkpoint_dir.name / "config.json").read_text())
+    cfg["weights_sha256"] = "0" * 64  # another checkpoint of the same name is not taken for it
+    (tmp_path / checkpoint_dir.name / "config.json").write_text(json.dumps(cfg))
+    assert _find_checkpoint(tmp_path / "m.onnx", meta) is None
+    rc = main(["parity", str(tmp_path / "m.onnx"), "--data", str(synth_dir), "--json", str(tmp_path / "p.json"),
+               "--limit", "2", "--no-metrics"])
+    assert rc == 2 and "pass --checkpoint" in capsys.readouterr().err
+
+
 def test_export_cli_typed_errors(tmp_path, capsys) -> None:
     assert main(["export", "--checkpoint", str(tmp_path / "nope"), "--out", str(tmp_path / "m.onnx")]) == 2
     assert "fcam export: error:" in capsys.readouterr().err
 
 
-def test_parity_cli_passes_on_the_synthetic_split(cli_onnx, synth_dir, tmp_path) -> None:
+def test_parity_cli_passes_on_the_synthetic_split(cli_onnx, synth_dir, tmp_path, checkpoint_dir) -> None:
     report_path = tmp_path / "parity.json"
     replay = tmp_path / "replay"
     rc = main(["parity", str(cli_onnx), "--data", str(synth_dir), "--json", str(report_path),
-               "--save-dir", str(replay)])
+               "--save-dir", str(replay), "--checkpoint", str(checkpoint_dir)])
     report = json.loads(report_path.read_text())
     assert rc == 0 and report["passed"], report
     assert report["num_images"] == 10
@@ -92,7 +112,7 @@ def test_parity_custom_op_against_standard_graph(checkpoint_dir, synth_dir, cli_
     assert main(["export", "--checkpoint", str(checkpoint_dir), "--out", str(custom),
                  "--postprocess", "custom-op"]) == 0
     rc = main(["parity", str(custom), "--data", str(synth_dir), "--json", str(tmp_path / "c.json"),
-               "--plugins", str(lib), "--against", str(cli_onnx)])
+               "--plugins", str(lib), "--against", str(cli_onnx), "--checkpoint", str(checkpoint_dir)])
     report = json.loads((tmp_path / "c.json").read_text())
     assert rc == 0 and report["passed"], report
     assert report["against"]["max_abs_diff_vs_model"]["map"] <= 1e-5
