@@ -19,7 +19,7 @@
 
 :func:`load_mask` loads a mask as uint8 (H, W) grayscale, like ``cv2.imread(path, cv2.IMREAD_GRAYSCALE)``:
 colour -> luma (ITU-R 601-2), alpha dropped, 16-bit scaled to 8-bit. Binarisation (> 0.5 after a nearest
-resize) is the metrics' job (protocol §1.4).
+resize) is the metrics' job (docs/protocol.md §1.4).
 """
 
 from __future__ import annotations

@@ -102,9 +102,9 @@ def _torch_runner_cls() -> type:
             return TensorMetadata().add(INPUT_NAME, np.uint8, (-1, h, w, 3))
 
         def infer_impl(self, feed_dict: dict[str, np.ndarray]) -> OrderedDict[str, np.ndarray]:
-            import torch
-
             import time
+
+            import torch
 
             x = torch.from_numpy(np.ascontiguousarray(feed_dict[INPUT_NAME]))
             start = time.perf_counter()
@@ -215,8 +215,8 @@ def _compare_runs(
         ties = {"mask_pixels_differ": 0, "mask_pixels_differ_non_tie": 0, "tie_pixels": 0, "box_images_differ": 0,
                 "box_images_differ_non_tie": 0}
         for r, g in zip(ref_iters, other_iters, strict=True):
-            rd = {k: r[k] for k in r.keys()}
-            gd = {k: g[k] for k in g.keys()}
+            rd = {k: r[k] for k in r}
+            gd = {k: g[k] for k in g}
             for k in (n for n in meta.output_names if n in rd and n in gd):
                 d = float(np.abs(rd[k].astype(np.float64) - gd[k].astype(np.float64)).max()) if rd[k].size else 0.0
                 maxdiff[k] = max(maxdiff.get(k, 0.0), d)

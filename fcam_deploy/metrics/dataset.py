@@ -227,10 +227,13 @@ def read_maps_manifest(root: str | Path) -> dict[str, Any] | None:
                        f"{MANIFEST_VERSION}; rerun `fcam eval --save-maps` with this version")
     if doc.get("complete") is True:
         maps, files = doc.get("maps"), doc.get("files", {})
-        ok = isinstance(maps, dict) and isinstance(files, dict) and all(
-            isinstance(k, str) and isinstance(v, str) for d in (maps, files) for k, v in d.items()
+        ok = (
+            isinstance(maps, dict)
+            and isinstance(files, dict)
+            and all(isinstance(k, str) and isinstance(v, str) for d in (maps, files) for k, v in d.items())
+            and doc.get("num_maps") == len(maps)
         )
-        if not ok or doc.get("num_maps") != len(maps):
+        if not ok:
             raise MapError(f"{path}: malformed maps manifest (maps / files / num_maps); rerun `fcam eval --save-maps`")
     return doc
 

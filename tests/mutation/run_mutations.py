@@ -7,7 +7,7 @@ into a temporary folder (``kernels/`` is linked, so native builds are used as in
 test files there with pytest and requires a non-zero exit. The unmutated copy runs first and must pass (otherwise
 a failure would say nothing about the mutation).
 
-Run from the repository root (about 4-6 minutes on 2 cores; not part of CI for that reason)::
+Run from the repository root (about 5-8 minutes on 2 cores; not part of CI for that reason)::
 
     python tests/mutation/run_mutations.py            # all mutations
     python tests/mutation/run_mutations.py --list     # what they are
@@ -71,8 +71,16 @@ MUTATIONS: tuple[Mutation, ...] = (
         "fcam_deploy/cli/score.py",
         "load_map(args.maps, image_id, sha256=digests.get(image_id))",
         "load_map(args.maps, image_id)",
-        ("tests/reliability/test_kill9.py::test_kill9_eval_save_maps_never_scores_a_mixed_folder",),
-        "fcam score accepts a map of another run in a manifested folder",
+        ("tests/reliability/test_bad_inputs.py::test_bad_input[score-map-of-another-run]",),
+        "fcam score accepts a map of another run in a folder whose manifest says complete",
+    ),
+    Mutation(
+        "predict-overwrites-its-input",
+        "fcam_deploy/cli/predict.py",
+        "if name.casefold() not in taken and free(name):",
+        "if True:",
+        ("tests/reliability/test_bad_inputs.py::test_bad_input[predict-out-folder-holds-the-input]",),
+        "fcam predict names outputs by stem alone (overwrites an input photo, collides on equal stems)",
     ),
 )
 

@@ -8,7 +8,6 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from fcam_deploy.ops import cam_postprocess_reference, launcher_test_path
 from tests._support.native import needs_native
@@ -41,7 +40,8 @@ def test_launcher_binary_golden_and_reference_cases(tmp_path: Path) -> None:
     cases = tmp_path / "cases.bin"
     _write_cases(cases, seed=7, n_cases=300)
     env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:abort_on_error=0", UBSAN_OPTIONS="print_stacktrace=1")
-    proc = subprocess.run([str(BIN), str(cases)], capture_output=True, text=True, timeout=120, env=env)
+    proc = subprocess.run([str(BIN), str(cases)], capture_output=True, text=True, timeout=120, env=env,
+                          check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "300 file cases" in proc.stdout and "all checks passed" in proc.stdout
 
@@ -49,5 +49,5 @@ def test_launcher_binary_golden_and_reference_cases(tmp_path: Path) -> None:
 def test_launcher_binary_rejects_a_corrupt_case_file(tmp_path: Path) -> None:
     bad = tmp_path / "bad.bin"
     bad.write_bytes(b"NOTACASE")
-    proc = subprocess.run([str(BIN), str(bad)], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([str(BIN), str(bad)], capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 2 and "not an FCAMCASE file" in proc.stderr

@@ -10,8 +10,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import fcam_deploy.ops as ops
-import fcam_deploy.ops.torch_op
+import fcam_deploy.ops.torch_op  # noqa: F401 - registers the torch op's Python side
+from fcam_deploy import ops
 from fcam_deploy.errors import InputError
 from fcam_deploy.ops import NativeStatus, cam_postprocess, cam_postprocess_reference, native_status
 from tests._support.native import needs_native
@@ -63,7 +63,7 @@ def test_nan_and_inf_give_zeros_in_the_op_and_input_error_in_the_wrapper() -> No
     m = np.random.default_rng(1).random((3, 4, 4)).astype(np.float32)
     m[1, 2, 2] = np.nan
     m[2, 0, 0] = np.inf
-    full, mask, boxes, count = _op(m, 8, 8, 0.5, False, False, 2, True)
+    full, mask, _boxes, count = _op(m, 8, 8, 0.5, False, False, 2, True)
     assert not full[1:].any() and not mask[1:].any() and count[1:].tolist() == [0, 0]
     assert full[0].max() > 0.5
     with pytest.raises(InputError, match=r"NaN or inf.*nan_to_num"):
@@ -74,12 +74,12 @@ def test_nan_and_inf_give_zeros_in_the_op_and_input_error_in_the_wrapper() -> No
 def test_all_above_and_all_below() -> None:
     ramp = np.arange(1, 17, dtype=np.float32).reshape(1, 4, 4)
     # probabilities, all > 0: tau = 0 keeps every pixel -> one component covering the image
-    full, mask, boxes, count = _op(ramp / 20, 9, 10, 0.0, False, False, 2, False)
+    _, mask, boxes, count = _op(ramp / 20, 9, 10, 0.0, False, False, 2, False)
     assert mask.all() and count.item() == 1 and boxes[0, 0].tolist() == [0, 0, 9, 8]
-    full, mask, boxes, count = _op(ramp / 20, 9, 10, 0.0, False, True, 2, False)
+    _, mask, boxes, count = _op(ramp / 20, 9, 10, 0.0, False, True, 2, False)
     assert boxes[0, 0].tolist() == [0, 0, 9, 8]  # protocol +1 overshoot clipped at the border
     # tau = 1: nothing is strictly above the max
-    full, mask, boxes, count = _op(ramp, 9, 10, 1.0, True, False, 2, True)
+    _full, mask, boxes, count = _op(ramp, 9, 10, 1.0, True, False, 2, True)
     assert not mask.any() and count.item() == 0 and (boxes == -1).all()
 
 

@@ -22,7 +22,6 @@ pytestmark = [
 
 
 def _model(oh: int, ow: int, tau: float, q: bool, p: bool, k: int, norm: bool) -> bytes:
-    import onnx
     from onnx import TensorProto, helper
 
     node = helper.make_node(
@@ -87,7 +86,7 @@ def test_ort_nan_map_gives_zeros_not_a_crash() -> None:
     m = np.ones((2, 4, 4), np.float32)
     m[0, 1, 1] = np.nan
     m[1, 0, 0] = 3.0
-    full, mask, boxes, count = _session(_model(8, 8, 0.5, False, False, 1, True)).run(None, {"maps": m})
+    full, _mask, _boxes, count = _session(_model(8, 8, 0.5, False, False, 1, True)).run(None, {"maps": m})
     assert not full[0].any() and count.tolist()[0] == 0 and count.tolist()[1] == 1
 
 

@@ -34,7 +34,7 @@ def test_probability_maps_pass_through_unnormalised() -> None:
 
 
 def test_protocol_examples_from_the_spec() -> None:
-    # wsol-protocol.md §1.3: 7x7 square at 1..7 with a 3x3 hole -> v1 [1,1,8,8]; single pixel -> [2,2,3,3];
+    # docs/protocol.md §1.3: 7x7 square at 1..7 with a 3x3 hole -> v1 [1,1,8,8]; single pixel -> [2,2,3,3];
     # diagonal chain -> one box [1,1,4,4].
     sq = np.zeros((1, 10, 10), np.float32)
     sq[0, 1:8, 1:8] = 1

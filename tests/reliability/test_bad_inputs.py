@@ -64,3 +64,21 @@ def test_the_table_covers_every_defect_of_the_issue() -> None:
     listed = {c.issue for c in CASES if c.issue}
     assert {"1", "2", "3", "4", "5", "6"} <= listed, listed
     assert len(CASES) == len({c.id for c in CASES}), "case ids must be unique"
+
+
+def test_train_help_shows_a_torchrun_command_that_runs() -> None:
+    """`fcam train --help` documents DDP with `torchrun ... -m MODULE train ...`: MODULE must be runnable with -m
+    (the package, not the `fcam_deploy.cli` package, which Python refuses to execute)."""
+    import subprocess
+    import sys
+
+    from fcam_deploy.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if getattr(a, "choices", None) and "train" in a.choices)
+    text = sub.choices["train"].format_help()
+    m = re.search(r"torchrun .*?-m (\S+) train fcam", text)
+    assert m, text
+    repo = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([sys.executable, "-m", m.group(1), "train", "fcam", "--help"], cwd=repo,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0 and "--classifier" in proc.stdout, proc.stderr[-2000:]

@@ -11,11 +11,10 @@ import torch
 from PIL import Image
 
 from fcam_deploy.errors import BackendUnavailableError, ConfigError, FcamError, InputError, ModelFormatError
+from fcam_deploy.ops import cam_postprocess_reference
 from fcam_deploy.runtime import Localizer
 from fcam_deploy.runtime.base import Runner
-from fcam_deploy.ops import cam_postprocess_reference
 from fcam_deploy.runtime.localizer import StageTimes
-from fcam_deploy.runtime.ort import OrtRunner
 from fcam_deploy.runtime.torch_runner import TorchRunner
 from tests._support.models import RUNTIME_SIZE as SIZE
 from tests._support.models import TAU, blob_image, graph_for, model_metadata

@@ -90,7 +90,7 @@ def test_doctor_ort_ops_and_torch_extension(capsys: pytest.CaptureFixture[str]) 
     """The custom-op library `make kernels` builds registers with ORT; the extension line mirrors ops.native_status."""
     from fcam_deploy import ops
 
-    rc, checks = _report(capsys, "--no-engine")
+    _, checks = _report(capsys, "--no-engine")
     status = ops.native_status()
     assert checks["torch-extension"]["status"] == ("ok" if status.available else "missing")
     assert checks["torch-extension"]["info"]["cuda_kernel"] == status.cuda
@@ -99,5 +99,5 @@ def test_doctor_ort_ops_and_torch_extension(capsys: pytest.CaptureFixture[str]) 
         skip_or_fail("libfcam_ort_ops.so not built (make kernels)")
     assert str(lib) in checks["ort-custom-ops"]["detail"]  # hinted, not loaded: the check stays 'missing'
     assert checks["ort-custom-ops"]["status"] == "missing"
-    rc, checks = _report(capsys, "--ort-ops", str(lib), "--no-engine")
+    _, checks = _report(capsys, "--ort-ops", str(lib), "--no-engine")
     assert checks["ort-custom-ops"]["status"] == "ok"
