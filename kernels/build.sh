@@ -121,7 +121,7 @@ if command -v cmake >/dev/null 2>&1; then
         "${CMAKE_CUDA_ARGS[@]}" "-DORT_INCLUDE_DIR=$ORT_INC" "-DTENSORRT_INCLUDE_DIR=$TRT_INC" >"$LOG" 2>&1 \
      && cmake --build "$BUILD" -j "$JOBS" >>"$LOG" 2>&1; then
     grep -h '^-- fcam:' "$LOG" | sed 's/^-- fcam: /[kernels] cmake: /'
-    note "BUILT cmake targets in $(( $(date +%s) - t0 )) s: $(cd "$BUILD" && ls libfcam_ort_ops.so libfcam_trt_plugins.so fcam_launcher_test libfcam_cuda.a 2>/dev/null | tr '\n' ' ')"
+    note "BUILT cmake targets in $(( $(date +%s) - t0 )) s: $(cd "$BUILD" && ls libfcam_ort_ops.so libfcam_trt_plugins.so fcam_launcher_test libfcam_cuda.a fcam_cuda_launcher_test 2>/dev/null | tr '\n' ' ')"
   else
     tail -40 "$LOG"
     note "FAILED cmake build (log: $LOG)"
