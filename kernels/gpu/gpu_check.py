@@ -9,8 +9,8 @@ compared), torchvision / timm (ResNet50 / EfficientNet-Lite0 end to end), comput
 
 The script is a list of checks (:data:`CHECKS`); each runs in its own subprocess with a time box, so a crash, a
 sticky CUDA error or a hang in one check is recorded and the others still run; each records its elapsed time and
-status (pass / fail / skip with the reason / error / timeout). A global time limit (default 540 s, well inside the
-15-minute GPU lease including the build) skips what no longer fits. Results: ``OUTDIR/gpu_check.json`` and
+status (pass / fail / skip with the reason / error / timeout). A global time limit (default 480 s, well inside the
+15-minute GPU lease including the build and the machine's start) skips what no longer fits. Results: ``OUTDIR/gpu_check.json`` and
 ``OUTDIR/gpu_check.md``; exit status 0 only when no check failed, errored or timed out.
 
 Checks (CUDA mode; CPU mode runs ``postprocess-exact`` with the CPU launcher against the NumPy reference on the
@@ -25,7 +25,8 @@ same hard inputs and records every GPU check as skipped):
 * ``cuda-launcher-test``: ``fcam_cuda_launcher_test`` (uint8 and int32 masks, non-default stream, two runs);
 * ``sanitizer-memcheck`` / ``-racecheck`` / ``-synccheck``: compute-sanitizer on ``fcam_cuda_launcher_test --small``;
 * ``postprocess-timing``: CUDA op vs the same map steps in torch ops, 28->224 and 224->375x500 (N = 64), and
-  the op's traffic as a fraction of measured device-to-device copy bandwidth;
+  the op's traffic as a fraction of measured device-to-device copy bandwidth; the op on 2048x2048 checkerboard,
+  serpentine and sparse-pixel maps (K = 1 and 16) against a smooth map, to size the known performance limits;
 * ``fcam-e2e-cuda-graphs``: F-CAM (ResNet50-WSOL, EfficientNet-Lite0) at 224, eager vs one CUDA-graph replay,
   batch 1 and 32, next to the paper's F-CAM vs gradient-CAM cost (fcam-method.md, runtime table);
 * ``lattice-filter-cuda-vs-cpu``: ``fcam_deploy.train.crf.lattice_filter`` on CUDA vs CPU, when that function exists
@@ -36,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import functools
 import json
 import os
 import shutil
@@ -480,14 +482,26 @@ def check_postprocess_timing(ctx: Context) -> dict[str, Any]:
             full = F.interpolate(norm[:, None], (oh, ow), mode="bilinear", align_corners=False)[:, 0].clamp(0, 1)
             return full, (full > 0.5 * full.amax((1, 2), keepdim=True)).to(torch.uint8)
 
-        t_op = _cuda_time(lambda maps=maps, oh=oh, ow=ow: op(maps, oh, ow, 0.5, False, False, 4, True))
-        t_proto = _cuda_time(lambda maps=maps, oh=oh, ow=ow: op(maps, oh, ow, 0.5, True, True, 4, True))
+        t_op = _cuda_time(functools.partial(op, maps, oh, ow, 0.5, False, False, 4, True))
+        t_proto = _cuda_time(functools.partial(op, maps, oh, ow, 0.5, True, True, 4, True))
         t_torch = _cuda_time(torch_ops)
         moved = n * h * w * 4 + n * oh * ow * (4 + 1)  # maps in, full + mask out
         rows.append({"case": f"N={n}, {name}", "op_ms": t_op * 1e3, "op_protocol_ms": t_proto * 1e3,
                      "torch_ops_ms": t_torch * 1e3, "op_vs_torch_ops": t_torch / t_op,
                      "op_effective_GBps": moved / t_op / 1e9, "pct_of_copy_bw": 100 * moved / t_op / copy_bw})
-    return {"ok": True, "copy_GBps": copy_bw / 1e9, "rows": rows,
+    # Review findings to quantify (kernels/README.md, "Known limits"): union-find chains on one-pixel lines
+    # (serpentine) and K rounds of a one-block arg-max over all components (sparse pixels, K = 16 vs 1).
+    patho = []
+    size = 2048
+    smooth = torch.from_numpy(_smooth(np.random.default_rng(3), 1, 64, 64)).cuda()
+    base = _cuda_time(lambda: op(smooth, size, size, 0.5, False, False, 1, True), iters=10)
+    for kind in ("checkerboard", "serpentine", "sparse"):
+        m = torch.from_numpy(binary_pattern(kind, size)[None]).cuda()
+        for k in (1, 16):
+            t = _cuda_time(functools.partial(op, m, size, size, 0.5, False, False, k, True), iters=10)
+            patho.append({"case": f"{kind} {size}x{size}, K={k}", "op_ms": t * 1e3, "vs_smooth_map": t / base})
+    return {"ok": True, "copy_GBps": copy_bw / 1e9, "rows": rows, "pathological": patho,
+            "smooth_2048_ms": base * 1e3,
             "summary": "; ".join(f"{r['case']}: op {r['op_ms']:.3f} ms vs torch ops {r['torch_ops_ms']:.3f} ms, "
                                  f"{r['pct_of_copy_bw']:.0f}% of copy bandwidth" for r in rows),
             "note": "torch ops = the same map steps (min-max, bilinear, threshold) without components or boxes"}
@@ -567,7 +581,7 @@ def check_lattice_filter(ctx: Context) -> dict[str, Any]:
     n, c, h, w = (2, 4, 48, 40) if ctx.small else (2, 4, 224, 224)
     images = torch.rand(n, 3, h, w, generator=g) * 255
     values = torch.softmax(torch.randn(n, c, h, w, generator=g), dim=1)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for sigma_rgb, sigma_xy in ((13.0, 80.0), (5.0, 3.0)):
         cpu = fn(images, values, sigma_rgb, sigma_xy)
         try:
@@ -770,6 +784,12 @@ def write_report(results: list[CheckResult], out: Path, *, mode: str, env: dict[
             lines.append(f"| {t['case']} | {t['op_ms']:.3f} | {t['op_protocol_ms']:.3f} | {t['torch_ops_ms']:.3f} | "
                          f"{t['op_vs_torch_ops']:.2f}x | {t['pct_of_copy_bw']:.0f}% |")
         lines.append(f"\n{timing.data.get('note', '')}")
+        if timing.data.get("pathological"):
+            lines += ["", (f"Hard inputs, identity 2048x2048 (a smooth 64x64 -> 2048x2048 map takes "
+                           f"{timing.data['smooth_2048_ms']:.3f} ms):"), "", "| input | op ms | vs smooth map |",
+                      "| --- | --- | --- |"]
+            lines += [f"| {r['case']} | {r['op_ms']:.3f} | {r['vs_smooth_map']:.1f}x |"
+                      for r in timing.data["pathological"]]
     e2e = by.get("fcam-e2e-cuda-graphs")
     lines += ["", "## F-CAM end to end, eager vs CUDA graph (224x224, random weights)", ""]
     if e2e and e2e.data.get("rows"):
@@ -800,7 +820,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
     ap.add_argument("--small", action="store_true", help="small inputs (CI)")
     ap.add_argument("--work", type=Path, default=ROOT / "kernels" / "build-gpu", help="build folder (gitignored)")
-    ap.add_argument("--time-limit", type=float, default=540.0, help="global limit in seconds (default 540)")
+    ap.add_argument("--time-limit", type=float, default=480.0, help="global limit in seconds (default 480)")
     ap.add_argument("--only", nargs="+", default=None, help="run only these checks (names as in the report)")
     ap.add_argument("--budget-scale", type=float, default=1.0, help="multiply every check's time box")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)

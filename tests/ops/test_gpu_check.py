@@ -111,7 +111,8 @@ def test_report_writer(tmp_path: Path) -> None:
                 {"case": "checkerboard", "shape": [1, 8, 8], "out": [8, 8], "runs": 2, "vs_cpu": 2, "vs_reference": 2,
                  "mismatches": 0}]}),
         g.CheckResult("postprocess-timing", "timing", "pass", 9.0, "", {
-            "ok": True, "summary": "t", "copy_GBps": 3900.0, "note": "n",
+            "ok": True, "summary": "t", "copy_GBps": 3900.0, "note": "n", "smooth_2048_ms": 0.5,
+            "pathological": [{"case": "serpentine 2048x2048, K=1", "op_ms": 9.0, "vs_smooth_map": 18.0}],
             "rows": [{"case": "N=64, 28x28 -> 224x224", "op_ms": 0.2, "op_protocol_ms": 0.4, "torch_ops_ms": 0.3,
                       "op_vs_torch_ops": 1.5, "op_effective_GBps": 100.0, "pct_of_copy_bw": 2.6}]}),
         g.CheckResult("sanitizer-memcheck", "sanitizer", "fail", 20.0, "memcheck: exit 97",
@@ -131,7 +132,7 @@ def test_report_writer(tmp_path: Path) -> None:
     assert "NVIDIA H200 (sm_90, 132 SMs)" in md and "**FAILURES**" in md
     assert "| sanitizer-memcheck | sanitizer | fail | 20.0 | memcheck: exit 97 |" in md
     assert "| checkerboard | 1x8x8 | 8x8 | 2 | 2 | 2 | 0 |" in md
-    assert "1.50x" in md and "3900 GB/s" in md
+    assert "1.50x" in md and "3900 GB/s" in md and "| serpentine 2048x2048, K=1 | 9.000 | 18.0x |" in md
     assert "Invalid __global__ read" in md and "RuntimeError: boom" in md  # failure details are in the report
     assert "18.5 ms" in md and "37.4 ms" in md  # the paper's F-CAM vs gradient-CAM cost next to the measurement
     assert "Not measured: time box of 150 s exceeded" in md
