@@ -142,7 +142,7 @@ _OLD_ORT = [p for p in os.environ.get("FCAM_OLD_ORT_DIRS", "").split(",") if p]
 
 
 @pytest.mark.skipif(not _OLD_ORT, reason="set FCAM_OLD_ORT_DIRS to `pip install --target` folders of older onnxruntime "
-                                          "releases (command in kernels/README.md, section 3)")
+                                          "releases (command in kernels/README.md, section 5)")
 def test_library_with_older_onnxruntime_releases(tmp_path: Path) -> None:
     """The library built against the API-29 headers runs on older releases (>= 1.17) and refuses 1.16 cleanly.
 
