@@ -837,10 +837,15 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         ap.error(f"unknown check(s) {unknown}; choose from {sorted(by_name)}")
     checks = [c for c in CHECKS if args.only is None or c.name in args.only]
+    env = environment()
+    if args.device == "cuda" and not env.get("cuda_available"):
+        why = env.get("torch_error") or "torch.cuda.is_available() is False"
+        print(f"[gpu-check] no CUDA device visible to torch ({why}); this command needs an NVIDIA GPU "
+              "(--device cpu runs the CPU-only mode)", file=sys.stderr)
+        return 2
     t0 = time.monotonic()
     ctx.deadline = t0 + args.time_limit
     ctx.work.mkdir(parents=True, exist_ok=True)
-    env = environment()
     print(f"[gpu-check] mode {args.device}, {len(checks)} check(s), limit {args.time_limit:.0f} s; "
           f"GPU {env.get('gpu', {}).get('name', 'none')}", flush=True)
     results = run_checks(checks, ctx, isolate=True, budget_scale=args.budget_scale,
