@@ -25,8 +25,9 @@ same hard inputs and records every GPU check as skipped):
 * ``cuda-launcher-test``: ``fcam_cuda_launcher_test`` (uint8 and int32 masks, non-default stream, two runs);
 * ``sanitizer-memcheck`` / ``-racecheck`` / ``-synccheck``: compute-sanitizer on ``fcam_cuda_launcher_test --small``;
 * ``postprocess-timing``: CUDA op vs the same map steps in torch ops, 28->224 and 224->375x500 (N = 64), and
-  the op's traffic as a fraction of measured device-to-device copy bandwidth; the op on 2048x2048 checkerboard,
-  serpentine and sparse-pixel maps (K = 1 and 16) against a smooth map, to size the known performance limits;
+  the op's traffic as a fraction of measured device-to-device copy bandwidth;
+* ``postprocess-hard-input-timing``: the op on 256..2048 checkerboard, serpentine and sparse-pixel maps (K = 1
+  and 16) against a smooth map, sizing the known performance limits (kernels/README.md §2);
 * ``fcam-e2e-cuda-graphs``: F-CAM (ResNet50-WSOL, EfficientNet-Lite0) at 224, eager vs one CUDA-graph replay,
   batch 1 and 32, next to the paper's F-CAM vs gradient-CAM cost (fcam-method.md, runtime table);
 * ``lattice-filter-cuda-vs-cpu``: ``fcam_deploy.train.crf.lattice_filter`` on CUDA vs CPU, when that function exists
@@ -72,9 +73,15 @@ class Context:
     out: Path
     work: Path
     deadline: float = float("inf")
+    partial_path: Path | None = None
 
     def time_left(self) -> float:
         return self.deadline - time.monotonic()
+
+    def save_partial(self, data: dict[str, Any]) -> None:
+        """Record what a long check has measured so far: if its time box kills it, the report keeps this."""
+        if self.partial_path is not None:
+            self.partial_path.write_text(json.dumps(data, default=str))
 
 
 @dataclass
@@ -297,6 +304,7 @@ def check_postprocess_exact(ctx: Context) -> dict[str, Any]:
                     row["mismatches"] += 1
             row["runs"] += 1
         rows.append(row)
+        ctx.save_partial({"cases": rows, "failures": failures[:50]})
     what = "CUDA op vs CPU launcher and NumPy reference" if cuda else "CPU launcher vs NumPy reference (CPU mode)"
     return {
         "ok": not failures and n_cmp > 0,
@@ -489,22 +497,60 @@ def check_postprocess_timing(ctx: Context) -> dict[str, Any]:
         rows.append({"case": f"N={n}, {name}", "op_ms": t_op * 1e3, "op_protocol_ms": t_proto * 1e3,
                      "torch_ops_ms": t_torch * 1e3, "op_vs_torch_ops": t_torch / t_op,
                      "op_effective_GBps": moved / t_op / 1e9, "pct_of_copy_bw": 100 * moved / t_op / copy_bw})
-    # Review findings to quantify (kernels/README.md, "Known limits"): union-find chains on one-pixel lines
-    # (serpentine) and K rounds of a one-block arg-max over all components (sparse pixels, K = 16 vs 1).
-    patho = []
-    size = 2048
-    smooth = torch.from_numpy(_smooth(np.random.default_rng(3), 1, 64, 64)).cuda()
-    base = _cuda_time(lambda: op(smooth, size, size, 0.5, False, False, 1, True), iters=10)
-    for kind in ("checkerboard", "serpentine", "sparse"):
-        m = torch.from_numpy(binary_pattern(kind, size)[None]).cuda()
-        for k in (1, 16):
-            t = _cuda_time(functools.partial(op, m, size, size, 0.5, False, False, k, True), iters=10)
-            patho.append({"case": f"{kind} {size}x{size}, K={k}", "op_ms": t * 1e3, "vs_smooth_map": t / base})
-    return {"ok": True, "copy_GBps": copy_bw / 1e9, "rows": rows, "pathological": patho,
-            "smooth_2048_ms": base * 1e3,
+    return {"ok": True, "copy_GBps": copy_bw / 1e9, "rows": rows,
             "summary": "; ".join(f"{r['case']}: op {r['op_ms']:.3f} ms vs torch ops {r['torch_ops_ms']:.3f} ms, "
                                  f"{r['pct_of_copy_bw']:.0f}% of copy bandwidth" for r in rows),
             "note": "torch ops = the same map steps (min-max, bilinear, threshold) without components or boxes"}
+
+
+def _time_once(fn: Callable[[], Any]) -> float:
+    """Seconds of one call (CUDA events), after one untimed call."""
+    import torch
+
+    fn()
+    torch.cuda.synchronize()
+    a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    a.record()
+    fn()
+    b.record()
+    b.synchronize()
+    return a.elapsed_time(b) / 1e3
+
+
+def check_hard_input_timing(ctx: Context) -> dict[str, Any]:
+    """The op on identity-resized 0/1 maps that stress the labelling, against a smooth map of the same size.
+
+    Sizes the review's performance findings (kernels/README.md §2): union-find chains as long as a one-pixel line
+    (serpentine: without path compression while merging, finds can walk O(path length)), and K rounds of a
+    one-block arg-max over all components (sparse pixels, K = 16 vs 1). Sizes grow 256 -> 1024 -> 2048 and a size
+    is skipped when the previous one already took over a second per call (the serpentine's cost can grow with the
+    square of the path length); partial results survive the time box.
+    """
+    torch = _require_cuda()
+    op = _require_native(True)
+    rows: list[dict[str, Any]] = []
+    slow: set[str] = set()
+    for size in (256, 1024, 2048):
+        smooth = torch.from_numpy(_smooth(np.random.default_rng(3), 1, 64, 64)).cuda()
+        base = _time_once(functools.partial(op, smooth, size, size, 0.5, False, False, 1, True))
+        for kind in ("checkerboard", "serpentine", "sparse"):
+            for k in (1, 16):
+                name = f"{kind} {size}x{size}, K={k}"
+                if kind in slow or ctx.time_left() < 20:
+                    rows.append({"case": name, "op_ms": None, "vs_smooth_map": None,
+                                 "note": "not timed: the smaller size took > 1 s per call" if kind in slow
+                                 else "not timed: time box"})
+                    continue
+                m = torch.from_numpy(binary_pattern(kind, size)[None]).cuda()
+                t = _time_once(functools.partial(op, m, size, size, 0.5, False, False, k, True))
+                rows.append({"case": name, "op_ms": t * 1e3, "vs_smooth_map": t / base, "smooth_ms": base * 1e3})
+                if t > 1.0:
+                    slow.add(kind)
+                ctx.save_partial({"ok": False, "rows": rows, "summary": "partial (time box)"})
+    worst = max((r for r in rows if r["op_ms"] is not None), key=lambda r: r["vs_smooth_map"], default=None)
+    summary = (f"{len(rows)} inputs; slowest relative to a smooth map: {worst['case']} {worst['op_ms']:.2f} ms "
+               f"({worst['vs_smooth_map']:.1f}x)" if worst else "nothing timed")
+    return {"ok": True, "rows": rows, "summary": summary + (f"; > 1 s per call: {sorted(slow)}" if slow else "")}
 
 
 def _graph_vs_eager(arch: str, batch: int, size: int) -> dict[str, Any]:
@@ -612,6 +658,7 @@ CHECKS: list[Check] = [
     Check("sanitizer-memcheck", "sanitizer", _sanitizer_check("memcheck"), 120),
     Check("postprocess-timing", "timing", check_postprocess_timing, 90),
     Check("fcam-e2e-cuda-graphs", "timing", check_fcam_e2e, 150),
+    Check("postprocess-hard-input-timing", "timing", check_hard_input_timing, 75),
     Check("lattice-filter-cuda-vs-cpu", "correctness", check_lattice_filter, 90),
     Check("sanitizer-racecheck", "sanitizer", _sanitizer_check("racecheck"), 120),
     Check("sanitizer-synccheck", "sanitizer", _sanitizer_check("synccheck"), 90),
@@ -662,8 +709,13 @@ def _collect_child(check: Check, proc: subprocess.Popen[str], result: Path, t0: 
     except subprocess.TimeoutExpired:
         proc.kill()
         out, _ = proc.communicate()
+        partial = result.with_name(result.name + ".partial")
+        data: dict[str, Any] = json.loads(partial.read_text()) if partial.is_file() else {}
+        data.pop("ok", None)
+        data["summary"] = f"time box of {budget:.0f} s exceeded" + ("; partial results kept" if data else "")
+        data["output_tail"] = (out or "")[-3000:]
         return CheckResult(check.name, check.phase, "timeout", time.monotonic() - t0,
-                           f"time box of {budget:.0f} s exceeded", {"output_tail": (out or "")[-3000:]})
+                           f"time box of {budget:.0f} s exceeded", data)
     if result.is_file():
         res = CheckResult(**json.loads(result.read_text()))
         res.seconds = time.monotonic() - t0  # wall time including the child's start
@@ -784,12 +836,15 @@ def write_report(results: list[CheckResult], out: Path, *, mode: str, env: dict[
             lines.append(f"| {t['case']} | {t['op_ms']:.3f} | {t['op_protocol_ms']:.3f} | {t['torch_ops_ms']:.3f} | "
                          f"{t['op_vs_torch_ops']:.2f}x | {t['pct_of_copy_bw']:.0f}% |")
         lines.append(f"\n{timing.data.get('note', '')}")
-        if timing.data.get("pathological"):
-            lines += ["", (f"Hard inputs, identity 2048x2048 (a smooth 64x64 -> 2048x2048 map takes "
-                           f"{timing.data['smooth_2048_ms']:.3f} ms):"), "", "| input | op ms | vs smooth map |",
-                      "| --- | --- | --- |"]
-            lines += [f"| {r['case']} | {r['op_ms']:.3f} | {r['vs_smooth_map']:.1f}x |"
-                      for r in timing.data["pathological"]]
+    hard = by.get("postprocess-hard-input-timing")
+    if hard and hard.data.get("rows"):
+        lines += ["", "## Hard inputs, identity resize (one call each; vs a smooth 64x64 map upsampled to the same size)",
+                  "", "| input | op ms | vs smooth map |", "| --- | --- | --- |"]
+        for r in hard.data["rows"]:
+            if r.get("op_ms") is None:
+                lines.append(f"| {r['case']} | - | {r.get('note', '')} |")
+            else:
+                lines.append(f"| {r['case']} | {r['op_ms']:.3f} | {r['vs_smooth_map']:.1f}x |")
     e2e = by.get("fcam-e2e-cuda-graphs")
     lines += ["", "## F-CAM end to end, eager vs CUDA graph (224x224, random weights)", ""]
     if e2e and e2e.data.get("rows"):
@@ -830,6 +885,7 @@ def main(argv: list[str] | None = None) -> int:
     by_name = {c.name: c for c in CHECKS}
     if args.child:  # one check, in its own process; it stops adding work a few seconds before its time box ends
         ctx.deadline = time.monotonic() + max(args.time_limit - 5.0, 1.0)
+        ctx.partial_path = args.result.with_name(args.result.name + ".partial")
         res = run_check_inline(by_name[args.child], ctx)
         args.result.write_text(json.dumps(asdict(res), default=str))
         return 0

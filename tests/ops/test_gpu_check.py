@@ -111,10 +111,14 @@ def test_report_writer(tmp_path: Path) -> None:
                 {"case": "checkerboard", "shape": [1, 8, 8], "out": [8, 8], "runs": 2, "vs_cpu": 2, "vs_reference": 2,
                  "mismatches": 0}]}),
         g.CheckResult("postprocess-timing", "timing", "pass", 9.0, "", {
-            "ok": True, "summary": "t", "copy_GBps": 3900.0, "note": "n", "smooth_2048_ms": 0.5,
-            "pathological": [{"case": "serpentine 2048x2048, K=1", "op_ms": 9.0, "vs_smooth_map": 18.0}],
+            "ok": True, "summary": "t", "copy_GBps": 3900.0, "note": "n",
             "rows": [{"case": "N=64, 28x28 -> 224x224", "op_ms": 0.2, "op_protocol_ms": 0.4, "torch_ops_ms": 0.3,
                       "op_vs_torch_ops": 1.5, "op_effective_GBps": 100.0, "pct_of_copy_bw": 2.6}]}),
+        g.CheckResult("postprocess-hard-input-timing", "timing", "timeout", 75.0, "time box of 75 s exceeded", {
+            "summary": "time box of 75 s exceeded; partial results kept",
+            "rows": [{"case": "serpentine 1024x1024, K=1", "op_ms": 1500.0, "vs_smooth_map": 900.0},
+                     {"case": "serpentine 2048x2048, K=1", "op_ms": None, "vs_smooth_map": None,
+                      "note": "not timed: the smaller size took > 1 s per call"}]}),
         g.CheckResult("sanitizer-memcheck", "sanitizer", "fail", 20.0, "memcheck: exit 97",
                       {"ok": False, "log_tail": "========= Invalid __global__ read of size 4"}),
         g.CheckResult("sanitizer-racecheck", "sanitizer", "skip", 0.0, "compute-sanitizer not found"),
@@ -126,13 +130,14 @@ def test_report_writer(tmp_path: Path) -> None:
     jpath, mpath = g.write_report(results, tmp_path / "r", mode="cuda", env=env, total_s=201.0, time_limit_s=540.0)
     doc = json.loads(jpath.read_text())
     assert doc["schema_version"] == 1 and doc["ok"] is False and doc["mode"] == "cuda"
-    assert doc["counts"] == {"pass": 2, "fail": 1, "skip": 1, "error": 1, "timeout": 1}
+    assert doc["counts"] == {"pass": 2, "fail": 1, "skip": 1, "error": 1, "timeout": 2}
     assert [c["name"] for c in doc["checks"]] == [r.name for r in results]
     md = mpath.read_text()
     assert "NVIDIA H200 (sm_90, 132 SMs)" in md and "**FAILURES**" in md
     assert "| sanitizer-memcheck | sanitizer | fail | 20.0 | memcheck: exit 97 |" in md
     assert "| checkerboard | 1x8x8 | 8x8 | 2 | 2 | 2 | 0 |" in md
-    assert "1.50x" in md and "3900 GB/s" in md and "| serpentine 2048x2048, K=1 | 9.000 | 18.0x |" in md
+    assert "1.50x" in md and "3900 GB/s" in md and "| serpentine 1024x1024, K=1 | 1500.000 | 900.0x |" in md
+    assert "| serpentine 2048x2048, K=1 | - | not timed: the smaller size took > 1 s per call |" in md
     assert "Invalid __global__ read" in md and "RuntimeError: boom" in md  # failure details are in the report
     assert "18.5 ms" in md and "37.4 ms" in md  # the paper's F-CAM vs gradient-CAM cost next to the measurement
     assert "Not measured: time box of 150 s exceeded" in md
@@ -158,3 +163,22 @@ def test_cli_cpu_mode_runs_checks_in_time_boxed_processes(tmp_path: Path) -> Non
     doc = json.loads((out2 / "gpu_check.json").read_text())
     assert doc["checks"][0]["status"] == "timeout" and "time box" in doc["checks"][0]["reason"]
     assert "FAILED: postprocess-exact" in proc.stdout
+
+
+def test_time_box_keeps_partial_results(tmp_path: Path) -> None:
+    """A check killed by its time box is recorded as 'timeout' with what it had saved so far."""
+    g = _mod()
+    check = next(c for c in g.CHECKS if c.name == "postprocess-hard-input-timing")
+    result = tmp_path / "r.json"
+    Path(str(result) + ".partial").write_text(json.dumps({"ok": False, "rows": [{"case": "a", "op_ms": 1.0}]}))
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    res = g._collect_child(check, proc, result, g.time.monotonic(), 1.0)
+    assert proc.poll() is not None  # killed
+    assert res.status == "timeout" and res.data["rows"] == [{"case": "a", "op_ms": 1.0}] and "ok" not in res.data
+    assert "partial results kept" in res.data["summary"] and 0.9 <= res.seconds < 30
+    # a child that exits without writing a result (a crash) is an error, not a pass
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; sys.exit(-11 % 256)"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    res = g._collect_child(check, proc, tmp_path / "none.json", g.time.monotonic(), 30.0)
+    assert res.status == "error" and "without a result" in res.reason
