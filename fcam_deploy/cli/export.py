@@ -40,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=None, help="input size (default: ckpt)")
     p.add_argument("--max-boxes", type=int, default=None, help="rows of the boxes output (custom-op; default 8)")
-    p.set_defaults(func=_run)
+    p.set_defaults(func=_run, needs_extra="train")
 
 
 def _run(args: argparse.Namespace) -> int:
