@@ -215,6 +215,21 @@ void goldenCases() {
     badtype.mask_type = static_cast<fcam::MaskType>(7);
     EXPECT(fcam::validateParams(badtype) == fcam::Status::kInvalidArgument, "unknown mask type accepted");
   }
+  // The per-map-size launcher writes uint8 masks only: an int32 mask type is refused, not misread.
+  {
+    std::vector<float> m(2 * 3 * 3, 1.0f), f0(4), f1(6);
+    std::vector<uint8_t> m0(4), m1(6);
+    std::vector<int32_t> boxes(2 * 4), count(2);
+    const int64_t sizes[4] = {2, 2, 2, 3};
+    float* fulls[2] = {f0.data(), f1.data()};
+    uint8_t* masks[2] = {m0.data(), m1.data()};
+    fcam::CamPostprocessParams p = params(2, 3, 3, 1, 1, 0.5, false, false, 1);
+    EXPECT(fcam::camPostprocessCpuSized(m.data(), sizes, fulls, masks, boxes.data(), count.data(), p, 1) ==
+           fcam::Status::kOk, "sized launcher, uint8 masks");
+    p.mask_type = fcam::MaskType::kInt32;
+    EXPECT(fcam::camPostprocessCpuSized(m.data(), sizes, fulls, masks, boxes.data(), count.data(), p, 1) ==
+           fcam::Status::kInvalidArgument, "sized launcher accepted an int32 mask type");
+  }
   // n = 0 and invalid params.
   {
     fcam::CamPostprocessParams p = params(0, 4, 4, 4, 4, 0.5, false, false, 1);
