@@ -116,7 +116,8 @@ struct CamPostprocessCpu {
 // only to work ordered after them on the same stream (another stream - a concurrent Run() - gets other memory
 // unless cross-stream reuse is enabled, which then inserts a wait). The plain allocator of
 // KernelContext_GetAllocator + Alloc (no stream) had no such ordering: two concurrent Run() calls could reuse the
-// chunk while the first one's kernels still ran.
+// chunk while the first one's kernels still ran. (An environment-level shared allocator, session.use_env_allocators,
+// is not stream-aware in ORT; with it that ordering is lost again: kernels/README.md §3.)
 struct CamPostprocessCuda {
   AttrParams attrs;
   CamPostprocessCuda(const OrtApi*, const OrtKernelInfo* info) : attrs(info) {}
