@@ -16,7 +16,7 @@ DEVLIBS := libpng-dev libjpeg-dev
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -c constraints.txt -e ".[dev]"
+	$(PIP) install -c constraints.txt -e ".[dev,scale]"
 	touch $@
 
 venv: $(VENV)/.installed
