@@ -19,7 +19,7 @@ another declared ``Content-Type``; 500 only for a failure of the model itself.
 
 Requests are batched dynamically with ``serve.batch`` (``max_batch`` images or ``batch_wait_ms``, whichever comes
 first) and run in one ``Localizer.predict`` call per batch on a worker thread, so the replica keeps decoding and
-queueing while a batch runs. Each replica holds one Localizer with ``threads`` ONNX Runtime threads and reserves
+queueing while a batch runs; the ``X-Fcam-Batch`` response header says how many images that call held. Each replica holds one Localizer with ``threads`` ONNX Runtime threads and reserves
 that many CPUs. Metrics (Ray's, exported by Ray's metrics agent in Prometheus format): Serve's request counters and
 latency histograms, plus ``fcam_requests`` (by route and status) and ``fcam_batch_size``.
 
@@ -274,21 +274,23 @@ class LocalizerEndpoint:
         )
         self._closed = False
 
-    def _predict_sync(self, images: list[np.ndarray]) -> list[Any]:
-        self._batch_sizes.observe(len(images))
+    def _predict_sync(self, images: list[np.ndarray]) -> list[tuple[Any, int]]:
+        """``(prediction or the FcamError of that image, images in the predict call)`` per image."""
+        n = len(images)
+        self._batch_sizes.observe(n)
         try:
-            return list(self._loc.predict(images))
+            return [(p, n) for p in self._loc.predict(images)]
         except FcamError:
             pass
-        out: list[Any] = []
+        out: list[tuple[Any, int]] = []
         for img in images:  # isolate the request the batch failed on
             try:
-                out.append(self._loc.predict(img))
+                out.append((self._loc.predict(img), 1))
             except FcamError as exc:
-                out.append(exc)
+                out.append((exc, 1))
         return out
 
-    async def _predict_many(self, images: list[np.ndarray]) -> list[Any]:
+    async def _predict_many(self, images: list[np.ndarray]) -> list[tuple[Any, int]]:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, self._predict_sync, images)
 
@@ -329,10 +331,10 @@ class LocalizerEndpoint:
         want_map = check_request(body, request.headers.get("content-type"), dict(request.query_params),
                                  self._cfg.max_body_bytes)
         image = await asyncio.to_thread(decode_body, body, self._cfg.max_pixels)
-        pred = await self._batched(image)
+        pred, batch = await self._batched(image)
         if isinstance(pred, FcamError):
             raise HttpError(400, "bad_image", f"{type(pred).__name__}: {pred}")
-        return 200, await asyncio.to_thread(prediction_json, pred, want_map), {}
+        return 200, await asyncio.to_thread(prediction_json, pred, want_map), {"X-Fcam-Batch": str(batch)}
 
     async def _read_body(self, request: Any) -> bytes:
         """The body, read in chunks; stops with 413 as soon as it passes the limit (chunked uploads too)."""
