@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from pathlib import Path
 
 __all__ = ["register"]
@@ -52,6 +53,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def _run(args: argparse.Namespace) -> int:
     from fcam_deploy.scale.localize import LocalizeConfig, localize
+
+    if not args.verbose:  # Ray's own INFO lines (execution plans, "Started Serve", ...) only with -v
+        for name in ("ray", "ray.data"):
+            logging.getLogger(name).setLevel(logging.WARNING)
 
     cfg = LocalizeConfig(
         model=args.model,

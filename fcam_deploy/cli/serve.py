@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import signal
 import sys
 import threading
@@ -53,6 +54,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def _run(args: argparse.Namespace) -> int:
     from fcam_deploy.errors import ConfigError
     from fcam_deploy.scale.serve import ServeConfig, serve_forever
+
+    if not args.verbose:  # Ray's own INFO lines (execution plans, "Started Serve", ...) only with -v
+        for name in ("ray", "ray.serve"):
+            logging.getLogger(name).setLevel(logging.WARNING)
 
     if args.max_body_mb <= 0:
         raise ConfigError(f"--max-body-mb must be > 0; got {args.max_body_mb}")
