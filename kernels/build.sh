@@ -7,7 +7,8 @@
 #   1. CMake (kernels/build): CPU launcher, ASan+UBSan launcher test binary, CUDA launcher (nvcc; every
 #      arch in FCAM_CUDA_ARCHS is compiled, which is the CI compile check of the .cu files), ORT custom-op
 #      library (headers from the npm package, cached outside the repo), TRT plugin (only with TensorRT headers).
-#   2. torch extension fcam_deploy/_C.so (torch.utils.cpp_extension, in place, gitignored); CUDA sources are
+#   2. the lean runtime's compiled core fcam_deploy/_native_cpu*.so (setup.py build_ext --inplace).
+#   3. torch extension fcam_deploy/_C.so (torch.utils.cpp_extension, in place, gitignored); CUDA sources are
 #      added when FCAM_TORCH_CUDA=1 (or auto: a CUDA torch + nvcc + a visible GPU).
 #
 # Environment: PYTHON, CUDA_HOME (toolkit root; found from `nvcc -dryrun` otherwise), FCAM_BUILD_JOBS,
@@ -113,6 +114,18 @@ if [[ -x "$BUILD/fcam_trt_plugin_test" && -f "$BUILD/libfcam_trt_plugins.so" ]];
     note "FAILED host-only TensorRT plugin test"
     FAILED=1
   fi
+fi
+
+# --- the compiled core of the lean runtime (fcam_deploy/_native_cpu*.so, in place) ------------------------------
+# pip install / pip wheel build it from setup.py; here it is rebuilt in the source tree so an edited launcher is
+# what the tests load (editable installs import the package from this tree).
+t0=$(date +%s)
+if FCAM_BUILD_JOBS=$JOBS "$PYTHON" setup.py -q build_ext --inplace >"${BUILD}/core-build.log" 2>&1; then
+  note "BUILT compiled core fcam_deploy/_native_cpu in $(( $(date +%s) - t0 )) s"
+else
+  tail -30 "${BUILD}/core-build.log"
+  note "FAILED compiled core (setup.py build_ext --inplace; log: ${BUILD}/core-build.log)"
+  FAILED=1
 fi
 
 # --- torch extension -----------------------------------------------------------------------------------

@@ -62,7 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     t.add_argument("--triton-gpus", type=int, nargs="+", default=None, help="GPU indices for KIND_GPU")
     t.add_argument("--triton-ort-ops", default=None,
                    help="custom-op ONNX graphs: path of libfcam_ort_ops.so as the Triton server sees it")
-    p.set_defaults(func=_run)
+    p.set_defaults(func=_run, needs_extra="train")
 
 
 def _triton(args: argparse.Namespace, model: Path) -> dict[str, object]:

@@ -48,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray cluster (default: all)")
     p.add_argument("--metrics-port", type=int, default=None,
                    help="port of Ray's Prometheus metrics endpoint (local cluster; default: Ray picks one)")
-    p.set_defaults(func=_run)
+    p.set_defaults(func=_run, needs_extra="scale")
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fcam_deploy.errors import BackendUnavailableError, ConfigError, ModelFormatError
+from fcam_deploy.errors import ConfigError, MissingExtraError, ModelFormatError
 
 __all__ = [
     "INSTANCE_KINDS",
@@ -80,10 +80,7 @@ def _pb() -> tuple[Any, Any]:
         from google.protobuf import text_format
         from tritonclient.grpc import model_config_pb2
     except ImportError as exc:
-        raise BackendUnavailableError(
-            f"writing a Triton model repository needs tritonclient[grpc] ({exc}); fix: "
-            'pip install "fcam-deploy[scale]"'
-        ) from exc
+        raise MissingExtraError("scale", ["tritonclient"], "a Triton model repository (--triton-repo)") from exc
     return model_config_pb2, text_format
 
 
@@ -265,7 +262,7 @@ def render_config(sig: GraphSignature, opt: TritonOptions, name: str) -> str:
     Raises:
         ConfigError: options that contradict the graph.
         ModelFormatError: a tensor type Triton does not have.
-        BackendUnavailableError: tritonclient is not installed.
+        MissingExtraError: tritonclient (the scale extra) is not installed.
     """
     mc, text_format = _pb()
     mbs, preferred, kind = _resolve(sig, opt)
@@ -384,7 +381,7 @@ def write_triton_repo(model: str | Path, repo: str | Path, options: TritonOption
     Raises:
         ModelFormatError: the model is not an fcam-deploy ``.onnx`` / ``.plan``.
         ConfigError: options that contradict the graph.
-        BackendUnavailableError: tritonclient is not installed.
+        MissingExtraError: tritonclient (the scale extra) is not installed.
     """
     opt = options or TritonOptions()
     sig = graph_signature(model)
@@ -428,7 +425,7 @@ def validate_repo(repo: str | Path, name: str, sig: GraphSignature | None = None
 
     Raises:
         ModelFormatError: the file does not parse, or disagrees with the graph or Triton's repository rules.
-        BackendUnavailableError: tritonclient is not installed.
+        MissingExtraError: tritonclient (the scale extra) is not installed.
     """
     mc, text_format = _pb()
     model_dir = Path(repo) / name

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from fcam_deploy.errors import BackendUnavailableError
+from fcam_deploy.errors import MissingExtraError
 
 __all__ = ["SCALE_EXTRA_HINT", "require"]
 
@@ -21,11 +21,9 @@ def require(module: str, what: str) -> ModuleType:
         what: the feature that needs it (goes into the message, e.g. ``"fcam localize --engine ray"``).
 
     Raises:
-        BackendUnavailableError: the module (or a dependency of it) is not installed.
+        MissingExtraError: the module (or a dependency of it) is not installed (names the ``scale`` extra).
     """
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise BackendUnavailableError(
-            f"{what} needs {module.split('.')[0]}, which is not installed ({exc}); fix: {SCALE_EXTRA_HINT}"
-        ) from exc
+        raise MissingExtraError("scale", [module.split(".")[0]], what) from exc

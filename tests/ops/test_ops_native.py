@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fcam_deploy.ops as ops
+import fcam_deploy.ops.torch_op
 from fcam_deploy.errors import InputError
 from fcam_deploy.ops import NativeStatus, cam_postprocess, cam_postprocess_reference, native_status
 
@@ -148,8 +149,8 @@ def test_wrapper_uses_op_and_converts_dtype() -> None:
 
 def test_wrapper_falls_back_to_reference_and_logs_once(monkeypatch: pytest.MonkeyPatch,
                                                        caplog: pytest.LogCaptureFixture) -> None:
-    monkeypatch.setattr(ops, "native_status", lambda: NativeStatus(False, "test: extension hidden", False))
-    ops.log_fallback_once.cache_clear()
+    monkeypatch.setattr(ops.torch_op, "native_status", lambda: NativeStatus(False, "test: extension hidden", False))
+    ops.torch_op.log_fallback_once.cache_clear()
     m = torch.randn(2, 5, 5)
     with caplog.at_level(logging.WARNING, logger="fcam_deploy.ops"):
         r1 = cam_postprocess(m, 9, 9, 0.5, max_boxes=2)
@@ -157,7 +158,7 @@ def test_wrapper_falls_back_to_reference_and_logs_once(monkeypatch: pytest.Monke
     assert [rec.getMessage() for rec in caplog.records].count(
         "fcam_deploy.ops.cam_postprocess: using the NumPy reference (test: extension hidden)") == 1
     assert_same(r1, cam_postprocess_reference(m.numpy(), 9, 9, 0.5, max_boxes=2))
-    ops.log_fallback_once.cache_clear()
+    ops.torch_op.log_fallback_once.cache_clear()
 
 
 @pytest.mark.parametrize(

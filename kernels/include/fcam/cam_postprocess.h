@@ -41,6 +41,15 @@ constexpr int64_t kMaxPixelsPerMap = int64_t(1) << 30;
 Status camPostprocessCpu(const float* maps, float* full, uint8_t* mask, int32_t* boxes, int32_t* count,
                          const CamPostprocessParams& p, int num_threads);
 
+// CPU launcher with one output size per map (the runtime's original-resolution post-processing: each image of
+// a batch is brought back to its own size). maps: [N, in_h, in_w] float32, C-contiguous. out_sizes: [N, 2]
+// (height, width) of each map's output, each >= 1 with height*width <= kMaxPixelsPerMap. full[m] / mask[m]:
+// caller-allocated buffers of out_sizes[2m] * out_sizes[2m+1] elements each. boxes [N, K, 4] int32, count [N]
+// int32. p.n, p.in_h, p.in_w, the options and p.max_boxes are used; p.out_h / p.out_w are ignored. Per map the
+// result equals camPostprocessCpu with out_h, out_w set to that map's size (same code, bit for bit).
+Status camPostprocessCpuSized(const float* maps, const int64_t* out_sizes, float* const* full, uint8_t* const* mask,
+                              int32_t* boxes, int32_t* count, const CamPostprocessParams& p, int num_threads);
+
 // Bytes of device scratch the CUDA launcher needs (256-byte aligned sub-buffers).
 size_t camPostprocessCudaWorkspaceSize(const CamPostprocessParams& p);
 

@@ -278,26 +278,18 @@ FCAM_CPU_CLONES void processMap(const float* in, float* full, uint8_t* mask, int
   }
 }
 
-}  // namespace
-
-Status camPostprocessCpu(const float* maps, float* full, uint8_t* mask, int32_t* boxes, int32_t* count,
-                         const CamPostprocessParams& p, int num_threads) {
-  const Status st = validateParams(p);
-  if (st != Status::kOk) return st;
-  if (p.n == 0) return Status::kOk;
-  if (!maps || !full || !mask || !boxes || !count) return Status::kInvalidArgument;
-  const int64_t in_px = p.in_h * p.in_w, out_px = p.out_h * p.out_w;
+// Runs job(m, scratch) for m in [0, n) on up to num_threads std::threads (0 = all cores), one scratch set per
+// thread, maps handed out through an atomic counter. Returns kOutOfMemory when a worker could not allocate.
+template <typename Job>
+Status forEachMap(int64_t n, int num_threads, const Job& job) {
   int threads = num_threads > 0 ? num_threads : static_cast<int>(std::thread::hardware_concurrency());
-  threads = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads, p.n)));
+  threads = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads, n)));
   std::atomic<int64_t> next{0};
   std::atomic<bool> oom{false};
   auto worker = [&]() {
     try {
       Scratch s;
-      for (int64_t m = next.fetch_add(1); m < p.n && !oom.load(); m = next.fetch_add(1)) {
-        processMap(maps + m * in_px, full + m * out_px, mask + m * out_px, boxes + m * p.max_boxes * 4,
-                   count + m, p, s);
-      }
+      for (int64_t m = next.fetch_add(1); m < n && !oom.load(); m = next.fetch_add(1)) job(m, s);
     } catch (const std::bad_alloc&) {
       oom.store(true);
     }
@@ -318,6 +310,45 @@ Status camPostprocessCpu(const float* maps, float* full, uint8_t* mask, int32_t*
   worker();
   for (auto& t : pool) t.join();
   return oom.load() ? Status::kOutOfMemory : Status::kOk;
+}
+
+}  // namespace
+
+Status camPostprocessCpu(const float* maps, float* full, uint8_t* mask, int32_t* boxes, int32_t* count,
+                         const CamPostprocessParams& p, int num_threads) {
+  const Status st = validateParams(p);
+  if (st != Status::kOk) return st;
+  if (p.n == 0) return Status::kOk;
+  if (!maps || !full || !mask || !boxes || !count) return Status::kInvalidArgument;
+  const int64_t in_px = p.in_h * p.in_w, out_px = p.out_h * p.out_w;
+  return forEachMap(p.n, num_threads, [&](int64_t m, Scratch& s) {
+    processMap(maps + m * in_px, full + m * out_px, mask + m * out_px, boxes + m * p.max_boxes * 4, count + m, p,
+               s);
+  });
+}
+
+Status camPostprocessCpuSized(const float* maps, const int64_t* out_sizes, float* const* full, uint8_t* const* mask,
+                              int32_t* boxes, int32_t* count, const CamPostprocessParams& p, int num_threads) {
+  if (p.n < 0) return Status::kInvalidArgument;
+  if (p.n == 0) return Status::kOk;
+  if (!maps || !out_sizes || !full || !mask || !boxes || !count) return Status::kInvalidArgument;
+  for (int64_t m = 0; m < p.n; ++m) {  // every map's size is checked before any work starts
+    CamPostprocessParams q = p;
+    q.n = 1;
+    q.out_h = out_sizes[2 * m];
+    q.out_w = out_sizes[2 * m + 1];
+    const Status st = validateParams(q);
+    if (st != Status::kOk) return st;
+    if (!full[m] || !mask[m]) return Status::kInvalidArgument;
+  }
+  const int64_t in_px = p.in_h * p.in_w;
+  return forEachMap(p.n, num_threads, [&](int64_t m, Scratch& s) {
+    CamPostprocessParams q = p;
+    q.n = 1;
+    q.out_h = out_sizes[2 * m];
+    q.out_w = out_sizes[2 * m + 1];
+    processMap(maps + m * in_px, full[m], mask[m], boxes + m * p.max_boxes * 4, count + m, q, s);
+  });
 }
 
 }  // namespace fcam
