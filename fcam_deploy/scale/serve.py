@@ -444,7 +444,7 @@ def start_server(config: ServeConfig) -> RunningServer:
     returns once every replica is up (model loaded and warmed up).
 
     Raises:
-        BackendUnavailableError: Ray Serve is not installed.
+        MissingExtraError: Ray Serve (the scale extra) is not installed.
         ConfigError: the port is in use, the replicas do not fit the cluster, or Serve already runs on the
             cluster with another host / port.
         ModelFormatError: the model file does not exist.
