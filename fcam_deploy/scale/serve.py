@@ -21,7 +21,7 @@ Requests are batched dynamically with ``serve.batch`` (``max_batch`` images or `
 first) and run in one ``Localizer.predict`` call per batch on a worker thread, so the replica keeps decoding and
 queueing while a batch runs; the ``X-Fcam-Batch`` response header says how many images that call held. Each replica holds one Localizer with ``threads`` ONNX Runtime threads and reserves
 that many CPUs. Metrics (Ray's, exported by Ray's metrics agent in Prometheus format): Serve's request counters and
-latency histograms, plus ``fcam_requests`` (by route and status) and ``fcam_batch_size``.
+latency histograms, plus ``ray_fcam_requests_total`` (by route and status) and ``ray_fcam_batch_size``.
 
 Shutdown is graceful: ``serve.delete`` lets every replica finish its in-flight requests (up to
 ``graceful_shutdown_s``) before Serve and Ray stop. The HTTP proxy binds to ``host`` (default ``127.0.0.1``).

@@ -213,8 +213,8 @@ def test_kill9_then_resume_gives_the_same_file(ray_cluster: Any, tiny_onnx: Path
     log = (tmp_path / "killed.log").open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "fcam_deploy", "localize", "--model", str(tiny_onnx), "--images", str(image_dir),
-         "--out", str(out), "--engine", "ray", "--address", address, "--actors", "1", "--batch-size", "4",
-         "--commit-every", "8", "--no-progress"],
+         "--out", str(out), "--engine", "ray", "--address", address, "--actors", "1", "--batch-size", "2",
+         "--commit-every", "4", "--no-progress"],
         stdout=subprocess.DEVNULL, stderr=log, env=env)
     deadline = time.monotonic() + 180
     try:
