@@ -463,7 +463,10 @@ class ResultStore:
         return errors, dropped
 
     def close(self) -> None:
+        """Release the lock; a parts folder holding no committed part (a run that stopped early) is removed."""
         if self._lock_fd is not None:
+            if self.parts.is_dir() and not self._part_files():
+                shutil.rmtree(self.parts, ignore_errors=True)
             os.close(self._lock_fd)
             self._lock_fd = None
 

@@ -105,6 +105,7 @@ def test_resume_overwrite_and_guards(tiny_onnx: Path, other_onnx: Path, fresh_di
         _run(tiny_onnx, fresh_dir, out)
     with pytest.raises(ConfigError, match="rows of another model"):
         _run(other_onnx, fresh_dir, out, resume=True)
+    assert not (tmp_path / "r.parquet.partial").exists()  # a refused run leaves no parts folder behind
     # resume with nothing new: everything skipped, the same bytes
     s = _run(tiny_onnx, fresh_dir, out, resume=True)
     assert (s.localized, s.skipped) == (0, len(reference)) and out.read_bytes() == first
