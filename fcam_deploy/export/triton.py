@@ -143,7 +143,8 @@ def graph_signature(model: str | Path) -> GraphSignature:
     if suffix == ".onnx":
         s = read_onnx_summary(p)
         ins, outs, meta, domains = s.inputs, s.outputs, s.metadata, s.custom_domains
-        kind, limit, plugins, serialized = "onnx", None, (), False
+        kind, limit, serialized = "onnx", None, False
+        plugins: tuple[str, ...] = ()
     elif suffix in (".plan", ".engine", ".trt"):
         if not p.is_file():
             raise ModelFormatError(f"{p}: no such TensorRT plan (fix: pass the path written by `fcam build-engine`)")

@@ -40,7 +40,7 @@ from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -301,7 +301,7 @@ class LocalizeWorker:
             else:
                 map_file = self._save_map(names[i], pred) if self._maps is not None else None
                 rows[i] = prediction_row(names[i], pred, self._hash, map_file)
-        return rows_to_table(rows)
+        return rows_to_table([r for r in rows if r is not None])
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -475,6 +475,12 @@ class ResultStore:
 # Engines
 
 
+class _Layout(NamedTuple):
+    actors: int
+    threads: int
+    decode: str
+
+
 def _batches(todo: ImageSet, size: int) -> Iterator[dict[str, list[str]]]:
     for start in range(0, len(todo), size):
         yield {"image": list(todo.names[start : start + size]), "path": list(todo.paths[start : start + size])}
@@ -494,7 +500,7 @@ def _worker_kwargs(cfg: LocalizeConfig, model_hash: str, threads: int) -> dict[s
     }
 
 
-def _run_local(cfg: LocalizeConfig, todo: ImageSet, store: ResultStore, bar: Any, model_hash: str) -> dict[str, int]:
+def _run_local(cfg: LocalizeConfig, todo: ImageSet, store: ResultStore, bar: Any, model_hash: str) -> _Layout:
     cpus = usable_cpus()
     threads = cfg.threads or max(1, cpus - cfg.decode_workers)
     worker = LocalizeWorker(**_worker_kwargs(cfg, model_hash, threads))
@@ -514,7 +520,7 @@ def _run_local(cfg: LocalizeConfig, todo: ImageSet, store: ResultStore, bar: Any
             table = worker(decoded)
             store.add(table)
             bar.update(table.num_rows)
-    return {"actors": 1, "threads": threads, "decode": f"{cfg.decode_workers} thread(s)"}
+    return _Layout(1, threads, f"{cfg.decode_workers} thread(s)")
 
 
 def _uses_gpu(device: str, backend: str) -> bool:
@@ -573,7 +579,7 @@ def _ray_session(cfg: LocalizeConfig) -> Iterator[Any]:
         ray.shutdown()
 
 
-def _run_ray(cfg: LocalizeConfig, todo: ImageSet, store: ResultStore, bar: Any, model_hash: str) -> dict[str, int]:
+def _run_ray(cfg: LocalizeConfig, todo: ImageSet, store: ResultStore, bar: Any, model_hash: str) -> _Layout:
     with _ray_session(cfg) as ray:
         import ray.data as rd
 
@@ -583,7 +589,7 @@ def _run_ray(cfg: LocalizeConfig, todo: ImageSet, store: ResultStore, bar: Any, 
         items = [{"image": n, "path": p} for n, p in zip(todo.names, todo.paths, strict=True)]
         # a few batches per block: enough blocks for every worker, not so many that scheduling dominates
         blocks = max(4 * actors, math.ceil(len(items) / (4 * cfg.batch_size)))
-        ds = rd.from_items(items, override_num_blocks=min(len(items), blocks))
+        ds: Any = rd.from_items(items, override_num_blocks=min(len(items), blocks))
         ds = ds.map_batches(
             decode_batch, fn_kwargs={"max_pixels": cfg.max_pixels}, batch_size=cfg.batch_size, batch_format="numpy",
             num_cpus=1,
@@ -600,7 +606,7 @@ def _run_ray(cfg: LocalizeConfig, todo: ImageSet, store: ResultStore, bar: Any, 
         for table in ds.iter_batches(batch_format="pyarrow", batch_size=None):
             store.add(table)
             bar.update(table.num_rows)
-    return {"actors": actors, "threads": threads, "decode": "in the actors" if fused else "Ray Data tasks"}
+    return _Layout(actors, threads, "in the actors" if fused else "Ray Data tasks")
 
 
 class _NoBar:
@@ -652,7 +658,7 @@ def localize(cfg: LocalizeConfig) -> LocalizeSummary:
         bar = _progress(len(listed), skipped, cfg.progress)
         try:
             if len(todo) == 0:
-                layout = {"actors": 0, "threads": 0, "decode": "nothing to do"}
+                layout = _Layout(0, 0, "nothing to do")
             elif cfg.engine == "local":
                 layout = _run_local(cfg, todo, store, bar, model_hash)
             else:
@@ -676,7 +682,9 @@ def localize(cfg: LocalizeConfig) -> LocalizeSummary:
         seconds=round(seconds, 3),
         images_per_s=round(len(todo) / seconds, 2) if seconds > 0 else 0.0,
         model_sha256=model_hash,
-        **layout,
+        actors=layout.actors,
+        threads=layout.threads,
+        decode=layout.decode,
     )
 
 
