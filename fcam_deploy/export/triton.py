@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fcam_deploy._io import atomic_write_text
 from fcam_deploy.errors import ConfigError, MissingExtraError, ModelFormatError
 
 __all__ = [
@@ -362,16 +363,18 @@ def serve_command(repo: TritonRepo) -> str:
 
 
 def _place_model(src: Path, dest: Path, copy: bool) -> None:
+    from fcam_deploy._io import atomic_path
+
     dest.parent.mkdir(parents=True, exist_ok=True)
-    if dest.exists():
-        dest.unlink()
     if not copy:
+        dest.unlink(missing_ok=True)
         try:
             dest.hardlink_to(src)
             return
         except OSError:
             pass
-    shutil.copyfile(src, dest)
+    with atomic_path(dest) as tmp:
+        shutil.copyfile(src, tmp)
 
 
 def write_triton_repo(model: str | Path, repo: str | Path, options: TritonOptions | None = None) -> TritonRepo:
@@ -396,8 +399,8 @@ def write_triton_repo(model: str | Path, repo: str | Path, options: TritonOption
     _, filename = _PLATFORMS[sig.kind]
     _place_model(sig.path, model_dir / str(opt.version) / filename, opt.copy_model)
     if sig.class_names:
-        (model_dir / "labels.txt").write_text("".join(f"{c}\n" for c in sig.class_names), encoding="utf-8")
-    (model_dir / "config.pbtxt").write_text(text, encoding="utf-8")
+        atomic_write_text(model_dir / "labels.txt", "".join(f"{c}\n" for c in sig.class_names))
+    atomic_write_text(model_dir / "config.pbtxt", text)
     notes: list[str] = []
     if sig.kind == "plan" and sig.metadata.get("fcam_deploy.postprocess") == "custom-op":
         for lib in sig.plugins:

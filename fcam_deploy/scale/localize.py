@@ -12,8 +12,8 @@ Two engines run the same two steps, :func:`decode_batch` (read + decode with the
   and the image paths (and ``save_maps``) on a filesystem it sees.
 
 Either way this process (the driver) receives the rows, which are small, and commits them every ``commit_every``
-rows as part files in ``OUT.partial/`` (written to a temporary name, fsync'ed, then renamed, so a killed job leaves
-only whole parts). At the end the parts are merged, sorted by image and written to ``OUT`` atomically. ``resume``
+rows as part files in ``OUT.partial/`` (written atomically with :func:`fcam_deploy._io.atomic_path`, so a killed job
+leaves only whole parts). At the end the parts are merged, sorted by image and written to ``OUT`` atomically. ``resume``
 skips the images that already have a row in ``OUT`` or in a committed part, so a killed job rerun with ``resume``
 writes the same file as an uninterrupted run (rows are sorted and nothing in them depends on batches or time).
 
@@ -44,6 +44,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from fcam_deploy._io import atomic_path
 from fcam_deploy.errors import ConfigError, FcamError
 from fcam_deploy.scale._deps import require
 from fcam_deploy.scale.images import ImageSet, list_images
@@ -275,14 +276,12 @@ class LocalizeWorker:
         return out
 
     def _save_map(self, name: str, pred: Any) -> str:
+        from fcam_deploy._io import atomic_path
+
         assert self._maps is not None
         rel = name + ".npy"
-        dest = self._maps / rel
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-        with tmp.open("wb") as f:
+        with atomic_path(self._maps / rel) as tmp, tmp.open("wb") as f:
             np.save(f, np.ascontiguousarray(pred.map, dtype=np.float32), allow_pickle=False)
-        os.replace(tmp, dest)
         return rel
 
     def __call__(self, batch: Mapping[str, Any]) -> Any:
@@ -306,15 +305,6 @@ class LocalizeWorker:
 
 # ---------------------------------------------------------------------------------------------------------------
 # Output: committed parts + the final sorted file
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):  # not every filesystem (or OS) lets a directory be fsync'ed
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 class ResultStore:
@@ -381,6 +371,8 @@ class ResultStore:
                 p.unlink(missing_ok=True)
         for stale in self.parts.glob(".part-*.tmp"):  # a part being written when the last run died
             stale.unlink()
+        for stale in self.out.parent.glob(f".{self.out.name}.*.tmp"):  # the final file, likewise
+            stale.unlink()
         done: dict[str, bool] = {}
         sources = ([self.out] if self.out.exists() else []) + self._part_files()
         for src in sources:
@@ -418,14 +410,8 @@ class ResultStore:
         if not self._pending:
             return
         table = pa.concat_tables(self._pending)
-        name = f"part-{self._seq:06d}.parquet"
-        tmp = self.parts / f".{name}.tmp"
-        with tmp.open("wb") as f:
-            pq.write_table(table, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.parts / name)
-        _fsync_dir(self.parts)
+        with atomic_path(self.parts / f"part-{self._seq:06d}.parquet") as tmp:
+            pq.write_table(table, tmp)
         self._seq += 1
         self._pending, self._pending_rows = [], 0
 
@@ -451,13 +437,8 @@ class ResultStore:
         table = table.filter(keep).sort_by("image").combine_chunks()
         table = table.cast(schema)
         errors = table.num_rows - int(pc.sum(pc.is_null(table.column("error"))).as_py() or 0)
-        tmp = self.out.with_name(f".{self.out.name}.tmp")
-        with tmp.open("wb") as f:
-            pq.write_table(table, f, compression="zstd", row_group_size=65536)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.out)
-        _fsync_dir(self.out.parent)
+        with atomic_path(self.out) as tmp:
+            pq.write_table(table, tmp, compression="zstd", row_group_size=65536)
         shutil.rmtree(self.parts, ignore_errors=True)
         self.close()
         return errors, dropped
