@@ -90,10 +90,15 @@ def collect(plugins: Path | None = None, ort_ops: Path | None = None, engine: bo
         Check("python", "ok", f"{platform.python_version()} ({sys.executable}) on {platform.platform()}")
     ]
 
+    from fcam_deploy.ops.cpu import native_cpu_available
+
+    core_ok, core_where = native_cpu_available()
+    checks.append(Check("native-core", "ok" if core_ok else "fail", core_where, {"path": core_where if core_ok else None}))
+
     torch, tv = _version("torch")
     gpus: list[dict[str, Any]] = []
-    if torch is None:
-        checks.append(Check("torch", "fail", tv))
+    if torch is None:  # the lean install: torch belongs to the train extra
+        checks.append(Check("torch", "missing", f'{tv} (the train extra: pip install "fcam-deploy[train]")'))
     else:
         cuda_build = torch.version.cuda
         avail = bool(torch.cuda.is_available())
