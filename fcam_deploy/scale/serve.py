@@ -272,7 +272,6 @@ class LocalizerEndpoint:
         self._batch_sizes = metrics.Histogram(
             "fcam_batch_size", description="images per predict call", boundaries=[1, 2, 4, 8, 16, 32, 64]
         )
-        self._closed = False
 
     def _predict_sync(self, images: list[np.ndarray]) -> list[tuple[Any, int]]:
         """``(prediction or the FcamError of that image, images in the predict call)`` per image."""
@@ -366,16 +365,11 @@ class LocalizerEndpoint:
         self._requests.inc(tags={"route": route, "status": str(status)})
         return JSONResponse(body, status_code=status, headers=headers)
 
-    def check_health(self) -> None:
-        """Serve's periodic replica health check: fails once the Localizer is closed."""
-        if self._closed:
-            raise RuntimeError("the Localizer of this replica is closed")
-
-    def __del__(self) -> None:
-        self._closed = True
-        pool = getattr(self, "_pool", None)
-        if pool is not None:
-            pool.shutdown(wait=False)
+    async def check_health(self) -> None:
+        """Serve's periodic replica check: the predict thread must take work within 20 s (a wedged batch fails it
+        and Serve replaces the replica)."""
+        loop = asyncio.get_running_loop()
+        await asyncio.wait_for(loop.run_in_executor(self._pool, lambda: None), timeout=20.0)
 
 
 def build_app(config: ServeConfig) -> Any:
