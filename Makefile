@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 OUT    ?= demo-out
 
-.PHONY: venv sysdeps kernels cpp demo demo-quick test test-fast clean
+.PHONY: venv sysdeps kernels cpp demo demo-quick test test-fast typecheck-trt clean
 
 # What the native builds need (C++ toolchain, CMake, image codecs for the C++ sample app, npm to fetch ONNX
 # Runtime's C/C++ headers). Tools count as present when on PATH (npm may come with a non-Debian Node.js);
@@ -51,6 +51,11 @@ test: kernels cpp
 
 test-fast: venv
 	$(PY) -m pytest -q -m "not slow"
+
+# TensorRT Python code type-checked against tensorrt-stubs (downloaded into build/trt-stubs; not in `make test`:
+# the stubs are not in the offline package index CI uses).
+typecheck-trt: venv
+	PYTHON=$(abspath $(PY)) bash export/tools/typecheck_trt.sh
 
 clean:
 	rm -rf $(VENV) build kernels/build $(OUT)

@@ -18,6 +18,7 @@ EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "train": ("torch", "torchvision", "onnx", "onnxscript", "safetensors", "cv2", "scipy", "numba", "timm",
               "polygraphy", "matplotlib", "skimage", "tqdm"),
     "gpu": ("tensorrt",),
+    "scale": ("ray", "pyarrow", "tritonclient"),
 }
 
 

@@ -516,10 +516,12 @@ def _blob_map(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
 
 
 def _trt_unavailable_reason() -> str | None:
-    import importlib.util
+    from fcam_deploy.export.tensorrt import tensorrt_unavailable_reason
 
-    if importlib.util.find_spec("tensorrt") is None:
-        return "tensorrt is not installed (see export/README.md: run `fcam doctor` on a GPU box with TensorRT)"
+    # find_spec("tensorrt") is not enough: a stub-only install (tensorrt-stubs) leaves an importable namespace
+    reason = tensorrt_unavailable_reason()
+    if reason is not None:
+        return f"{reason} (see export/README.md: run `fcam doctor` on a GPU box with TensorRT)"
     if not torch.cuda.is_available():
         return "no CUDA device"
     return None

@@ -31,6 +31,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "doctor",  # fcam doctor
     "predict",  # fcam predict
     "bench",  # fcam bench
+    "localize",  # fcam localize (scale extra for --engine ray)
+    "serve",  # fcam serve (scale extra)
 )
 
 

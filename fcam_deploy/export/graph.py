@@ -19,11 +19,13 @@ from fcam_deploy.errors import ConfigError, InputError
 from fcam_deploy.ops import names
 from fcam_deploy.runtime.base import METHODS, POSTPROCESS_MODES
 
-__all__ = ["CUSTOM_OP_DOMAIN", "CUSTOM_OP_TYPE", "LocalizationGraph"]
+__all__ = ["CUSTOM_OP_DOMAIN", "CUSTOM_OP_TYPE", "NODE_MASK_DTYPE", "LocalizationGraph"]
 
 #: ONNX domain / op type of the fused post-processing node (TensorRT maps it to plugin FcamCamPostprocess).
 CUSTOM_OP_DOMAIN = names.ONNX_DOMAIN
 CUSTOM_OP_TYPE = names.ONNX_OP
+#: dtype of the node's mask output (cast to the uint8 ``mask`` graph output inside the graph).
+NODE_MASK_DTYPE = torch.int32
 
 
 class LocalizationGraph(nn.Module):
@@ -130,19 +132,24 @@ class LocalizationGraph(nn.Module):
 def _fused_postprocess(
     low: Tensor, h: int, w: int, tau: float, max_boxes: int, normalize: bool
 ) -> tuple[Tensor, ...]:
-    """``fcam::CamPostprocess`` on ``(N, h, w)`` maps: an ONNX custom node under export, the op otherwise."""
+    """``fcam::CamPostprocess`` on ``(N, h, w)`` maps: an ONNX custom node under export, the op otherwise.
+
+    Under export the node (op version :data:`~fcam_deploy.ops.names.ONNX_OPSET_VERSION`) outputs the mask as
+    **int32** 0/1, a type a TensorRT plugin may declare (``getOutputDataTypes`` rejects UINT8 and BOOL), and a
+    standard ONNX ``Cast`` makes the uint8 ``mask`` graph output (TensorRT builds it as an ICastLayer, the only kind
+    of layer that may produce a UINT8 network output). ONNX Runtime and TensorRT run the same graph.
+    """
     if torch.onnx.is_in_onnx_export():
         n = low.shape[0]
-        return tuple(
-            torch.onnx.ops.symbolic_multi_out(
-                f"{CUSTOM_OP_DOMAIN}::{CUSTOM_OP_TYPE}",
-                (low,),
-                attrs=_custom_op_attrs(h, w, tau, max_boxes, normalize),
-                dtypes=(torch.float32, torch.uint8, torch.int32, torch.int32),
-                shapes=((n, h, w), (n, h, w), (n, max_boxes, 4), (n,)),
-                version=1,
-            )
+        full, mask_i32, boxes, count = torch.onnx.ops.symbolic_multi_out(
+            f"{CUSTOM_OP_DOMAIN}::{CUSTOM_OP_TYPE}",
+            (low,),
+            attrs=_custom_op_attrs(h, w, tau, max_boxes, normalize),
+            dtypes=(torch.float32, NODE_MASK_DTYPE, torch.int32, torch.int32),
+            shapes=((n, h, w), (n, h, w), (n, max_boxes, 4), (n,)),
+            version=names.ONNX_OPSET_VERSION,
         )
+        return full, mask_i32.to(torch.uint8), boxes, count
     from fcam_deploy.ops import cam_postprocess
 
     full, mask, boxes, count = cam_postprocess(low, h, w, tau, max_boxes=max_boxes, normalize=normalize)

@@ -20,12 +20,8 @@ from torch import nn
 from fcam_deploy._io import atomic_path
 from fcam_deploy.errors import CheckpointError, ConfigError, ModelFormatError
 from fcam_deploy.export.graph import CUSTOM_OP_DOMAIN, LocalizationGraph
-from fcam_deploy.runtime.base import (
-    INPUT_NAME,
-    METHODS,
-    POSTPROCESS_MODES,
-    ModelMetadata,
-)
+from fcam_deploy.ops import names
+from fcam_deploy.runtime.base import INPUT_NAME, METHODS, POSTPROCESS_MODES, ModelMetadata
 
 __all__ = ["DEFAULT_OPSET", "build_graph", "export_checkpoint", "export_graph", "read_onnx_metadata"]
 
@@ -173,7 +169,7 @@ def export_graph(
         entry = model.metadata_props.add()
         entry.key, entry.value = k, v
     if meta.postprocess == "custom-op" and not any(o.domain == CUSTOM_OP_DOMAIN for o in model.opset_import):
-        model.opset_import.add(domain=CUSTOM_OP_DOMAIN, version=1)
+        model.opset_import.add(domain=CUSTOM_OP_DOMAIN, version=names.ONNX_OPSET_VERSION)
     try:
         onnx.checker.check_model(model, full_check=True)
     except onnx.checker.ValidationError as exc:

@@ -14,7 +14,10 @@ Written against the API subset that TensorRT 10.x and 11.x share (deploy-stack.m
   sidecar JSON next to the plan (:func:`sidecar_path`), since a plan file cannot carry them.
 
 ``tensorrt`` is imported only inside :func:`build_engine`; without it a :class:`BackendUnavailableError` says what
-to install.
+to install. "Available" means TensorRT's Python bindings (a module with ``Builder``, ``Runtime``, ``Logger`` and
+``__version__``): a bare ``tensorrt`` namespace package, as a stub-only install (``tensorrt-stubs``) or a broken
+wheel leaves behind, is reported as unavailable (:func:`tensorrt_unavailable_reason`). The TensorRT calls are
+type-checked against ``tensorrt-stubs`` with ``make typecheck-trt`` (no TensorRT needed).
 """
 
 from __future__ import annotations
@@ -32,9 +35,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fcam_deploy.errors import BackendUnavailableError, ConfigError, ModelFormatError
+
+if TYPE_CHECKING:  # annotations only; typed by tensorrt-stubs under `make typecheck-trt`, Any otherwise
+    import tensorrt  # type: ignore[import-not-found, unused-ignore]
 
 __all__ = [
     "ENGINE_PREFIX",
@@ -49,6 +55,7 @@ __all__ = [
     "check_plugin_paths",
     "import_tensorrt",
     "load_plugin_libraries",
+    "tensorrt_unavailable_reason",
     "write_probe_onnx",
     "parse_shapes",
     "read_onnx_summary",
@@ -73,16 +80,40 @@ _INSTALL_HINT = (
 Shape = tuple[int, ...]
 
 
+#: Attributes every TensorRT 10.x / 11.x Python binding has (a namespace package or stub-only install has none).
+_TRT_REQUIRED_ATTRS = ("__version__", "Builder", "Runtime", "Logger")
+
+
 def import_tensorrt() -> ModuleType:
-    """Import and return the ``tensorrt`` module.
+    """Import and return the ``tensorrt`` module (TensorRT's Python bindings).
 
     Raises:
-        BackendUnavailableError: tensorrt is not installed or its native libraries fail to load.
+        BackendUnavailableError: tensorrt is not installed, its native libraries fail to load, or what imports as
+            ``tensorrt`` is not the bindings (e.g. the namespace package a stub-only ``tensorrt-stubs`` install
+            leaves: ``importlib.util.find_spec("tensorrt")`` succeeds for it, but it has no ``Builder``).
     """
     try:
-        return importlib.import_module("tensorrt")
+        mod = importlib.import_module("tensorrt")
     except ImportError as exc:  # ModuleNotFoundError, or a missing libnvinfer.so.* behind the bindings
         raise BackendUnavailableError(f"TensorRT is not available ({exc}); {_INSTALL_HINT}") from exc
+    missing = [a for a in _TRT_REQUIRED_ATTRS if not hasattr(mod, a)]
+    if missing:
+        where = getattr(mod, "__file__", None) or ", ".join(str(p) for p in getattr(mod, "__path__", [])) or "?"
+        raise BackendUnavailableError(
+            f"TensorRT is not available: the importable 'tensorrt' ({where}) is not TensorRT's Python bindings (it "
+            f"lacks {', '.join(missing)}; a namespace package such as a stub-only 'tensorrt-stubs' install leaves); "
+            f"{_INSTALL_HINT}"
+        )
+    return mod
+
+
+def tensorrt_unavailable_reason() -> str | None:
+    """``None`` when :func:`import_tensorrt` succeeds, else why not (for skip reasons and reports; never raises)."""
+    try:
+        import_tensorrt()
+    except BackendUnavailableError as exc:
+        return str(exc)
+    return None
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -500,8 +531,10 @@ def check_plugin_paths(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
     return out
 
 
-def load_plugin_libraries(trt: ModuleType, registry: Any, paths: Sequence[Path]) -> list[Any]:
+def load_plugin_libraries(trt: ModuleType, registry: tensorrt.IPluginRegistry, paths: Sequence[Path]) -> list[Any]:
     """Load each plugin library into ``registry`` with ``load_library``; returns the library handles.
+
+    ``trt`` is the module from :func:`import_tensorrt` (kept for callers; the registry is all that is used).
 
     Raises:
         BackendUnavailableError: TensorRT refused a library.
@@ -544,8 +577,10 @@ class EngineBuildResult:
     tensorrt_version: str
 
 
-def _make_logger(trt: ModuleType, verbose: bool) -> Any:
-    """TensorRT's stock ``trt.Logger`` at VERBOSE or WARNING severity."""
+def _make_logger(verbose: bool) -> tensorrt.Logger:
+    """TensorRT's stock ``trt.Logger`` at VERBOSE or WARNING severity (after :func:`import_tensorrt`)."""
+    import tensorrt as trt  # type: ignore[import-not-found, unused-ignore]
+
     return trt.Logger(trt.Logger.VERBOSE if verbose else trt.Logger.WARNING)
 
 
@@ -600,14 +635,16 @@ def build_engine(
     if out_path.suffix.lower() == ".onnx":
         raise ConfigError(f"--out {out_path}: refusing to write a plan over an .onnx name (use .plan or .engine)")
 
-    trt = import_tensorrt()
-    logger = _make_logger(trt, verbose)
+    trt_module = import_tensorrt()  # the typed error when TensorRT is missing or not the real bindings
+    import tensorrt as trt  # type: ignore[import-not-found, unused-ignore]  # that module, statically typed
+
+    logger = _make_logger(verbose)
     t0 = time.perf_counter()
     builder = trt.Builder(logger)
     if builder is None:
         raise BackendUnavailableError("TensorRT could not create a builder (no CUDA GPU or driver?); run `fcam doctor`")
     registry = builder.get_plugin_registry()
-    handles = load_plugin_libraries(trt, registry, plugin_paths)
+    handles = load_plugin_libraries(trt_module, registry, plugin_paths)
 
     flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     network = builder.create_network(flags)
@@ -629,7 +666,8 @@ def build_engine(
     if profiles:
         profile = builder.create_optimization_profile()
         for sp in profiles:
-            profile.set_shape(sp.name, sp.min, sp.opt, sp.max)
+            # pybind11 converts the int tuples to Dims (the stubs declare only Dims)
+            profile.set_shape(sp.name, sp.min, sp.opt, sp.max)  # type: ignore[arg-type, unused-ignore]
         config.add_optimization_profile(profile)
 
     cache_path = Path(timing_cache) if timing_cache is not None else None

@@ -21,12 +21,15 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from fcam_deploy.errors import BackendUnavailableError, InputError, ModelFormatError
 from fcam_deploy.runtime.base import INPUT_NAME, GraphOutputs, ModelMetadata, check_runner_input
+
+if TYPE_CHECKING:  # annotations only; typed by tensorrt-stubs under `make typecheck-trt`, Any otherwise
+    import tensorrt  # type: ignore[import-not-found, unused-ignore]
 
 __all__ = ["PLUGINS_ENV", "TrtRunner", "open_runner", "resolve_plugin_libraries"]
 
@@ -149,6 +152,11 @@ class _CudaMemory:
         return buf.cpu().numpy()
 
 
+def _dims(d: tensorrt.Dims | Sequence[int]) -> tuple[int, ...]:
+    """A TensorRT ``Dims`` (indexable, with ``len``; no ``__iter__`` in its declared API) as a tuple of ints."""
+    return tuple(int(d[i]) for i in range(len(d)))
+
+
 class TrtRunner:
     """One deserialized TensorRT engine plus one execution context on one CUDA device.
 
@@ -172,29 +180,32 @@ class TrtRunner:
         self._index = _parse_device(device)
         # ``memory`` replaces the torch-CUDA buffers (tests use host memory with a fake TensorRT).
         self._mem = _CudaMemory(self._index) if memory is None else memory
-        trt = import_tensorrt()
-        self._trt: ModuleType = trt
+        trt_module = import_tensorrt()  # the typed error when TensorRT is missing or not the real bindings
+        import tensorrt as trt  # type: ignore[import-not-found, unused-ignore]  # that module, statically typed
+
+        self._trt: ModuleType = trt_module
         self._lock = threading.Lock()
         self._closed = False
 
         with self._mem.activate():
             self._logger = trt.Logger(trt.Logger.WARNING)
-            self._runtime = trt.Runtime(self._logger)
+            self._runtime: tensorrt.Runtime | None = trt.Runtime(self._logger)
             if self._runtime is None:
                 raise BackendUnavailableError("TensorRT could not create a runtime (CUDA driver?); run `fcam doctor`")
-            self._plugin_handles = load_plugin_libraries(trt, self._runtime.get_plugin_registry(), plugin_paths)
+            runtime = self._runtime
+            self._plugin_handles = load_plugin_libraries(trt_module, runtime.get_plugin_registry(), plugin_paths)
             if host_code_allowed:
                 # Plans built with --serialize-plugins carry plugin code; TensorRT runs it only when allowed.
-                self._runtime.engine_host_code_allowed = True
+                runtime.engine_host_code_allowed = True
             blob = plan.read_bytes()
-            engine = self._runtime.deserialize_cuda_engine(blob)
+            engine = runtime.deserialize_cuda_engine(blob)
             if engine is None:
                 raise ModelFormatError(
                     f"{plan}: TensorRT {getattr(trt, '__version__', '?')} could not deserialize this plan (built by "
                     "another TensorRT version or GPU, corrupt, or a plugin is missing); rebuild it with "
                     "`fcam build-engine` on this machine"
                 )
-            self._engine = engine
+            self._engine: tensorrt.ICudaEngine | None = engine
             names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
             self._inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
             self._outputs = [n for n in names if n not in self._inputs]
@@ -208,9 +219,10 @@ class TrtRunner:
                 raise ModelFormatError(
                     f"{plan}: engine lacks output(s) {missing} that its metadata promises (has {self._outputs})"
                 )
-            self._context = engine.create_execution_context()
-            if self._context is None:
+            context = engine.create_execution_context()
+            if context is None:
                 raise BackendUnavailableError(f"{plan}: TensorRT could not create an execution context (GPU memory?)")
+            self._context: tensorrt.IExecutionContext | None = context
 
     # --- Runner protocol -----------------------------------------------------------------------------------------
 
@@ -263,6 +275,7 @@ class TrtRunner:
                 raise RuntimeError("this TensorRT runner is closed")
             self._check_profile(batch.shape)
             ctx = self._context
+            assert ctx is not None  # set in __init__, cleared only by close()
             with mem.activate():
                 x = mem.upload(batch)
                 if not ctx.set_input_shape(INPUT_NAME, tuple(int(d) for d in batch.shape)):
@@ -270,7 +283,7 @@ class TrtRunner:
                 ctx.set_tensor_address(INPUT_NAME, mem.address(x))
                 outs: dict[str, Any] = {}
                 for name in self._outputs:
-                    shape = tuple(int(d) for d in ctx.get_tensor_shape(name))
+                    shape = _dims(ctx.get_tensor_shape(name))
                     if any(d < 0 for d in shape):
                         raise RuntimeError(f"TensorRT left output {name!r} with unresolved shape {shape}")
                     buf = mem.empty(shape, _TRT_TO_TORCH[self._dtype_name(name)])
@@ -301,6 +314,7 @@ class TrtRunner:
     # --- helpers -------------------------------------------------------------------------------------------------
 
     def _dtype_name(self, name: str) -> str:
+        assert self._engine is not None
         dt = self._engine.get_tensor_dtype(name)
         key = str(getattr(dt, "name", dt)).split(".")[-1]
         if key not in _TRT_TO_TORCH:
@@ -308,8 +322,9 @@ class TrtRunner:
         return key
 
     def _check_profile(self, shape: tuple[int, ...]) -> None:
+        assert self._engine is not None
         lo, _, hi = self._engine.get_tensor_profile_shape(INPUT_NAME, 0)
-        lo_t, hi_t = tuple(int(d) for d in lo), tuple(int(d) for d in hi)
+        lo_t, hi_t = _dims(lo), _dims(hi)
         if not all(a <= s <= b for a, s, b in zip(lo_t, shape, hi_t, strict=True)):
             raise InputError(
                 f"batch shape {tuple(shape)} is outside the engine's optimisation profile {lo_t}..{hi_t}; rebuild "

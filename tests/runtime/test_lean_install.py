@@ -134,3 +134,8 @@ def test_lean_install_names_the_extra_a_command_needs(lean_venv: Path, tmp_path:
     assert "Traceback" not in res.stderr
     help_ = _run([str(lean_venv / "bin" / "fcam"), "--help"], env=env, cwd=tmp_path)
     assert help_.returncode == 0 and "predict" in help_.stdout
+    doctor = _run([str(lean_venv / "bin" / "fcam"), "doctor", "--no-engine", "--json"], env=env, cwd=tmp_path)
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr  # absent optional legs are "missing", not failures
+    checks = {c["name"]: c for c in json.loads(doctor.stdout)["checks"]}
+    assert checks["native-core"]["status"] == "ok" and str(lean_venv) in checks["native-core"]["detail"]
+    assert checks["torch"]["status"] == "missing" and "fcam-deploy[train]" in checks["torch"]["detail"]

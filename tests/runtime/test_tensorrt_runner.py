@@ -182,10 +182,9 @@ def test_resolve_plugin_libraries(tmp_path: Path) -> None:
 def _real_trt_available() -> str | None:
     if "tensorrt" in sys.modules and not hasattr(sys.modules["tensorrt"], "Builder"):
         return "tensorrt replaced"
-    try:
-        import tensorrt  # noqa: F401
-    except ImportError as exc:
-        return f"tensorrt not installed ({exc})"
+    reason = tx.tensorrt_unavailable_reason()  # a stub-only `tensorrt` namespace package does not count
+    if reason is not None:
+        return reason
     import torch
 
     if not torch.cuda.is_available():
