@@ -64,8 +64,11 @@ def lean_venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     env_dir = tmp_path_factory.mktemp("lean") / "venv"
     venv.EnvBuilder(with_pip=True, clear=True).create(env_dir)
     # the same versions as the full install (constraints pin, they do not add packages)
+    # without PYTHONPATH: a source tree on it (with the fcam_deploy.egg-info a wheel build leaves) makes pip take
+    # the package as installed already and skip the wheel
+    clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     res = _run([str(env_dir / "bin" / "python"), "-m", "pip", "install", "-q", "--no-compile", "-c",
-                str(REPO / "constraints.txt"), str(wheel)])
+                str(REPO / "constraints.txt"), str(wheel)], env=clean)
     if res.returncode != 0 and ("No matching distribution" in res.stderr or "Could not find" in res.stderr):
         pytest.skip(f"pip cannot reach a package index for the lean dependencies: {res.stderr.strip()[-300:]}")
     assert res.returncode == 0, res.stderr[-3000:]
@@ -87,7 +90,8 @@ def test_wheel_holds_the_compiled_core_and_one_package(wheel: Path) -> None:
 
 
 def test_lean_venv_has_no_training_stack(lean_venv: Path) -> None:
-    res = _run([str(lean_venv / "bin" / "python"), "-m", "pip", "list", "--format=json"])
+    res = _run([str(lean_venv / "bin" / "python"), "-m", "pip", "list", "--format=json"],
+               env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
     dists = {d["name"].lower() for d in json.loads(res.stdout)}
     assert "fcam-deploy" in dists and "onnxruntime" in dists
     assert not dists & HEAVY_DISTS, dists & HEAVY_DISTS
