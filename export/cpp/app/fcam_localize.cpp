@@ -160,10 +160,15 @@ int main(int argc, char** argv) {
           views.emplace_back(images[i]);
           index.push_back(i);
         }
-      std::vector<fcam::Prediction> got = loc.predict(views, want);
-      for (std::size_t j = 0; j < index.size(); ++j) {
-        preds[index[j]] = std::move(got[j]);
-        ok[index[j]] = true;
+      try {
+        std::vector<fcam::Prediction> got = loc.predict(views, want);
+        for (std::size_t j = 0; j < index.size(); ++j) {
+          preds[index[j]] = std::move(got[j]);
+          ok[index[j]] = true;
+        }
+      } catch (const fcam::Error& e) {  // one call for the batch: its failure fails every image in it
+        report_error(e);
+        failures += static_cast<int>(index.size());
       }
     }
     for (std::size_t i = 0; i < count; ++i) {
