@@ -174,7 +174,7 @@ class TrtRunner:
         host_code_allowed: bool = False,
         memory: Any = None,
     ) -> None:
-        from fcam_deploy.export.tensorrt import import_tensorrt, load_plugin_libraries
+        from fcam_deploy.runtime.trt_support import import_tensorrt, load_plugin_libraries
 
         self._metadata = metadata
         self._index = _parse_device(device)
@@ -350,7 +350,7 @@ def open_runner(
             match the fcam graph contract.
         BackendUnavailableError: no tensorrt, no CUDA device, or a missing plugin library.
     """
-    from fcam_deploy.export.tensorrt import read_sidecar, sidecar_path
+    from fcam_deploy.runtime.trt_support import read_sidecar, sidecar_path
 
     plan = Path(path)
     if not plan.is_file():
