@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--lpcam-prototypes", type=Path, default=None, help="fitted LPCAM prototypes (method lpcam)")
     p.add_argument("--engine", choices=("auto", "fast", "reference"), default="auto", help="box engine")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=_run)
+    p.set_defaults(func=_run, needs_extra="train")
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-__all__ = ["register", "render_overlay"]
+__all__ = ["register"]
 
 log = logging.getLogger(__name__)
 
@@ -34,30 +34,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(func=_run)
 
 
-def render_overlay(image: Any, pred: Any, alpha: float = 0.5) -> Any:
-    """RGB PIL image: ``image`` blended with the jet-coloured map, boxes drawn in green.
-
-    Args:
-        image: PIL RGB image of size (w, h) = ``pred.size[::-1]``.
-        pred: a :class:`fcam_deploy.runtime.Prediction`.
-    """
-    import matplotlib
-    import numpy as np
-    from PIL import Image, ImageDraw
-
-    cmap = matplotlib.colormaps["jet"]
-    heat = (cmap(pred.map)[..., :3] * 255.0).astype(np.uint8)
-    base = np.asarray(image.convert("RGB"), dtype=np.float32)
-    blend = (1.0 - alpha) * base + alpha * heat.astype(np.float32)
-    out = Image.fromarray(np.clip(blend, 0, 255).astype(np.uint8), mode="RGB")
-    draw = ImageDraw.Draw(out)
-    width = max(1, round(min(pred.size) / 150))
-    for b in pred.boxes:
-        draw.rectangle((b.x0, b.y0, b.x1, b.y1), outline=(0, 255, 0), width=width)
-    draw.text((3, 3), f"{pred.class_name} {pred.score:.2f}", fill=(255, 255, 255))
-    return out
-
-
 def _load_image(path: Path) -> Any:
     try:
         from fcam_deploy.data import load_image_rgb
@@ -78,6 +54,7 @@ def _load_image(path: Path) -> Any:
 
 def _run(args: argparse.Namespace) -> int:
     from fcam_deploy.runtime import Localizer
+    from fcam_deploy.runtime.overlay import render_overlay
 
     loc = Localizer.load(
         args.model,

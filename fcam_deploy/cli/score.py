@@ -50,7 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--engine", choices=("auto", "fast", "reference"), default="auto", help="box engine")
     p.add_argument("--json", required=True, type=Path, help="output JSON file")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=_run)
+    p.set_defaults(func=_run, needs_extra="train")
 
 
 def resolve_metadata(metadata: Path, split: str | None, masks: Path | None) -> tuple[Path, Path, Path | None]:

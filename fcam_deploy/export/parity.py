@@ -33,7 +33,16 @@ import numpy as np
 from fcam_deploy.errors import ConfigError
 from fcam_deploy.runtime.base import INPUT_NAME, ModelMetadata
 
-__all__ = ["MAP_ATOL", "PXAP_ATOL", "TIE_ATOL", "ParityReport", "compare_runs", "load_split_batches", "run_parity"]
+__all__ = [
+    "MAP_ATOL",
+    "PXAP_ATOL",
+    "TIE_ATOL",
+    "ParityReport",
+    "compare_runs",
+    "evaluate_onnx",
+    "load_split_batches",
+    "run_parity",
+]
 
 log = logging.getLogger(__name__)
 
@@ -247,6 +256,34 @@ def _metrics(maps: list[np.ndarray], ids: list[str], data_dir: Path, wsol_meta: 
     mask_root = Path(data_dir) / "masks"
     res = evaluate_maps(scores, wsol_meta, mask_root=mask_root if mask_root.is_dir() else None, image_ids=ids)
     return {k: (None if res.get(k) is None else float(res[k])) for k in ("MaxBoxAccV2", "PxAP")}
+
+
+def evaluate_onnx(
+    model: Path,
+    data_dir: Path,
+    split: str = "test",
+    limit: int | None = None,
+    batch_size: int = 16,
+    threads: int = 0,
+) -> dict[str, Any]:
+    """Localization of an exported graph on ONNX Runtime CPU over a split (the maps the deployed file produces).
+
+    Returns:
+        ``{"MaxBoxAccV2", "PxAP"}`` in percent (None where the split has no boxes / masks), ``num_images``,
+        ``pred_class`` (list of int) and ``maps`` (list of float32 model-size maps), for comparing two graphs
+        (fp32 vs INT8) on the same images.
+    """
+    from fcam_deploy.runtime.ort import OrtRunner
+
+    runner = OrtRunner(Path(model), threads=threads)
+    try:
+        batches, ids, wsol = load_split_batches(data_dir, split, runner.metadata.input_size, batch_size, limit)
+        outs = [runner.run(b) for b in batches]
+    finally:
+        runner.close()
+    maps = [m.astype(np.float32) for o in outs for m in o["map"]]
+    classes = [int(c) for o in outs for c in o["pred_class"]]
+    return {**_metrics(maps, ids, data_dir, wsol), "num_images": len(ids), "pred_class": classes, "maps": maps}
 
 
 def run_parity(

@@ -269,6 +269,9 @@ class Localizer:
         budget = threads or available_cores()
         runner: Runner
         if backend == "torch":
+            from fcam_deploy._extras import require_extra
+
+            require_extra("train", f"the torch backend (checkpoint directory {path})")
             from fcam_deploy.runtime.torch_runner import TorchRunner
 
             runner = TorchRunner(path, device=device, method=method, postprocess=postprocess, max_boxes=max_boxes)

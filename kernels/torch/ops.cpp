@@ -29,7 +29,7 @@ CamPostprocessParams makeParams(const at::Tensor& maps, int64_t out_h, int64_t o
   p.normalize = normalize;
   TORCH_CHECK(validateParams(p) == Status::kOk,
               "fcam::cam_postprocess: invalid arguments (need h, w, out_h, out_w, max_boxes >= 1, "
-              "tau in [0, 1], out_h*out_w <= 2^30), got maps ", maps.sizes(), " out=(", out_h, ", ", out_w,
+              "tau in [0, 1], out_h*out_w <= 2^30, max_boxes <= 2^24), got maps ", maps.sizes(), " out=(", out_h, ", ", out_w,
               ") tau=", tau, " max_boxes=", max_boxes);
   return p;
 }

@@ -30,6 +30,9 @@ def _write_cases(path: Path, seed: int, n_cases: int) -> None:
                 m[0] = 2.0  # constant map
             if c % 13 == 0:
                 m[-1, 0, 0] = np.nan
+            if c % 9 == 4:  # F-CAM-like probabilities with -0.0 where torch.relu(-0.0) leaves it
+                norm = False
+                m = np.where(m > 0, m / (1 + m), np.float32(-0.0)).astype(np.float32)
             r = cam_postprocess_reference(m, oh, ow, tau, q, p, k, norm)
             f.write(struct.pack("<6qdq", n, h, w, oh, ow, k, tau, int(q) | int(p) << 1 | int(norm) << 2))
             for a in (m, r.full, r.mask, r.boxes, r.count):

@@ -70,6 +70,28 @@ def test_nan_and_inf_give_zeros_in_the_op_and_input_error_in_the_wrapper() -> No
 
 
 @needs_ext
+@pytest.mark.parametrize("shape", [(1, 4, 4, 4, 4), (2, 5, 7, 5, 7), (3, 6, 5, 23, 17), (2, 9, 9, 4, 3)])
+def test_negative_zero_is_plus_zero_in_full_and_does_not_win_the_max(shape: tuple[int, ...]) -> None:
+    """F-CAM-style maps (normalize=False) with -0.0 from torch.relu: the threshold uses the real maximum."""
+    n, h, w, oh, ow = shape
+    rng = np.random.default_rng(sum(shape))
+    x = torch.from_numpy(rng.standard_normal((n, h, w)).astype(np.float32))
+    m = torch.relu(torch.where(x > 0, x / (1 + x), torch.full_like(x, -0.0))).numpy()
+    assert np.signbit(m[m == 0]).all() and (m > 0).any()  # the input really carries -0.0
+    for q, p in [(False, False), (True, True), (True, False)]:
+        got = _op(m, oh, ow, 0.5, q, p, 4, False)
+        ref = cam_postprocess_reference(m, oh, ow, 0.5, q, p, 4, False)
+        assert_same(ops.PostprocessResult(*got), ref)
+        full = got[0].numpy()
+        assert not np.signbit(full).any(), "-0.0 reached full"
+        # independent threshold: mask = full > tau * max(full) (float path), computed per map here
+        if not q:
+            thr = np.float32(0.5) * full.reshape(n, -1).max(axis=1)
+            np.testing.assert_array_equal(got[1].numpy(), (full > thr[:, None, None]).astype(np.uint8))
+        assert not got[1].numpy().all()  # a -0.0 maximum would put every positive pixel in the mask
+
+
+@needs_ext
 def test_all_above_and_all_below() -> None:
     ramp = np.arange(1, 17, dtype=np.float32).reshape(1, 4, 4)
     # probabilities, all > 0: tau = 0 keeps every pixel -> one component covering the image
@@ -88,7 +110,7 @@ def test_all_above_and_all_below() -> None:
     n=st.integers(1, 3), h=st.integers(1, 10), w=st.integers(1, 10), oh=st.integers(1, 33), ow=st.integers(1, 33),
     tau=st.one_of(st.floats(0.0, 1.0), st.sampled_from(np.arange(0, 1, 0.01).tolist())),
     q=st.booleans(), p=st.booleans(), norm=st.booleans(), k=st.integers(1, 6), seed=st.integers(0, 2**31 - 1),
-    kind=st.sampled_from(["normal", "binary", "plateau"]),
+    kind=st.sampled_from(["normal", "binary", "plateau", "relu"]),
 )
 def test_op_matches_reference_hypothesis(
     n: int, h: int, w: int, oh: int, ow: int, tau: float, q: bool, p: bool, norm: bool, k: int, seed: int, kind: str
@@ -98,9 +120,12 @@ def test_op_matches_reference_hypothesis(
         m = rng.standard_normal((n, h, w)).astype(np.float32)
     elif kind == "binary":
         m = (rng.random((n, h, w)) < 0.5).astype(np.float32)
-    else:
+    elif kind == "plateau":
         m = np.round(rng.random((n, h, w)) * 3).astype(np.float32) / 3
-    if not norm:
+    else:  # probability-like maps with -0.0 where they are zero (torch.relu(-0.0) is -0.0)
+        x = rng.standard_normal((n, h, w)).astype(np.float32)
+        m = np.where(x > 0, x / (1 + x), np.float32(-0.0)).astype(np.float32)
+    if not norm and kind != "relu":
         m = np.clip(m, -0.5, 1.5)
     got = _op(m, oh, ow, tau, q, p, k, norm)
     assert_same(ops.PostprocessResult(*got), cam_postprocess_reference(m, oh, ow, tau, q, p, k, norm))
@@ -197,8 +222,10 @@ def test_cuda_op_matches_cpu_op(flags: tuple[bool, bool, bool]) -> None:
     for n, h, w, oh, ow in [(3, 7, 9, 3, 2), (4, 28, 28, 224, 224), (2, 1, 1, 5, 5), (2, 64, 48, 375, 500)]:
         m = torch.randn(n, h, w)
         m[0, 0, 0] = float("nan") if n > 2 else m[0, 0, 0]
+        if not norm:
+            m = torch.where(m > 0, torch.sigmoid(m), torch.full_like(m, -0.0))  # -0.0 in pass-through maps
         cpu = torch.ops.fcam.cam_postprocess(m, oh, ow, 0.45, q, p, 5, norm)
         gpu = torch.ops.fcam.cam_postprocess(m.cuda(), oh, ow, 0.45, q, p, 5, norm)
-        torch.testing.assert_close(gpu[0].cpu(), cpu[0], rtol=0, atol=1e-5)
+        assert torch.equal(gpu[0].cpu().view(torch.int32), cpu[0].view(torch.int32))  # bit-identical full
         for a, b in zip(gpu[1:], cpu[1:]):
             assert torch.equal(a.cpu(), b)

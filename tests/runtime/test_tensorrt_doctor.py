@@ -30,12 +30,9 @@ def test_doctor_reports_this_machine(monkeypatch: pytest.MonkeyPatch, capsys: py
     assert checks["onnxruntime"]["info"]["providers"] == ort.get_available_providers()
     assert "CPUExecutionProvider" in checks["onnxruntime"]["info"]["providers"]
     assert checks["torch"]["info"]["version"] == torch.__version__
-    try:
-        import tensorrt  # noqa: F401
+    from fcam_deploy.export.tensorrt import tensorrt_unavailable_reason
 
-        has_trt = True
-    except ImportError:
-        has_trt = False
+    has_trt = tensorrt_unavailable_reason() is None  # the bindings, not just an importable `tensorrt` namespace
     assert checks["tensorrt"]["status"] == ("ok" if has_trt else "missing")
     if not has_trt:
         assert checks["tensorrt-engine"]["status"] == "missing"
