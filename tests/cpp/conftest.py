@@ -188,7 +188,7 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 @pytest.fixture(scope="session")
 def probe_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The 32x32 probe graph (3x3 conv + CAM head, standard ops, postprocess 'onnx')."""
-    from fcam_deploy.export.tensorrt import write_probe_onnx
+    from fcam_deploy.export.probe import write_probe_onnx
 
     return write_probe_onnx(tmp_path_factory.mktemp("cpp_probe") / "probe.onnx")
 
