@@ -12,7 +12,7 @@ cd "$(dirname "$0")/../.."
 PY=${PYTHON:-.venv/bin/python}
 STUBS=${FCAM_TRT_STUBS_DIR:-build/trt-stubs}
 VERSION=10.13.0.35.1
-FILES=(fcam_deploy/export/tensorrt.py fcam_deploy/runtime/tensorrt.py fcam_deploy/cli/doctor.py)
+FILES=(fcam_deploy/export/tensorrt.py fcam_deploy/runtime/trt_support.py fcam_deploy/runtime/tensorrt.py fcam_deploy/cli/doctor.py)
 T0=$(date +%s)
 
 if [[ ! -f "$STUBS/.fcam-ready-$VERSION" ]]; then

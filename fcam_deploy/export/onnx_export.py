@@ -2,7 +2,7 @@
 
 Exporter: ``torch.onnx.export(..., dynamo=True)`` (the torch >= 2.9 default; the TorchScript exporter is
 deprecated). The fused post-processing node is emitted with ``torch.onnx.ops.symbolic_multi_out`` from inside
-:class:`~fcam_deploy.export.graph.LocalizationGraph` while exporting, so no global ONNX schema or symbolic
+:class:`~fcam_deploy.runtime.torch_graph.LocalizationGraph` while exporting, so no global ONNX schema or symbolic
 registration is needed; in eager mode the same module calls ``fcam_deploy.ops.cam_postprocess``.
 """
 
@@ -19,90 +19,17 @@ from torch import nn
 
 from fcam_deploy._io import atomic_path
 from fcam_deploy.errors import CheckpointError, ConfigError, ModelFormatError
-from fcam_deploy.export.graph import CUSTOM_OP_DOMAIN, LocalizationGraph
 from fcam_deploy.ops import names
-from fcam_deploy.runtime.base import INPUT_NAME, METHODS, POSTPROCESS_MODES, ModelMetadata
+from fcam_deploy.runtime.base import INPUT_NAME, POSTPROCESS_MODES, ModelMetadata
+from fcam_deploy.runtime.torch_graph import CUSTOM_OP_DOMAIN, build_graph
 
+# build_graph (the checkpoint -> LocalizationGraph loader of the torch backend) is re-exported: export uses it
 __all__ = ["DEFAULT_OPSET", "build_graph", "export_checkpoint", "export_graph", "read_onnx_metadata"]
 
 log = logging.getLogger(__name__)
 
 #: Default ONNX opset (ONNX Runtime >= 1.16 and TensorRT 10.x both take 18).
 DEFAULT_OPSET = 18
-#: tau used when the checkpoint has no validation-optimal threshold.
-DEFAULT_TAU = 0.5
-
-
-def _weights_digest(checkpoint: Path) -> str | None:
-    """``weights_sha256`` of a checkpoint's ``config.json`` (None when absent)."""
-    import json
-
-    try:
-        sha = json.loads((checkpoint / "config.json").read_text(encoding="utf-8")).get("weights_sha256")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return sha if isinstance(sha, str) else None
-
-
-def build_graph(
-    checkpoint: Path,
-    method: str | None = None,
-    postprocess: str = "onnx",
-    size: tuple[int, int] | None = None,
-    max_boxes: int = 8,
-    tau: float | None = None,
-) -> tuple[LocalizationGraph, ModelMetadata]:
-    """Load a checkpoint directory and wrap it as a :class:`LocalizationGraph` plus its deploy metadata.
-
-    Args:
-        checkpoint: a checkpoint directory (``config.json`` + ``model.safetensors``).
-        method: map method; default ``fcam`` for an F-CAM checkpoint, ``cam`` for a classifier.
-        postprocess: ``none | onnx | custom-op``.
-        size: ``(H, W)`` graph input size; default the checkpoint's ``input_size``.
-        max_boxes: rows of the ``boxes`` output of a ``custom-op`` graph.
-        tau: mask threshold; default the checkpoint's validation-optimal ``threshold`` (0.5 when it has none).
-
-    Raises:
-        CheckpointError: unreadable checkpoint. ConfigError: incompatible method/options.
-    """
-    from fcam_deploy import __version__
-    from fcam_deploy.models import load_checkpoint
-
-    model, ck = load_checkpoint(Path(checkpoint))
-    ck_sha = _weights_digest(Path(checkpoint))
-    kind = getattr(ck, "kind", "classifier")
-    if method is None:
-        method = "fcam" if kind == "fcam" else "cam"
-    if method not in METHODS:
-        raise ConfigError(f"--method must be one of {METHODS}, got {method!r}")
-    if method != "fcam" and kind == "fcam":
-        model = model.classifier  # baselines run on the F-CAM checkpoint's frozen classifier
-    if size is None:
-        size = tuple(int(v) for v in ck.input_size)  # type: ignore[assignment]
-    assert size is not None
-    if tau is None:
-        tau = float(ck.threshold) if getattr(ck, "threshold", None) is not None else DEFAULT_TAU
-    class_names = tuple(getattr(ck, "class_names", None) or [str(i) for i in range(int(ck.num_classes))])
-    meta = ModelMetadata(
-        class_names=class_names,
-        input_size=(int(size[0]), int(size[1])),
-        mean=tuple(float(v) for v in ck.mean),  # type: ignore[arg-type]
-        std=tuple(float(v) for v in ck.std),  # type: ignore[arg-type]
-        tau=float(tau),
-        method=method,
-        postprocess=postprocess,
-        max_boxes=max_boxes if postprocess == "custom-op" else 0,
-        arch=str(getattr(ck, "arch", "")),
-        fcam_deploy_version=__version__,
-        # the folder name and the weights' digest identify the source; no absolute path is shipped in the model
-        extra={"checkpoint": Path(checkpoint).resolve().name, "checkpoint_kind": str(kind),
-               **({"checkpoint_sha256": ck_sha} if ck_sha else {})},
-    )
-    meta.validate(checkpoint)
-    graph = LocalizationGraph(
-        model, method, postprocess, meta.input_size, meta.mean, meta.std, meta.tau, max_boxes=max_boxes
-    )
-    return graph, meta
 
 
 def export_graph(

@@ -15,6 +15,8 @@ explicit path: the ``plugin_library`` argument, else the ``FCAM_TRT_PLUGINS`` en
 from __future__ import annotations
 
 import contextlib
+import importlib
+import importlib.util
 import logging
 import os
 import threading
@@ -106,8 +108,9 @@ def _parse_device(device: str) -> int:
     )
 
 
-class _CudaMemory:
-    """Device buffers and the stream of one runner: torch CUDA tensors on ``cuda:index`` and one torch stream."""
+class _TorchCudaMemory:
+    """Device buffers and the stream of one runner through torch: CUDA tensors on ``cuda:index``, one torch stream
+    (torch's caching allocator makes the per-call buffers cheap). Used when cuda-python is absent."""
 
     def __init__(self, index: int) -> None:
         import torch
@@ -149,7 +152,123 @@ class _CudaMemory:
 
     @staticmethod
     def download(buf: Any) -> np.ndarray:
-        return buf.cpu().numpy()
+        return np.asarray(buf.cpu().numpy())
+
+    def release(self) -> None:
+        """Nothing to do: the tensors return to torch's caching allocator when dropped."""
+
+
+class _DeviceBuffer:
+    """A cudaMallocAsync'ed block: device address, shape and dtype."""
+
+    __slots__ = ("dtype", "nbytes", "ptr", "shape")
+
+    def __init__(self, ptr: int, shape: tuple[int, ...], dtype: np.dtype[Any]) -> None:
+        self.ptr, self.shape, self.dtype = ptr, shape, dtype
+        self.nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+
+
+def _import_cudart() -> ModuleType | None:
+    for name in ("cuda.bindings.runtime", "cuda.cudart"):  # cuda-python >= 12.6 / older releases
+        try:
+            return importlib.import_module(name)
+        except ImportError:
+            continue
+    return None
+
+
+class _CudaPythonMemory:
+    """Device buffers and the stream of one runner through cuda-python (the ``gpu`` extra; no torch): one
+    non-blocking stream, stream-ordered ``cudaMallocAsync`` / ``cudaFreeAsync`` buffers per call, copies with
+    ``cudaMemcpyAsync``. Compiled and type-checked here; run only on a GPU box (``fcam doctor``)."""
+
+    def __init__(self, index: int, cudart: ModuleType) -> None:
+        self._rt = cudart
+        self.index = index
+        count = self._call("cudaGetDeviceCount", cudart.cudaGetDeviceCount())
+        if index >= count:
+            raise BackendUnavailableError(
+                f"the TensorRT backend needs CUDA device {index}, but cuda-python sees {count} device(s)"
+            )
+        self._call("cudaSetDevice", cudart.cudaSetDevice(index))
+        self._stream = self._call(
+            "cudaStreamCreateWithFlags", cudart.cudaStreamCreateWithFlags(cudart.cudaStreamNonBlocking)
+        )
+        self._live: list[int] = []  # blocks allocated by this call, freed by release()
+        self._hold: list[np.ndarray] = []  # host arrays an async copy still reads
+
+    def _call(self, what: str, result: Any) -> Any:
+        err, *rest = result if isinstance(result, tuple) else (result,)
+        if int(err) != 0:
+            name = getattr(err, "name", str(err))
+            raise BackendUnavailableError(
+                f"the TensorRT backend cannot use CUDA device {self.index}: {what} failed with {name} (no NVIDIA "
+                "driver / GPU here, or a driver older than this CUDA runtime; run `fcam doctor`)"
+            )
+        return rest[0] if len(rest) == 1 else (rest or None)
+
+    def activate(self) -> contextlib.ExitStack:
+        """Make this device current for the calling thread."""
+        self._call("cudaSetDevice", self._rt.cudaSetDevice(self.index))
+        return contextlib.ExitStack()
+
+    def empty(self, shape: tuple[int, ...], dtype: str) -> _DeviceBuffer:
+        try:
+            dt = np.dtype(dtype)
+        except TypeError as exc:  # bfloat16 has no NumPy dtype
+            raise ModelFormatError(f"engine output dtype {dtype} has no NumPy equivalent; export fp32 outputs") from exc
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
+        ptr = int(self._call("cudaMallocAsync", self._rt.cudaMallocAsync(max(nbytes, 1), self._stream)))
+        self._live.append(ptr)
+        return _DeviceBuffer(ptr, tuple(shape), dt)
+
+    def upload(self, array: np.ndarray) -> _DeviceBuffer:
+        host = np.ascontiguousarray(array)
+        buf = self.empty(tuple(host.shape), host.dtype.name)
+        self._hold.append(host)
+        self._call("cudaMemcpyAsync", self._rt.cudaMemcpyAsync(
+            buf.ptr, host.ctypes.data, buf.nbytes, self._rt.cudaMemcpyKind.cudaMemcpyHostToDevice, self._stream))
+        return buf
+
+    @staticmethod
+    def address(buf: _DeviceBuffer) -> int:
+        return buf.ptr
+
+    @property
+    def stream_handle(self) -> int:
+        return int(self._stream)
+
+    def synchronize(self) -> None:
+        self._call("cudaStreamSynchronize", self._rt.cudaStreamSynchronize(self._stream))
+        self._hold.clear()
+
+    def download(self, buf: _DeviceBuffer) -> np.ndarray:
+        host = np.empty(buf.shape, dtype=buf.dtype)
+        self._call("cudaMemcpyAsync", self._rt.cudaMemcpyAsync(
+            host.ctypes.data, buf.ptr, buf.nbytes, self._rt.cudaMemcpyKind.cudaMemcpyDeviceToHost, self._stream))
+        self.synchronize()
+        return host
+
+    def release(self) -> None:
+        """Free this call's blocks (stream-ordered, after the work queued before them)."""
+        while self._live:
+            self._call("cudaFreeAsync", self._rt.cudaFreeAsync(self._live.pop(), self._stream))
+
+
+def _CudaMemory(index: int) -> _CudaPythonMemory | _TorchCudaMemory:  # noqa: N802 - a factory named as the type
+    """The runner's device memory: cuda-python when installed (the ``gpu`` extra, no torch needed), else torch.
+
+    Raises:
+        BackendUnavailableError: neither is installed, or the device is missing.
+    """
+    cudart = _import_cudart()
+    if cudart is not None:
+        return _CudaPythonMemory(index, cudart)
+    if importlib.util.find_spec("torch") is not None:
+        return _TorchCudaMemory(index)
+    raise BackendUnavailableError(
+        'the TensorRT backend needs cuda-python (pip install "fcam-deploy[gpu]") or torch for its device buffers'
+    )
 
 
 def _dims(d: tensorrt.Dims | Sequence[int]) -> tuple[int, ...]:
@@ -174,7 +293,7 @@ class TrtRunner:
         host_code_allowed: bool = False,
         memory: Any = None,
     ) -> None:
-        from fcam_deploy.export.tensorrt import import_tensorrt, load_plugin_libraries
+        from fcam_deploy.runtime.trt_support import import_tensorrt, load_plugin_libraries
 
         self._metadata = metadata
         self._index = _parse_device(device)
@@ -291,8 +410,11 @@ class TrtRunner:
                     outs[name] = buf
                 if not ctx.execute_async_v3(mem.stream_handle):
                     raise RuntimeError("TensorRT execute_async_v3 failed; see the TensorRT log")
-            mem.synchronize()
-            return {n: mem.download(outs[n]) for n in self._metadata.output_names}
+            try:
+                mem.synchronize()
+                return {n: mem.download(outs[n]) for n in self._metadata.output_names}
+            finally:
+                mem.release()
 
     def close(self) -> None:
         """Release the context, engine and runtime (idempotent)."""
@@ -350,7 +472,7 @@ def open_runner(
             match the fcam graph contract.
         BackendUnavailableError: no tensorrt, no CUDA device, or a missing plugin library.
     """
-    from fcam_deploy.export.tensorrt import read_sidecar, sidecar_path
+    from fcam_deploy.runtime.trt_support import read_sidecar, sidecar_path
 
     plan = Path(path)
     if not plan.is_file():
