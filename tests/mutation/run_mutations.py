@@ -7,7 +7,7 @@ into a temporary folder (``kernels/`` is linked, so native builds are used as in
 test files there with pytest and requires a non-zero exit. The unmutated copy runs first and must pass (otherwise
 a failure would say nothing about the mutation).
 
-Run from the repository root (about 5-8 minutes on 2 cores; not part of CI for that reason)::
+Run from the repository root (3.5 minutes on 2 quiet cores, 8 under load; not part of CI for that reason)::
 
     python tests/mutation/run_mutations.py            # all mutations
     python tests/mutation/run_mutations.py --list     # what they are
