@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
+
+from fcam_deploy._io import atomic_write_text
 
 __all__ = ["headline_ratio_lines", "render_markdown", "write_report"]
 
@@ -18,14 +18,6 @@ def _fmt(v: Any, nd: int = 1) -> str:
     if isinstance(v, float):
         return f"{v:.{nd}f}"
     return str(v)
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
 
 
 def headline_ratio_lines(rat: dict[str, Any]) -> list[str]:
@@ -243,8 +235,8 @@ def write_report(doc: dict[str, Any], out_dir: Path, command: str | None = None,
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     doc = {**doc, "command": command}
-    _atomic_write(out_dir / "results.json", json.dumps(doc, indent=1, default=str) + "\n")
-    _atomic_write(out_dir / "report.md", render_markdown(doc, command) + "\n")
+    atomic_write_text(out_dir / "results.json", json.dumps(doc, indent=1, default=str) + "\n")
+    atomic_write_text(out_dir / "report.md", render_markdown(doc, command) + "\n")
     written = [out_dir / "results.json", out_dir / "report.md"]
     if plots:
         written += _plots(doc, out_dir)

@@ -514,9 +514,9 @@ def _patched_probe(model: Path, out: Path, **props: str) -> Path:
 _METADATA_CASES: list[tuple[dict[str, str], str]] = [
     (
         {"input_size": "[30000, 30000]"},
-        "input_size[0] (H) must be an integer in [1, 8192]",
+        "input_size[0] (H) must be an integer in [1, 4096]",
     ),
-    ({"input_size": "[1e10, 32]"}, "must be an integer in [1, 8192]"),
+    ({"input_size": "[1e10, 32]"}, "must be an integer in [1, 4096]"),
     ({"input_size": "[32.7, 32.2]"}, "must be an integer"),
     (
         {"input_size": "[64, 64]"},

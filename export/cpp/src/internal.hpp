@@ -58,7 +58,7 @@ Metadata parse_metadata(const std::map<std::string, std::string>& props, const s
 std::map<std::string, std::string> parse_flat_json_object(const std::string& text, const std::string& source);
 
 /// Largest input side accepted from metadata (a model's input is at most this many pixels per side).
-constexpr int kMaxInputSide = 8192;
+constexpr int kMaxInputSide = 4096;  // = fcam_deploy._limits.MAX_INPUT_SIDE (one bound for Python and C++)
 
 /// Check the graph's static shapes against the metadata: input (N, H, W, 3) and output logits (N, K).
 /// Dimensions < 0 are symbolic and accepted. Throws ModelFormat naming the mismatch.
