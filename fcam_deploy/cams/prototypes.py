@@ -20,8 +20,6 @@ Pieces (the algorithm is in :mod:`fcam_deploy.cams.lpcam`'s docstring):
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -32,6 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from fcam_deploy._io import atomic_write_bytes
 from fcam_deploy.cams._core import COSINE_EPS
 from fcam_deploy.errors import CheckpointError, ConfigError, FcamWarning, InputError
 
@@ -167,7 +166,7 @@ class LPCAMPrototypes:
         return vec.to(device=device, dtype=dtype), has_bg.to(device), avail.to(device)
 
     def save(self, path: str | Path) -> Path:
-        """Write a safetensors file atomically (tmp + fsync + rename). Returns the path.
+        """Write a safetensors file atomically (:func:`fcam_deploy._io.atomic_write_bytes`). Returns the path.
 
         Layout: tensors ``fg.<c>`` / ``bg.<c>`` ``(n, C)`` float32; metadata ``{"format": "fcam-deploy-lpcam",
         "format_version": "1", "header": "<json>"}``.
@@ -184,17 +183,7 @@ class LPCAMPrototypes:
         data = st_save(tensors, metadata=meta)
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        return atomic_write_bytes(path, data)
 
     @classmethod
     def load(cls, path: str | Path) -> LPCAMPrototypes:

@@ -75,6 +75,19 @@ def _version(module: str) -> tuple[Any | None, str]:
     return mod, str(getattr(mod, "__version__", "unknown"))
 
 
+def _tensorrt() -> tuple[Any | None, str]:
+    """(module, version) when TensorRT's Python bindings import, else (None, why): a namespace package left by a
+    stub-only install (``tensorrt-stubs``) imports but is not TensorRT."""
+    from fcam_deploy.errors import BackendUnavailableError
+    from fcam_deploy.export.tensorrt import import_tensorrt
+
+    try:
+        mod = import_tensorrt()
+    except (BackendUnavailableError, OSError) as exc:  # OSError: a native library behind the bindings
+        return None, f"{type(exc).__name__}: {exc}"
+    return mod, str(mod.__version__)
+
+
 def _library_path(arg: Path | None, env: str) -> tuple[Path | None, str]:
     if arg is not None:
         return arg, "--argument"
@@ -90,10 +103,15 @@ def collect(plugins: Path | None = None, ort_ops: Path | None = None, engine: bo
         Check("python", "ok", f"{platform.python_version()} ({sys.executable}) on {platform.platform()}")
     ]
 
+    from fcam_deploy.ops.cpu import native_cpu_available
+
+    core_ok, core_where = native_cpu_available()
+    checks.append(Check("native-core", "ok" if core_ok else "fail", core_where, {"path": core_where if core_ok else None}))
+
     torch, tv = _version("torch")
     gpus: list[dict[str, Any]] = []
-    if torch is None:
-        checks.append(Check("torch", "fail", tv))
+    if torch is None:  # the lean install: torch belongs to the train extra
+        checks.append(Check("torch", "missing", f'{tv} (the train extra: pip install "fcam-deploy[train]")'))
     else:
         cuda_build = torch.version.cuda
         avail = bool(torch.cuda.is_available())
@@ -118,9 +136,9 @@ def collect(plugins: Path | None = None, ort_ops: Path | None = None, engine: bo
         checks.append(Check("onnxruntime", "ok", f"{ov}; providers: {', '.join(providers)}",
                             {"version": ov, "providers": providers, "device": ort.get_device()}))
 
-    trt, trv = _version("tensorrt")
+    trt, trv = _tensorrt()
     checks.append(Check("tensorrt", "ok" if trt is not None else "missing",
-                        trv if trt is not None else f"not importable ({trv}); the TensorRT leg cannot run here",
+                        trv if trt is not None else f"not usable ({trv}); the TensorRT leg cannot run here",
                         {"version": trv if trt is not None else None}))
 
     cb, cbv = _version("cuda.bindings")
@@ -166,12 +184,14 @@ def _check_trt_plugins(arg: Path | None, trt: Any | None) -> Check:
         return Check("trt-plugins", "ok", f"{path}: dlopen ok, exports getCreators/setLoggerFinder (TensorRT absent: "
                      "registry load not tried)", info)
     try:
+        import tensorrt as trt_typed  # type: ignore[import-not-found, unused-ignore]  # = trt, statically typed
+
         from fcam_deploy.export.tensorrt import load_plugin_libraries
 
-        logger = trt.Logger(trt.Logger.WARNING)
-        load_plugin_libraries(trt, trt.Runtime(logger).get_plugin_registry(), [path])
+        logger = trt_typed.Logger(trt_typed.Logger.WARNING)
+        load_plugin_libraries(trt, trt_typed.Runtime(logger).get_plugin_registry(), [path])
         creators = [f"{c.name}/{c.plugin_version}/{c.plugin_namespace}"
-                    for c in trt.get_plugin_registry().all_creators if c.plugin_namespace == "fcam"]
+                    for c in trt_typed.get_plugin_registry().all_creators if c.plugin_namespace == "fcam"]
     except Exception as exc:  # reported, not swallowed: it becomes a failed check
         return Check("trt-plugins", "fail", f"{path}: TensorRT registry rejected it: {exc}", info)
     info["creators"] = creators

@@ -15,7 +15,7 @@ from fcam_deploy._lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
     "LocalizationGraph": "graph",
-    "build_graph": "onnx_export",
+    "build_graph": "graph",
     "export_checkpoint": "onnx_export",
     "export_graph": "onnx_export",
     "read_onnx_metadata": "onnx_export",
