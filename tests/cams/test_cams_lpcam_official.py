@@ -155,19 +155,22 @@ def test_four_scales_agree_with_official(setup: tuple[_Tiny, list[tuple[Tensor, 
     """Measured when the data were made (data/lpcam_official/README.md): 99.8 % of split cells on the same side of
     0.1, split CAM within 0.022; 18 of 20 classes get the official centres (probabilities within 1e-3); on those,
     LPCAM high_res maps correlate >= 0.9999 (images the official map leaves all-zero, 0/0 = NaN there, are all-zero
-    here)."""
-    model, loader = setup
+    here). A class's centres depend only on its own images, so this checks classes 0-5 (12 images; class 4 is one
+    of the two whose split differs in a few cells) to keep the test short."""
+    model, full_loader = setup
+    n_cls = 6
+    loader = full_loader[: n_cls * PER]
     ref = np.load(DATA / "official_ms.npz")
     ours = _split(model, loader, OFFICIAL_SCALES)
-    theirs = _unflat(ref["split_flat"], ref["split_shape"])
+    theirs = _unflat(ref["split_flat"], ref["split_shape"])[: len(loader)]
     same = np.mean(np.concatenate([((a > 0.1) == (b > 0.1)).ravel() for a, b in zip(ours, theirs, strict=True)]))
     diff = max(float(np.abs(a - b).max()) for a, b in zip(ours, theirs, strict=True))
     assert same >= 0.99 and diff <= 0.03, (same, diff)
     clusters = cluster_lpcam(model, loader, num_clusters=4, tol=1e-4, seed=0, memory_limit_mb=None)
-    match = [c for c in range(N_CLS)
+    match = [c for c in range(n_cls)
              if np.allclose(clusters.p_fg[c].numpy(), ref["p_fg"][c], atol=1e-3)
              and np.allclose(clusters.p_bg[c].numpy(), ref["p_bg"][c], atol=1e-3)]
-    assert len(match) >= 18, match
+    assert len(match) >= n_cls - 1, match
     protos = clusters.select(0.45, (0.05, 0.9), fallback=True, on_no_context="ignore")
     for c in match:
         assert list(protos.counts()[c]) == ref["counts"][c].tolist(), c
