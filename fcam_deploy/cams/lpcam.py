@@ -366,7 +366,7 @@ def fit_lpcam(
     (:func:`select_lpcam_thresholds`): with VOC's a class may keep no context prototype, which warns by default.
     """
     clusters = cluster_lpcam(model, loader, **cluster_kw)
-    return clusters.select(fg_threshold, bg_band, fallback=fallback, on_no_context=on_no_context)
+    return clusters.select(fg_threshold, bg_band, fallback=fallback, on_no_context=on_no_context, stacklevel=3)
 
 
 @dataclass(frozen=True)

@@ -267,6 +267,7 @@ class LPCAMClusters:
         *,
         fallback: bool = True,
         on_no_context: OnNoContext = "warn",
+        stacklevel: int = 2,
     ) -> LPCAMPrototypes:
         """Keep FG centres with ``p[c] > fg_threshold`` and context centres with ``lo < p[c] < hi``.
 
@@ -279,6 +280,7 @@ class LPCAMClusters:
                 cosine alone, no context subtraction, no ReLU): ``"warn"`` (:class:`MissingContextWarning`, once,
                 naming the classes and counts), ``"error"`` (:class:`~fcam_deploy.errors.ConfigError`) or
                 ``"ignore"``.
+            stacklevel: of the warning (wrappers pass theirs + 1 so it points at the user's call).
 
         Returns:
             :class:`LPCAMPrototypes`; its header records the thresholds and ``prototype_counts`` (class ->
@@ -318,7 +320,7 @@ class LPCAMClusters:
             )
             if on_no_context == "error":
                 raise ConfigError(msg)
-            warnings.warn(MissingContextWarning(msg), stacklevel=2)
+            warnings.warn(MissingContextWarning(msg), stacklevel=stacklevel)
         return protos
 
 
