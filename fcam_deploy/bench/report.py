@@ -68,10 +68,12 @@ def render_markdown(doc: dict[str, Any], command: str | None = None) -> str:
         lines += ["Made with:", "", f"    {command}", ""]
     m = doc["manifest"]
     lines += [
-        f"Machine: {m['cpu']} ({m['cpu_count']} CPUs, torch threads {m['torch_threads']}), GPUs: "
-        f"{', '.join(g['name'] for g in m['gpus']) or 'none'}; torch {m['torch']}, onnxruntime {m['onnxruntime']} "
-        f"({', '.join(m['onnxruntime_providers'] or [])}), TensorRT {m['tensorrt'] or 'absent'}. "
-        f"Wall time {doc['wall_time_s']:.0f} s.",
+        (
+            f"Machine: {m['cpu']} ({m['cpu_count']} CPUs, torch threads {m['torch_threads']}), GPUs: "
+            f"{', '.join(g['name'] for g in m['gpus']) or 'none'}; torch {m['torch']}, onnxruntime {m['onnxruntime']} "
+            f"({', '.join(m['onnxruntime_providers'] or [])}), TensorRT {m['tensorrt'] or 'absent'}. "
+            f"Wall time {doc['wall_time_s']:.0f} s."
+        ),
         "",
     ]
     lat = [r for r in recs if r["kind"] == "latency"]
@@ -79,8 +81,8 @@ def render_markdown(doc: dict[str, Any], command: str | None = None) -> str:
     flops = {(r["model"], r["method"]): r for r in recs if r["kind"] == "flops"}
     backends = sorted({r["backend"] for r in lat if r["scope"] == "model"})
     for model in [x["label"] for x in doc["models"]]:
-        lines += [f"## {model}", "", "Methods (latency: model scope, batch 1, p50 ms per image; GMAC per image "
-                  "at the model's input size, forward-only graph / with the autograd backward):", ""]
+        lines += [f"## {model}", "", ("Methods (latency: model scope, batch 1, p50 ms per image; GMAC per image "
+                                      "at the model's input size, forward-only graph / with the autograd backward):"), ""]
         head = "| method | MaxBoxAcc | MaxBoxAccV2 | PxAP | GMAC graph | GMAC ONNX | GMAC autograd | " + \
             " | ".join(f"{b} ms" for b in backends) + " |"
         lines += [head, "|" + "---|" * (7 + len(backends))]
@@ -102,10 +104,14 @@ def render_markdown(doc: dict[str, Any], command: str | None = None) -> str:
         lines.append("")
         # backends x batch (F-CAM if present, else CAM)
         meth = "fcam" if any(r["method"] == "fcam" for r in lat if r["model"] == model) else "cam"
-        lines += [f"Backends ({meth}, model scope and end to end; p50 / p99 ms per call, speed-up vs torch eager "
-                  "at the same batch; end-to-end stage medians measured inside predict):", "",
-                  "| scope | backend | batch | p50 ms | p99 ms | images/s | speed-up | preprocess / engine / post ms "
-                  "| post share |", "|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            (f"Backends ({meth}, model scope and end to end; p50 / p99 ms per call, speed-up vs torch eager "
+             "at the same batch; end-to-end stage medians measured inside predict):"),
+            "",
+            ("| scope | backend | batch | p50 ms | p99 ms | images/s | speed-up | preprocess / engine / post ms "
+             "| post share |"),
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
         base = {(r["scope"], r["batch"]): r["p50_ms"] for r in lat
                 if r["model"] == model and r["method"] == meth and r["backend"] == "torch"}
         for r in sorted((r for r in lat if r["model"] == model and r["method"] == meth),
@@ -121,10 +127,14 @@ def render_markdown(doc: dict[str, Any], command: str | None = None) -> str:
         lines.append("")
         par = [r for r in recs if r["kind"] == "parity" and r["model"] == model]
         if par:
-            lines += ["Parity, ONNX Runtime CPU vs PyTorch (same graph, same test images; tie pixels are mask pixels "
-                      "within the parity tolerance of the threshold):", "",
-                      "| method | images | passed | map max abs diff | mask pixels differ (non-tie) | images with "
-                      "different boxes (non-tie) | ΔMaxBoxAccV2 | ΔPxAP |", "|---|---|---|---|---|---|---|---|"]
+            lines += [
+                ("Parity, ONNX Runtime CPU vs PyTorch (same graph, same test images; tie pixels are mask pixels "
+                 "within the parity tolerance of the threshold):"),
+                "",
+                ("| method | images | passed | map max abs diff | mask pixels differ (non-tie) | images with "
+                 "different boxes (non-tie) | ΔMaxBoxAccV2 | ΔPxAP |"),
+                "|---|---|---|---|---|---|---|---|",
+            ]
             for r in par:
                 d = r["report"]
                 c = (d.get("comparisons") or [{}])[0]

@@ -388,9 +388,9 @@ class _Run:
             wrapped_tc = _Logits(copy.deepcopy(clf)).eval()
             extractor = tc_cls[method](wrapped_tc, target_layer="m." + clf.cam_layer, input_shape=(3, size, size))
             try:
-                def tc_call(x: torch.Tensor) -> torch.Tensor:
-                    scores = wrapped_tc(x)
-                    return extractor(class_idx=int(scores.argmax(1)[0]), scores=scores)[0]
+                def tc_call(x: torch.Tensor, net: Any = wrapped_tc, ext: Any = extractor) -> torch.Tensor:
+                    scores = net(x)
+                    return ext(class_idx=int(scores.argmax(1)[0]), scores=scores)[0]
 
                 tcs = []
                 for x in xs:
@@ -401,7 +401,7 @@ class _Run:
                 tc_stats, _ = _timed(lambda: tc_call(xs[0]), cfg, 1, None)
             finally:
                 extractor.remove_hooks()
-            ort_stats, _ = _timed(lambda: runner.run(batches[0]), cfg, 1, None)
+            ort_stats, _ = _timed(lambda r=runner: r.run(batches[0]), cfg, 1, None)
             runner.close()
             diff_pkg = max(float(np.abs(minmax(a) - minmax(b)).max()) for a, b in zip(ours, pkg, strict=True))
             diff_tc = max(float(np.abs(minmax(a) - minmax(b)).max()) for a, b in zip(ours, tcs, strict=True))

@@ -42,6 +42,31 @@ _EXPORTS: dict[str, str] = {
     "render_sample": "synth",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "PATTERNS",
+    "Box",
+    "CropFlip",
+    "SynthConfig",
+    "SynthSample",
+    "SynthSummary",
+    "WSOLDataset",
+    "WSOLMetadata",
+    "decode_image_rgb",
+    "eval_transform",
+    "generate_synthetic",
+    "image_size",
+    "item_generator",
+    "load_image_rgb",
+    "load_mask",
+    "load_metadata",
+    "load_part_masks",
+    "open_dataset",
+    "render_sample",
+    "sample_crop_flip",
+    "train_transform",
+]
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

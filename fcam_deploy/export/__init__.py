@@ -25,6 +25,16 @@ _EXPORTS: dict[str, str] = {
     "load_profile": "profiles",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "ExportProfile",
+    "LocalizationGraph",
+    "ParityReport",
+    "build_graph",
+    "export_checkpoint",
+    "export_graph",
+    "load_profile",
+    "read_onnx_metadata",
+    "run_parity",
+]
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -150,7 +150,7 @@ def read_onnx_summary(path: str | os.PathLike[str]) -> OnnxSummary:
                 names.append(d.dim_param)
         try:
             dtype = str(helper.tensor_dtype_to_np_dtype(tt.elem_type))
-        except Exception:  # an unknown elem_type code
+        except (KeyError, ValueError):  # an unknown elem_type code
             dtype = f"onnx:{tt.elem_type}"
         return TensorInfo(vi.name, dtype, tuple(dims), tuple(names))
 

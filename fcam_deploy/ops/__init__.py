@@ -54,6 +54,24 @@ _EXPORTS: dict[str, str] = {
     "validate_arguments": "torch_op",
 }
 
-__all__ = sorted([*_EXPORTS, "names"])
+__all__ = [
+    "CamPostprocess",
+    "NativeStatus",
+    "PostprocessResult",
+    "SizedResult",
+    "axis_taps",
+    "cam_postprocess",
+    "cam_postprocess_reference",
+    "extension_path",
+    "kernels_build_dir",
+    "launcher_test_path",
+    "names",
+    "native_cpu_available",
+    "native_status",
+    "ort_library_path",
+    "postprocess_to_sizes",
+    "trt_plugin_path",
+    "validate_arguments",
+]
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

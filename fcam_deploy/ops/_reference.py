@@ -14,7 +14,7 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["PostprocessResult", "cam_postprocess_reference", "axis_taps"]
+__all__ = ["PostprocessResult", "axis_taps", "cam_postprocess_reference"]
 
 
 class PostprocessResult(NamedTuple):

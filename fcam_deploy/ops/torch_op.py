@@ -3,7 +3,6 @@ extension built by ``make kernels``) with the NumPy reference as fallback (spec:
 
 from __future__ import annotations
 
-import math
 import numbers
 
 import torch

@@ -32,7 +32,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple, overload
+from typing import TYPE_CHECKING, Any, NamedTuple, overload
 
 import numpy as np
 
@@ -40,6 +40,9 @@ from fcam_deploy.errors import ConfigError, InputError, ModelFormatError
 from fcam_deploy.runtime.base import BACKENDS, ModelMetadata, Runner
 from fcam_deploy.runtime.postprocess import Postprocessor, select_postprocessor
 from fcam_deploy.runtime.preprocess import ImageLike, is_image_batch, resize_uint8, to_rgb_uint8
+
+if TYPE_CHECKING:  # annotations only (typing.Self is Python >= 3.11)
+    from typing_extensions import Self
 
 __all__ = [
     "Box",
@@ -321,7 +324,7 @@ class Localizer:
     def close(self) -> None:
         self._runner.close()
 
-    def __enter__(self) -> Localizer:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

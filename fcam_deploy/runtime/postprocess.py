@@ -44,7 +44,7 @@ def torch_op_postprocess(
 
     from fcam_deploy.ops import names
 
-    op = getattr(getattr(torch.ops, names.TORCH_NAMESPACE), "cam_postprocess_sized")
+    op = getattr(torch.ops, names.TORCH_NAMESPACE).cam_postprocess_sized
     flat = [int(v) for hw in sizes for v in hw]
     fulls, masks, boxes, count = op(torch.from_numpy(np.ascontiguousarray(maps, dtype=np.float32)), flat,
                                     float(tau), False, False, int(max_boxes), False)

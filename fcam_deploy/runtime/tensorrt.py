@@ -30,8 +30,10 @@ import numpy as np
 from fcam_deploy.errors import BackendUnavailableError, InputError, ModelFormatError
 from fcam_deploy.runtime.base import INPUT_NAME, GraphOutputs, ModelMetadata, check_runner_input
 
-if TYPE_CHECKING:  # annotations only; typed by tensorrt-stubs under `make typecheck-trt`, Any otherwise
+if TYPE_CHECKING:
+    # annotations only; typed by tensorrt-stubs under `make typecheck-trt`, Any otherwise
     import tensorrt  # type: ignore[import-not-found, unused-ignore]
+    from typing_extensions import Self
 
 __all__ = ["PLUGINS_ENV", "TrtRunner", "open_runner", "resolve_plugin_libraries"]
 
@@ -255,7 +257,7 @@ class _CudaPythonMemory:
             self._call("cudaFreeAsync", self._rt.cudaFreeAsync(self._live.pop(), self._stream))
 
 
-def _CudaMemory(index: int) -> _CudaPythonMemory | _TorchCudaMemory:  # noqa: N802 - a factory named as the type
+def _CudaMemory(index: int) -> _CudaPythonMemory | _TorchCudaMemory:
     """The runner's device memory: cuda-python when installed (the ``gpu`` extra, no torch needed), else torch.
 
     Raises:
@@ -427,7 +429,7 @@ class TrtRunner:
             self._runtime = None
             self._plugin_handles = []
 
-    def __enter__(self) -> TrtRunner:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
