@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 OUT    ?= demo-out
 
-.PHONY: venv sysdeps kernels cpp demo demo-quick test test-fast clean
+.PHONY: venv sysdeps kernels cpp aarch64 aarch64-deps demo demo-quick test test-fast typecheck-trt clean
 
 # What the native builds need (C++ toolchain, CMake, image codecs for the C++ sample app, npm to fetch ONNX
 # Runtime's C/C++ headers). Tools count as present when on PATH (npm may come with a non-Debian Node.js);
@@ -39,17 +39,45 @@ kernels: venv sysdeps
 cpp: kernels
 	PYTHON=$(abspath $(PY)) bash export/cpp/build.sh
 
-demo: venv
+# aarch64 (the CPU of every Jetson): cross-compile kernels/ and export/cpp with Debian's g++-aarch64-linux-gnu
+# against ONNX Runtime's aarch64 wheel library, run the launcher test and fcam_localize under qemu-user and compare
+# with the x86-64 build (export/cpp/cross/aarch64.sh; README: export/README.md). aarch64-deps adds the arm64
+# architecture (multiarch) and installs what is missing.
+AARCH64_DEBS := g++-aarch64-linux-gnu qemu-user libpng-dev:arm64 libjpeg-dev:arm64 libstdc++6:arm64
+AARCH64_OUT  := build/aarch64
+
+aarch64-deps:
+	@missing=""; \
+	for p in $(AARCH64_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing system packages:$$missing"; \
+	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  dpkg --print-foreign-architectures | grep -qx arm64 || $$SUDO dpkg --add-architecture arm64; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+aarch64: cpp aarch64-deps
+	$(PY) export/cpp/cross/demo_model.py $(AARCH64_OUT)
+	PYTHON=$(abspath $(PY)) bash export/cpp/cross/aarch64.sh --exact $(AARCH64_OUT)/exact_arith.onnx $(AARCH64_OUT)/img*
+	PYTHON=$(abspath $(PY)) bash export/cpp/cross/aarch64.sh --close $(AARCH64_OUT)/demo_like.onnx $(AARCH64_OUT)/img*
+
+# the demo's closing benchmark measures the native post-processing: build it first (never a silent fallback)
+demo: venv kernels
 	$(VENV)/bin/fcam demo --out $(OUT)
 
-demo-quick: venv
+demo-quick: venv kernels
 	$(VENV)/bin/fcam demo --out $(OUT) --quick
 
 test: kernels cpp
-	FCAM_REQUIRE_CPP=1 $(PY) -m pytest -q
+	FCAM_REQUIRE_CPP=1 FCAM_REQUIRE_KERNELS=1 $(PY) -m pytest -q
 
 test-fast: venv
 	$(PY) -m pytest -q -m "not slow"
+
+# TensorRT Python code type-checked against tensorrt-stubs (downloaded into build/trt-stubs; not in `make test`:
+# the stubs are not in the offline package index CI uses).
+typecheck-trt: venv
+	PYTHON=$(abspath $(PY)) bash export/tools/typecheck_trt.sh
 
 clean:
 	rm -rf $(VENV) build kernels/build $(OUT)

@@ -14,16 +14,22 @@ __all__ = [
     "CheckpointError",
     "ConfigError",
     "FcamError",
+    "FcamWarning",
     "ImageError",
     "InputError",
     "MapError",
     "MetadataError",
+    "MissingExtraError",
     "ModelFormatError",
 ]
 
 
 class FcamError(Exception):
     """Base class of every error raised on purpose by fcam-deploy."""
+
+
+class FcamWarning(UserWarning):
+    """Base class of every warning fcam-deploy issues on purpose (filter them with ``warnings.simplefilter``)."""
 
 
 class MetadataError(FcamError, ValueError):
@@ -75,3 +81,20 @@ class ModelFormatError(FcamError, ValueError):
 class BackendUnavailableError(FcamError, RuntimeError):
     """An optional backend or native library (onnxruntime, tensorrt, a plugin .so, the torch extension) is
     not installed or cannot be loaded. The message says what to install or which path/env var to set."""
+
+
+class MissingExtraError(BackendUnavailableError):
+    """A feature needs an optional dependency group (``pip install "fcam-deploy[EXTRA]"``) that is not installed.
+
+    Attributes:
+        extra: the extra's name (``train``, ``gpu``, ``scale``, ...).
+        missing: the importable modules of that extra that were not found.
+    """
+
+    def __init__(self, extra: str, missing: list[str], what: str) -> None:
+        self.extra = extra
+        self.missing = list(missing)
+        super().__init__(
+            f"{what} needs the '{extra}' extra ({', '.join(missing)} not installed); "
+            f'fix: pip install "fcam-deploy[{extra}]"'
+        )

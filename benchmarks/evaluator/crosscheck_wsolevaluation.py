@@ -5,7 +5,7 @@
     .venv/bin/python benchmarks/evaluator/crosscheck_wsolevaluation.py --wsol /path/to/wsolevaluation \\
         --synth /tmp/ds60
 
-Imports the reference's ``evaluation.py`` from that checkout (with the shims of wsol-protocol.md 1.6: ``np.float``
+Imports the reference's ``evaluation.py`` from that checkout (with the shims of docs/protocol.md §1.6: ``np.float``
 / ``np.int`` aliases, stub ``munch`` / ``torchvision`` modules), then scores the same maps with both:
 
 * MaxBoxAcc per IoU with ``multi_contour_eval`` True (V2) and False (v1) at steps 0.01 and 0.001, on the synthetic

@@ -9,8 +9,11 @@
 # folder (npm package com.github.asus4.onnxruntime, ORT C API v29, usable with ORT >= 1.29).
 #
 # Environment: PYTHON (default: the repo's .venv/bin/python, else python3), FCAM_CPP_BUILD (build folder),
-# ORT_HEADERS_DIR (use these headers instead of downloading), TENSORRT_ROOT (enables the TensorRT backend when it
-# holds include/NvInfer.h and lib/libnvinfer.so), CMAKE_BUILD_TYPE (default Release), JOBS (default 2).
+# ORT_HEADERS_DIR (use these headers instead of downloading), ORT_LIBRARY (link this libonnxruntime.so.* instead of
+# the wheel's, e.g. the aarch64 one; ORT_LICENSE its license file), TENSORRT_ROOT (enables the TensorRT backend when
+# it holds include/NvInfer.h and lib/libnvinfer.so), CMAKE_BUILD_TYPE (default Release), JOBS (default 2),
+# FCAM_CPP_SANITIZE=1 (ASan + UBSan build), CMAKE_TOOLCHAIN_FILE (cross builds, see export/cpp/cmake/).
+# The install tree is relocatable: libonnxruntime.so.1 is copied next to the library, RUNPATHs are $ORIGIN-relative.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -42,7 +45,12 @@ elif [[ ! -f "$BUILD/ort/include/onnxruntime_cxx_api.h" ]]; then
   rm -rf "$tmp"
 fi
 
-ORT_LIB="$("$PYTHON" - <<'PY'
+if [[ -n "${ORT_LIBRARY:-}" ]]; then
+  ORT_LIB="$ORT_LIBRARY"
+  ORT_VERSION="(ORT_LIBRARY)"
+  ORT_LIC="${ORT_LICENSE:-}"
+else
+  ORT_LIB="$("$PYTHON" - <<'PY'
 import pathlib, sys
 import onnxruntime
 capi = pathlib.Path(onnxruntime.__file__).parent / "capi"
@@ -52,7 +60,17 @@ if not libs:
 print(libs[-1])
 PY
 )"
-ORT_VERSION="$("$PYTHON" -c 'import onnxruntime; print(onnxruntime.__version__)')"
+  ORT_VERSION="$("$PYTHON" -c 'import onnxruntime; print(onnxruntime.__version__)')"
+  ORT_LIC="$("$PYTHON" - <<'PY'
+from importlib import metadata
+dist = metadata.distribution("onnxruntime")
+for f in dist.files or []:
+    if f.name.upper().startswith("LICENSE"):
+        print(dist.locate_file(f))
+        break
+PY
+)"
+fi
 # The wheel ships only libonnxruntime.so.X.Y.Z; the SONAME is libonnxruntime.so.1, so give the linker both names.
 ln -sf "$ORT_LIB" "$BUILD/ort/lib/libonnxruntime.so.1"
 ln -sf "libonnxruntime.so.1" "$BUILD/ort/lib/libonnxruntime.so"
@@ -60,6 +78,9 @@ echo "build.sh: ONNX Runtime $ORT_VERSION from $ORT_LIB"
 
 extra=()
 if [[ -n "${TENSORRT_ROOT:-}" ]]; then extra+=("-DTENSORRT_ROOT=$TENSORRT_ROOT"); fi
+if [[ -n "${ORT_LIC:-}" && -f "$ORT_LIC" ]]; then extra+=("-DONNXRUNTIME_LICENSE=$ORT_LIC"); fi
+if [[ "${FCAM_CPP_SANITIZE:-0}" == 1 ]]; then extra+=("-DFCAM_LOCALIZER_SANITIZE=ON"); fi
+if [[ -n "${CMAKE_TOOLCHAIN_FILE:-}" ]]; then extra+=("-DCMAKE_TOOLCHAIN_FILE=$CMAKE_TOOLCHAIN_FILE"); fi
 cmake -S "$HERE" -B "$BUILD/cmake" -DCMAKE_BUILD_TYPE="${CMAKE_BUILD_TYPE:-Release}" \
   -DONNXRUNTIME_ROOT="$BUILD/ort" -DCMAKE_INSTALL_PREFIX="$BUILD/install" ${extra[@]+"${extra[@]}"} >"$BUILD/cmake-configure.log" \
   || { cat "$BUILD/cmake-configure.log" >&2; exit 1; }

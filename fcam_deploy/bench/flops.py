@@ -123,8 +123,7 @@ def count_onnx_macs(model_path: str | Path, input_shapes: dict[str, list[int]] |
     total = 0
     for node in inferred.graph.node:
         if node.op_type in ("Conv", "ConvTranspose"):
-            w = shape_of(node.input[1])
-            group = next((a.i for a in node.attribute if a.name == "group"), 1)
+            w = shape_of(node.input[1])  # its second dimension already is channels / group
             if node.op_type == "Conv":
                 out = shape_of(node.output[0])
                 # w: (Cout, Cin/group, k...) ; every output element costs Cin/group * prod(k) MACs

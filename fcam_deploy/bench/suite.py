@@ -41,7 +41,14 @@ class SuiteConfig:
         synth: ``fcam data synth`` settings used when no ``--data`` is given (size, classes, counts, seed).
         cam_curve_interval: threshold step of the box metrics.
         evaluator_maps, postprocess_maps: sizes of the side-by-side evaluator / post-process ratio runs.
-        lpcam_fit_images: training images (the first ones of the split) LPCAM prototypes are fitted on.
+        lpcam_fit_images: training images LPCAM prototypes are fitted on, the same number per class
+            (:func:`fcam_deploy.cams.class_balanced_indices`).
+        int8: also time the INT8 (ORT static QDQ) graph end to end, and, on a trained checkpoint, its MaxBoxAccV2
+            / PxAP difference to fp32 on the test split.
+        int8_calibration_images: training images the INT8 graph is calibrated on.
+        peers: methods (``gradcam``, ``gradcampp``) timed against the ``grad-cam`` package and TorchCAM.
+        peers_on_random: also run the peers on the random-weight ``archs`` (else the trained checkpoint only).
+        peer_images: test images whose maps are compared with the peers'.
     """
 
     name: str
@@ -64,6 +71,11 @@ class SuiteConfig:
     evaluator_maps: int = 20
     postprocess_maps: int = 64
     lpcam_fit_images: int = 400
+    int8: bool = False
+    int8_calibration_images: int = 64
+    peers: tuple[str, ...] = ()
+    peers_on_random: bool = False
+    peer_images: int = 8
 
     def __post_init__(self) -> None:
         bad = set(self.methods) - set(ALL_METHODS)
@@ -79,6 +91,11 @@ class SuiteConfig:
             raise ConfigError(f"suite {self.name!r}: batches must be positive, got {self.batches}")
         if min(self.resolutions, default=0) < 0:
             raise ConfigError(f"suite {self.name!r}: resolutions must be >= 0, got {self.resolutions}")
+        bad = set(self.peers) - {"gradcam", "gradcampp"}
+        if bad:
+            raise ConfigError(f"suite {self.name!r}: peers compare gradcam / gradcampp only, got {sorted(bad)}")
+        if self.int8_calibration_images < 1 or self.peer_images < 1:
+            raise ConfigError(f"suite {self.name!r}: int8_calibration_images and peer_images must be >= 1")
         if self.iters < 1 or self.warmup < 0:
             raise ConfigError(f"suite {self.name!r}: iters >= 1 and warmup >= 0 required")
 

@@ -1,5 +1,8 @@
 """Shared machinery of the CAM extractors: result type, layer resolution, model-state guard, input checks,
-normalisation and upsampling.
+normalisation and upsampling, the numerical constants every method shares and :func:`channel_weighted_sum`.
+
+This is the bottom of the ``cams`` package: it imports nothing from its siblings, and every other ``cams`` module
+may import it (``closed_form``, ``gradient``, ``prototypes`` -> ``extractors`` -> ``lpcam`` -> ``api``; no cycle).
 
 Nothing here keeps global state. Hooks are registered only for the duration of one extractor call and are
 removed in a ``finally`` block, so a model is never left with a hook, a changed training flag, a changed
@@ -19,17 +22,23 @@ from torch import Tensor, nn
 from fcam_deploy.errors import InputError
 
 __all__ = [
+    "COSINE_EPS",
+    "GRADCAMPP_EPS",
+    "GRADCAM_NORM_EPS",
+    "LPCAM_CAM_EPS",
+    "XGRADCAM_EPS",
     "CamResult",
     "Normalize",
     "Upsample",
+    "channel_weighted_sum",
     "finalize_maps",
     "logits_of",
     "minmax_normalize",
     "model_device_dtype",
     "preserve_model_state",
+    "resolve_classes",
     "resolve_head",
     "resolve_layer",
-    "resolve_classes",
     "upsample_maps",
     "validate_images",
 ]
@@ -41,6 +50,25 @@ _UPSAMPLE_CHOICES = ("bilinear", "bicubic_cv2")
 _NORMALIZE_CHOICES = ("minmax", "gradcam")
 #: ``pytorch_grad_cam.utils.image.scale_cam_image``: ``x -= min; x /= (1e-7 + max)``.
 GRADCAM_NORM_EPS = 1e-7
+#: ``pytorch_grad_cam.GradCAMPlusPlus``: eps added to the alpha denominator.
+GRADCAMPP_EPS = 1e-6
+#: ``pytorch_grad_cam.XGradCAM``: eps added to the activation sum.
+XGRADCAM_EPS = 1e-7
+#: ``torch.nn.functional.cosine_similarity``'s eps (LPCAM's mean-of-cosines and its closed form).
+COSINE_EPS = 1e-8
+#: LPCAM / IRN ``make_cam.py``: the split CAM is divided by ``max + 1e-5``.
+LPCAM_CAM_EPS = 1e-5
+
+
+def channel_weighted_sum(weights: Tensor, activations: Tensor) -> Tensor:
+    """``sum_k weights[n,k] * activations[n,k,i,j]`` -> ``(N, h, w)`` as one batched MatMul.
+
+    Args:
+        weights: ``(N, C)``.
+        activations: ``(N, C, h, w)``, same dtype.
+    """
+    n, c, h, w = activations.shape
+    return torch.matmul(weights.unsqueeze(1), activations.reshape(n, c, h * w)).reshape(n, h, w)
 
 
 @dataclass(frozen=True)
@@ -103,20 +131,21 @@ def resolve_layer(model: nn.Module, layer: nn.Module | str | None) -> tuple[str,
 
 def resolve_head(model: nn.Module, head: nn.Linear | str | None) -> nn.Linear:
     """The linear classifier applied after global average pooling (``model.head`` by default)."""
-    if head is None:
-        head = getattr(model, "head", None)
-        if head is None:
+    found: object = head
+    if found is None:
+        found = getattr(model, "head", None)
+        if found is None:
             raise InputError(
                 f"{type(model).__name__} has no `head` attribute: pass head= (the nn.Linear applied after GAP)"
             )
-    if isinstance(head, str):
-        _, head = resolve_layer(model, head)
-    if not isinstance(head, nn.Linear):
+    if isinstance(found, str):
+        _, found = resolve_layer(model, found)
+    if not isinstance(found, nn.Linear):
         raise InputError(
             f"the CAM head must be an nn.Linear(C, K) applied after global average pooling, got "
-            f"{type(head).__name__} (fix: pass head= or use an autograd method on another layer)"
+            f"{type(found).__name__} (fix: pass head= or use an autograd method on another layer)"
         )
-    return head
+    return found
 
 
 def model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:

@@ -8,15 +8,24 @@ from typing import Any
 from torch import Tensor, nn
 
 from fcam_deploy.cams._core import CamResult
-from fcam_deploy.cams.extractors import CAM, BaseExtractor, GradCAM, GradCAMpp, LayerCAM, ScoreCAM, XGradCAM
+from fcam_deploy.cams.extractors import (
+    CAM,
+    BaseExtractor,
+    GradCAM,
+    GradCAMpp,
+    LayerCAM,
+    ScoreCAM,
+    XGradCAM,
+)
 from fcam_deploy.cams.fcam_map import FCAMMap
-from fcam_deploy.cams.lpcam import LPCAM, LPCAMPrototypes
+from fcam_deploy.cams.lpcam import LPCAM
+from fcam_deploy.cams.prototypes import LPCAMPrototypes
 from fcam_deploy.errors import InputError
 
 __all__ = ["METHODS", "compute_maps", "make_extractor"]
 
 #: method name -> extractor class.
-METHODS: dict[str, type[BaseExtractor] | type[FCAMMap]] = {
+METHODS: dict[str, type[BaseExtractor | FCAMMap]] = {
     "cam": CAM,
     "gradcam": GradCAM,
     "gradcampp": GradCAMpp,
@@ -33,7 +42,7 @@ def make_extractor(model: nn.Module, method: str, **kw: Any) -> BaseExtractor | 
 
     Options: ``upsample`` (all; fcam resizes only when its map is not at the input size), ``target_layer`` and
     ``normalize`` (all but fcam), ``head`` and ``impl``
-    (cam and the gradient methods), ``batch_size`` (scorecam), ``prototypes`` (required) and ``flip`` (lpcam).
+    (cam and the gradient methods), ``batch_size`` (scorecam), ``prototypes`` (required), ``flip`` and ``scales`` (lpcam).
     """
     if method not in METHODS:
         raise InputError(f"unknown CAM method {method!r} (choose one of {sorted(METHODS)})")

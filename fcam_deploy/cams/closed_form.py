@@ -27,36 +27,26 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from fcam_deploy.cams._core import minmax_normalize
+from fcam_deploy.cams._core import (
+    COSINE_EPS,
+    GRADCAMPP_EPS,
+    XGRADCAM_EPS,
+    channel_weighted_sum,
+    minmax_normalize,
+)
+from fcam_deploy.cams.prototypes import LPCAMPrototypes
 from fcam_deploy.errors import InputError
 
 __all__ = [
+    "CLOSED_FORM_HEADS",
     "CAMHead",
     "ClosedFormCAM",
-    "CLOSED_FORM_HEADS",
     "GradCAMHead",
     "GradCAMppHead",
     "LPCAMHead",
     "LayerCAMHead",
     "XGradCAMHead",
-    "channel_weighted_sum",
 ]
-
-#: ``pytorch_grad_cam.GradCAMPlusPlus``: eps added to the alpha denominator.
-GRADCAMPP_EPS = 1e-6
-#: ``pytorch_grad_cam.XGradCAM``: eps added to the activation sum.
-XGRADCAM_EPS = 1e-7
-
-
-def channel_weighted_sum(weights: Tensor, activations: Tensor) -> Tensor:
-    """``sum_k weights[n,k] * activations[n,k,i,j]`` -> ``(N, h, w)`` as one batched MatMul.
-
-    Args:
-        weights: ``(N, C)``.
-        activations: ``(N, C, h, w)``.
-    """
-    n, c, h, w = activations.shape
-    return torch.matmul(weights.unsqueeze(1), activations.reshape(n, c, h * w)).reshape(n, h, w)
 
 
 class _ClosedFormHead(nn.Module):
@@ -139,7 +129,7 @@ class LPCAMHead(nn.Module):
     a 1x1 convolution. ReLU applies only to classes that have background prototypes.
     """
 
-    def __init__(self, normalize: bool = False, eps: float = 1e-8) -> None:
+    def __init__(self, normalize: bool = False, eps: float = COSINE_EPS) -> None:
         super().__init__()
         self.normalize = normalize
         self.eps = eps
@@ -185,7 +175,7 @@ class ClosedFormCAM(nn.Module):
         model: a CAMClassifier-like module with ``features(x) -> list[Tensor]`` and ``head: nn.Linear``.
         method: ``cam | gradcam | gradcampp | xgradcam | layercam | lpcam``.
         normalize: also min-max normalise the low-res maps to [0, 1] (NaN/constant -> 0), as ``compute_maps``.
-        prototypes: for ``lpcam``, fitted :class:`~fcam_deploy.cams.lpcam.LPCAMPrototypes` (stored as buffers:
+        prototypes: for ``lpcam``, fitted :class:`~fcam_deploy.cams.prototypes.LPCAMPrototypes` (stored as buffers:
             one ``(K, C)`` vector matrix and a ``(K,)`` has-background mask).
     """
 
@@ -197,8 +187,6 @@ class ClosedFormCAM(nn.Module):
         self.model = model
         self.method = method
         if method == "lpcam":
-            from fcam_deploy.cams.lpcam import LPCAMPrototypes
-
             if not isinstance(prototypes, LPCAMPrototypes):
                 raise InputError("ClosedFormCAM(method='lpcam') needs prototypes=LPCAMPrototypes")
             vectors, has_bg, _ = prototypes.class_vectors(head.weight.device, head.weight.dtype)
@@ -220,9 +208,10 @@ class ClosedFormCAM(nn.Module):
         Returns:
             ``(logits (N, K), maps (N, h, w))``.
         """
-        feats = self.model.features(x)
+        feats = self.model.features(x)  # type: ignore[operator]  # checked callable in __init__
         a = feats[-1] if isinstance(feats, (list, tuple)) else feats
         head = self.model.head
+        assert isinstance(head, nn.Linear)  # checked in __init__
         logits = nn.functional.linear(a.mean(dim=(2, 3)), head.weight, head.bias)
         cls = logits.argmax(dim=1) if classes is None else classes
         if self.method == "lpcam":

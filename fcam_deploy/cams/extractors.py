@@ -28,11 +28,13 @@ from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
+from typing_extensions import Self
 
 from fcam_deploy.cams._core import (
     CamResult,
     Normalize,
     Upsample,
+    channel_weighted_sum,
     check_choice,
     finalize_maps,
     logits_of,
@@ -43,7 +45,7 @@ from fcam_deploy.cams._core import (
     resolve_layer,
     validate_images,
 )
-from fcam_deploy.cams.closed_form import CLOSED_FORM_HEADS, channel_weighted_sum
+from fcam_deploy.cams.closed_form import CLOSED_FORM_HEADS
 from fcam_deploy.cams.gradient import GRADIENT_FORMULAS
 from fcam_deploy.errors import InputError
 
@@ -87,7 +89,7 @@ class BaseExtractor:
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
 
     # -- context manager -------------------------------------------------------------------------------------
-    def __enter__(self) -> BaseExtractor:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from typing_extensions import Self
 
 from fcam_deploy.cams._core import (
     CamResult,
@@ -19,6 +20,7 @@ from fcam_deploy.cams._core import (
 from fcam_deploy.errors import InputError
 
 __all__ = ["FCAMMap"]
+
 
 
 class FCAMMap:
@@ -45,7 +47,7 @@ class FCAMMap:
         self.model = model
         self.upsample: Upsample = upsample
 
-    def __enter__(self) -> FCAMMap:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from fcam_deploy.cams.closed_form import GRADCAMPP_EPS, XGRADCAM_EPS, channel_weighted_sum
+from fcam_deploy.cams._core import GRADCAMPP_EPS, XGRADCAM_EPS, channel_weighted_sum
 
 __all__ = ["GRADIENT_FORMULAS", "gradcam_map", "gradcampp_map", "layercam_map", "xgradcam_map"]
 

@@ -1,47 +1,92 @@
 """LPCAM (Chen & Sun, CVPR 2023) for WSOL: local prototypes per class, fitted offline, applied in closed form.
 
-Fitting (wsol-protocol.md §3.2-3.4), per class c over the training images labelled c:
+Official code: zhaozhengChen/LPCAM at 39cdd8d (``step/make_cam.py``, ``step/make_lpcam.py``; read, not copied).
 
-1. CAM of c at the target layer, ``ReLU(W[c] . A) / (max + 1e-5)`` (§3.1's normalisation);
-2. foreground vectors = features at locations with CAM > ``select_threshold`` (0.1), background = CAM < 0.1
-   (equality dropped);
-3. k-means with cosine distance (K = 12 for each set), the kmeans-pytorch 0.3 algorithm re-implemented in torch:
-   init = K distinct random rows drawn with a seeded ``torch.Generator``; assign to ``argmin 1 - cos``; centre =
-   arithmetic mean of the raw member vectors; stop when ``(sum_k ||c_new - c_old||)^2 < tol`` (tol 5);
-4. selection by the classifier: ``p = softmax(u @ W.T)`` (no bias, as the repo's bias-free 1x1 conv);
-   FG prototypes = FG centres with ``p[c] > 0.9``, context (BG) prototypes = BG centres with ``0.05 < p[c] < 0.9``.
+Fitting, per class c over the training images labelled c (:func:`cluster_lpcam` then
+:meth:`~fcam_deploy.cams.prototypes.LPCAMClusters.select`; :func:`fit_lpcam` does both):
 
-Differences from the VOC code, all documented choices: single scale, no flip, at the target layer's own
-resolution (the VOC code upsamples the multi-scale CAM and downsamples it back with nearest, which is the
-identity at a single scale); a seeded generator (the original uses the unseeded global numpy RNG); an iteration
-cap (``max_iter``, none in 0.3); an empty cluster keeps its previous centre (0.3 produces NaN); when no FG centre
-passes 0.9 the one with the highest ``p[c]`` is kept (``fallback=True``, the COCO rule; the VOC code crashes).
+1. the split CAM of c. ``split="official"`` (default) is ``make_cam.py``: for each scale s of ``split_scales``
+   (official: 1.0, 0.5, 1.5, 2.0) the image is resized to ``round(H*s) x round(W*s)`` (bicubic), and
+   ``ReLU(W[c] . A)`` of it plus the flipped-back ``ReLU(W[c] . A)`` of its horizontal flip (``split_flip``) is
+   resized bilinearly (align_corners=False) to ``ceil(H/r)*r x ceil(W/r)*r`` (r = the layer's stride) and cropped
+   to H x W; the scales are summed and divided by ``max + 1e-5``; ``make_lpcam.py`` then resizes this full-size CAM
+   back to the feature grid with PyTorch's default **nearest** interpolation. ``split="feature"`` is the cheap
+   variant: ``ReLU(W[c] . A) / (max + 1e-5)`` at the feature resolution, one scale, no flip (not the same: even at
+   one scale the bilinear-up / nearest-down round trip shifts the CAM by 15/32 of a cell);
+2. foreground vectors = scale-1, unflipped features (``save_feature``) at cells with split CAM > ``select_threshold``
+   (0.1), background = cells with CAM < 0.1 (equality dropped);
+3. k-means with cosine distance (K = 12 for each set): :func:`~fcam_deploy.cams.prototypes.kmeans_cosine`,
+   kmeans-pytorch 0.3's loop and initialisation, seeded per class and set;
+4. selection by the classifier: ``p = softmax(u @ W.T)`` (no bias, as the official bias-free 1x1 conv);
+   FG prototypes = FG centres with ``p[c] > fg_threshold``, context prototypes = BG centres with
+   ``lo < p[c] < hi``. The official VOC values (0.9, (0.05, 0.9)) leave WSOL classifiers without context: a
+   :class:`~fcam_deploy.cams.prototypes.MissingContextWarning` (or a ConfigError with ``on_no_context="error"``)
+   says so, and :func:`select_lpcam_thresholds` chooses them on a validation split (``benchmarks/lpcam/``).
 
-Inference (§3.5): ``L = ReLU(f_hat . (m_fg - m_bg))`` (or ``f_hat . m_fg`` without BG prototypes), with ``m`` the
-mean of the L2-normalised prototypes: :class:`~fcam_deploy.cams.closed_form.LPCAMHead`. Equal to the
-mean-of-cosines form with torch's ``cosine_similarity`` eps (1e-8) exactly.
+Inference (:class:`LPCAM`): ``L = ReLU(f_hat . (m_fg - m_bg))`` (or ``f_hat . m_fg`` for a class without context
+prototypes), ``m`` = mean of the L2-normalised prototypes — :class:`~fcam_deploy.cams.closed_form.LPCAMHead`, equal
+to the official mean-of-cosines with torch's ``cosine_similarity`` eps (1e-8) exactly. ``flip=True`` uses
+``f = F(x) + flip(F(flip(x)))``; ``scales`` (official: 1.0, 0.5, 1.5, 2.0) averages the per-scale maps resized
+bilinearly to the input size (then the map is formed at the input resolution).
 
-The prototypes are stored per class in a safetensors file (``fg.<c>``, ``bg.<c>``: ``(n, C)`` float32) whose JSON
-header carries ``{"format": "fcam-deploy-lpcam", "format_version": "1", "header": "<json: arch, layer, K, seed,
-...>"}``.
+Checked against the official code run locally (``tests/cams/data/lpcam_official/``, how it was made in its
+``README.md``): single-scale + flip split CAM, prototypes and maps.
+
+Remaining departures from the official code, with their effect measured on the ``fcam demo`` classifier (4
+classes, 96 px; test split MaxBoxAcc / MaxBoxAccV2 / PxAP, CAM 19.8 / 37.0 / 39.1; ``benchmarks/lpcam/``):
+
+- Thresholds: VOC's (0.9, (0.05, 0.9)) leave every demo class without a context prototype (FG / context per class
+  4/0, 7/0, 6/0, 7/0), which now warns. Chosen on validation MaxBoxAccV2 (:func:`select_lpcam_thresholds`):
+  (0.5, (0.05, 0.9)), 5/0, 7/0, 6/0, 8/0 — still none: this classifier gives its background centres
+  ``p[c] < 0.001``; keeping them as context (band (0, 0.5): 46 of 48) lowers validation MaxBoxAccV2 from 49.3 to
+  46.3 (the demo's CAM misses the object's body, so "background" clusters hold body cells). Test: VOC
+  47.4 / 50.8 / 40.6, chosen 48.2 / 50.1 / 41.5. Thresholds stay a per-classifier validation choice.
+- Split: ``"official"`` (default) vs ``"feature"`` with VOC thresholds: 47.4 / 50.8 / 40.6 vs 30.0 / 42.1 / 37.7
+  (the latter is what this module did before); with thresholds chosen on validation for each: 48.2 / 50.1 / 41.5 vs
+  46.0 / 50.9 / 42.6, so on the demo the feature split's loss is mostly a thresholds mismatch. 33.7 % of the fit
+  images' cells change FG/BG label (22.5 % with the official step at one scale); fitting costs 0.235 vs 0.031 CPU s
+  per image (4 scales x flip).
+- Multi-scale images are resized as normalised float tensors with antialiased bicubic (PIL's kernel, matched to
+  5e-6 on float images) instead of PIL on the uint8 image before normalisation: against the official 4-scale
+  run, 99.8 % of split cells agree and 18 of 20 classes get the same centres (``tests/cams/data/lpcam_official``).
+- The split stride r is inferred as the power of two with ``ceil(H/r) = h`` (16 in the official ResNet-50, where it
+  is hard-coded); with none the CAM is resized straight to H x W. Same numbers as the official run at H = 90.
+- Single-label WSOL: one class per image (the ground truth), where VOC images carry several labels.
+- k-means: seeded ``RandomState(seed*1009 + 2c + set)`` where 0.3 uses the unseeded global numpy RNG; an
+  iteration cap (300); an empty cluster keeps its centre (0.3: NaN). Identical centres in the stored test. FG
+  fallback (``fallback=True``): a class whose FG centres all fail ``fg_threshold`` keeps the best one (COCO rule;
+  the VOC code crashes).
+- Memory: vectors are subsampled uniformly while collected (:class:`~fcam_deploy.cams.prototypes.FeatureReservoir`;
+  ``memory_limit_mb`` 2048 by default: no subsampling on the demo's 40-channel layer, about 650 rows per set and
+  class for a 2048-channel, 200-class model). Capping the demo at 2000 / 500 / 100 rows per set (28 / 7 / 1.4 % of
+  the vectors): MaxBoxAccV2 -0.2 / -1.0 / -1.8. The official code holds every vector.
+- Fitting images: N per class (:func:`~fcam_deploy.cams.prototypes.class_balanced_indices`; VOC clusters all 1464
+  train.txt images, COCO 100 per class with replacement). 100 per class vs the first 400 in file order (88-114 per
+  class): 48.2 / 50.1 / 41.5 vs 46.0 / 49.3 / 41.5; on class-sorted metadata (CUB) the first images cover a few
+  classes only.
+- Inference defaults to one scale without flip (the ONNX-exportable closed form); the official map averages 4
+  scales x flip: flip alone 49.4 / 52.0 / 41.6, 4 scales + flip 44.4 / 50.7 / 43.1 (9x the CPU per image), one
+  scale 48.2 / 50.1 / 41.5. The map is min-max normalised (the protocol) where the official one is divided by its
+  maximum: identical whenever context prototypes make the ReLU active (the map then has a zero).
 """
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
 from fcam_deploy.cams._core import (
+    COSINE_EPS,
+    LPCAM_CAM_EPS,
     Normalize,
     Upsample,
+    channel_weighted_sum,
     model_device_dtype,
     preserve_model_state,
     resolve_classes,
@@ -50,170 +95,125 @@ from fcam_deploy.cams._core import (
 )
 from fcam_deploy.cams.closed_form import LPCAMHead
 from fcam_deploy.cams.extractors import BaseExtractor
-from fcam_deploy.errors import CheckpointError, InputError
+from fcam_deploy.cams.prototypes import (
+    VOC_THRESHOLDS,
+    FeatureReservoir,
+    LPCAMClusters,
+    LPCAMPrototypes,
+    MissingContextWarning,
+    OnNoContext,
+    class_balanced_indices,
+    kmeans_cosine,
+    load_lpcam,
+    set_seed,
+)
+from fcam_deploy.errors import ConfigError, InputError
 
-__all__ = ["LPCAM", "LPCAMPrototypes", "fit_lpcam", "kmeans_cosine", "load_lpcam", "lpcam_mean_of_cosines"]
+__all__ = [
+    "DEFAULT_THRESHOLD_GRID",
+    "LPCAM",
+    "OFFICIAL_SCALES",
+    "LPCAMClusters",
+    "LPCAMPrototypes",
+    "MissingContextWarning",
+    "SplitMode",
+    "ThresholdSearch",
+    "class_balanced_indices",
+    "cluster_lpcam",
+    "fit_lpcam",
+    "kmeans_cosine",
+    "load_lpcam",
+    "lpcam_mean_of_cosines",
+    "rescale_images",
+    "select_lpcam_thresholds",
+    "split_cams",
+]
 
-LPCAM_FORMAT = "fcam-deploy-lpcam"
-LPCAM_FORMAT_VERSION = "1"
+#: ``run_sample.py --cam_scales`` and ``make_lpcam.py``'s inference scales.
+OFFICIAL_SCALES: tuple[float, ...] = (1.0, 0.5, 1.5, 2.0)
+
+SplitMode = Literal["official", "feature"]
+
+#: Candidates of :func:`select_lpcam_thresholds`, VOC's first (ties keep the earlier candidate). The bands span the
+#: official VOC (0.05, 0.9) and COCO (0, 0.5) rules, wider ones, and an empty band (no context at all) as control.
+DEFAULT_THRESHOLD_GRID: tuple[dict[str, Any], ...] = tuple(
+    {"fg_threshold": fg, "bg_band": band}
+    for fg in (0.9, 0.7, 0.5)
+    for band in ((0.05, 0.9), (0.0, 0.5), (0.01, 0.9), (0.001, 0.9), (0.0, 0.9), (0.0, 0.99), (1.0, 1.0))
+)
 
 
-# --------------------------------------------------------------------------------------------------- k-means
-def kmeans_cosine(
-    x: Tensor, num_clusters: int, generator: torch.Generator, *, tol: float = 5.0, max_iter: int = 300
+# ------------------------------------------------------------------------------------------------ split CAM
+def rescale_images(x: Tensor, scale: float) -> Tensor:
+    """Resize ``(N, C, H, W)`` images to ``round(H*s) x round(W*s)`` (numpy rounding, as ``imutils.pil_rescale``)
+    with antialiased bicubic interpolation (PIL's bicubic kernel on float data). ``scale == 1`` returns ``x``."""
+    if scale == 1.0:
+        return x
+    if not scale > 0:
+        raise InputError(f"scales must be > 0, got {scale}")
+    h, w = x.shape[-2:]
+    size = (max(1, round(h * scale)), max(1, round(w * scale)))  # round-half-even, as np.round
+    return nn.functional.interpolate(x, size=size, mode="bicubic", align_corners=False, antialias=True)
+
+
+def _stride(in_hw: tuple[int, int], feat_hw: tuple[int, int]) -> int | None:
+    """The power-of-two stride r with ``ceil(H/r) == h`` and ``ceil(W/r) == w`` (None if there is none)."""
+    for k in range(7):
+        r = 2**k
+        if math.ceil(in_hw[0] / r) == feat_hw[0] and math.ceil(in_hw[1] / r) == feat_hw[1]:
+            return r
+    return None
+
+
+def _relu_cam(a: Tensor, wc: Tensor) -> Tensor:
+    return torch.relu(channel_weighted_sum(wc.to(a.dtype), a))
+
+
+def split_cams(
+    capture: Callable[[Tensor], Tensor],
+    x: Tensor,
+    a: Tensor,
+    wc: Tensor,
+    *,
+    mode: SplitMode = "official",
+    scales: Sequence[float] = OFFICIAL_SCALES,
+    flip: bool = True,
 ) -> Tensor:
-    """k-means with cosine distance, as kmeans-pytorch 0.3 (``distance='cosine'``), seeded.
+    """The CAM that splits each image's feature cells into foreground / background, on the feature grid.
 
     Args:
-        x: ``(n, C)`` float rows (CPU).
-        num_clusters: K. With ``n <= K`` every row is its own centre (returned as is, ``(n, C)``).
-        generator: CPU ``torch.Generator``; the initial centres are ``x[randperm(n)[:K]]``.
-        tol: stop when ``(sum_k ||c_new - c_old||_2)^2 < tol``.
-        max_iter: iteration cap.
+        capture: ``images (N, 3, H', W') -> target-layer activations (N, C, h', w')`` (no grad).
+        x: ``(N, 3, H, W)`` images at scale 1.
+        a: ``(N, C, h, w)`` their activations at scale 1, unflipped.
+        wc: ``(N, C)`` head weight rows of each image's class.
+        mode: ``"official"`` (``make_cam.py`` + ``make_lpcam.py``, see the module docstring) or ``"feature"``.
+        scales, flip: the official mode's scales and flip.
 
     Returns:
-        ``(min(n, K), C)`` centres (arithmetic means of the raw member vectors), same dtype as ``x``.
+        ``(N, h, w)`` CAM in [0, 1) (divided by ``max + 1e-5``).
     """
-    if x.ndim != 2:
-        raise InputError(f"k-means input must be (n, C), got {tuple(x.shape)}")
-    if num_clusters < 1:
-        raise InputError(f"num_clusters must be >= 1, got {num_clusters}")
-    n = x.shape[0]
-    if n <= num_clusters:
-        return x.clone()
-    xn = x / torch.linalg.vector_norm(x, dim=1, keepdim=True).clamp_min(1e-8)
-    centres = x[torch.randperm(n, generator=generator)[:num_clusters]].clone()
-    for _ in range(max_iter):
-        cn = centres / torch.linalg.vector_norm(centres, dim=1, keepdim=True).clamp_min(1e-8)
-        assign = (xn @ cn.T).argmax(dim=1)  # argmin of 1 - cos (first index on ties, as argmin)
-        onehot = nn.functional.one_hot(assign, num_clusters).to(x.dtype)  # (n, K)
-        counts = onehot.sum(dim=0)
-        sums = onehot.T @ x
-        new = torch.where(counts[:, None] > 0, sums / counts.clamp_min(1)[:, None], centres)
-        shift = torch.linalg.vector_norm(new - centres, dim=1).sum()
-        centres = new
-        if float(shift) ** 2 < tol:
-            break
-    return centres
-
-
-# ------------------------------------------------------------------------------------------------ prototypes
-@dataclass(frozen=True)
-class LPCAMPrototypes:
-    """Fitted LPCAM prototypes.
-
-    Attributes:
-        fg: class -> ``(n_fg, C)`` float32 CPU foreground prototypes (classes without images are absent).
-        bg: class -> ``(n_bg, C)`` float32 CPU context prototypes (possibly ``(0, C)``).
-        num_classes: K of the classifier.
-        channels: C of the target layer.
-        header: JSON-serialisable fit settings: ``arch``, ``layer``, ``K``, ``seed`` and the thresholds.
-    """
-
-    fg: dict[int, Tensor]
-    bg: dict[int, Tensor]
-    num_classes: int
-    channels: int
-    header: dict[str, Any] = field(default_factory=dict)
-
-    def class_vectors(self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> tuple[
-        Tensor, Tensor, Tensor
-    ]:
-        """``(vectors (K, C), has_bg (K,) bool, available (K,) bool)``: ``m_fg - m_bg`` (or ``m_fg``) per class,
-        ``m`` = mean of the L2-normalised prototypes (eps 1e-8); zeros where a class has no prototypes."""
-        vec = torch.zeros(self.num_classes, self.channels, dtype=torch.float64)
-        has_bg = torch.zeros(self.num_classes, dtype=torch.bool)
-        avail = torch.zeros(self.num_classes, dtype=torch.bool)
-        for c, p in self.fg.items():
-            if p.shape[0] == 0:
-                continue
-            avail[c] = True
-            vec[c] = _mean_unit(p)
-            b = self.bg.get(c)
-            if b is not None and b.shape[0] > 0:
-                has_bg[c] = True
-                vec[c] -= _mean_unit(b)
-        return vec.to(device=device, dtype=dtype), has_bg.to(device), avail.to(device)
-
-    def save(self, path: str | Path) -> Path:
-        """Write a safetensors file atomically (tmp + fsync + rename). Returns the path."""
-        from safetensors.torch import save as st_save  # lazy
-
-        tensors: dict[str, Tensor] = {}
-        for c, p in self.fg.items():
-            tensors[f"fg.{c}"] = p.detach().to("cpu", torch.float32).contiguous()
-        for c, p in self.bg.items():
-            tensors[f"bg.{c}"] = p.detach().to("cpu", torch.float32).contiguous()
-        header = dict(self.header, num_classes=self.num_classes, channels=self.channels)
-        meta = {"format": LPCAM_FORMAT, "format_version": LPCAM_FORMAT_VERSION, "header": json.dumps(header)}
-        data = st_save(tensors, metadata=meta)
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
-
-    @classmethod
-    def load(cls, path: str | Path) -> LPCAMPrototypes:
-        """Read a file written by :meth:`save`. Raises :class:`CheckpointError` naming what is wrong."""
-        return load_lpcam(path)
-
-
-def _mean_unit(p: Tensor) -> Tensor:
-    p = p.to(torch.float64)
-    return (p / torch.linalg.vector_norm(p, dim=1, keepdim=True).clamp_min(1e-8)).mean(dim=0)
-
-
-def load_lpcam(path: str | Path) -> LPCAMPrototypes:
-    """Load LPCAM prototypes from a safetensors file (see :meth:`LPCAMPrototypes.save`)."""
-    from safetensors import safe_open  # lazy
-
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: LPCAM prototype file not found (fix: run fit_lpcam(...).save(path))")
-    try:
-        with safe_open(str(path), framework="pt") as fh:
-            meta = fh.metadata() or {}
-            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
-    except CheckpointError:
-        raise
-    except Exception as exc:  # safetensors raises its own SafetensorError / OSError
-        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from exc
-    if meta.get("format") != LPCAM_FORMAT:
-        raise CheckpointError(f"{path}: format is {meta.get('format')!r}, expected {LPCAM_FORMAT!r}")
-    if meta.get("format_version") != LPCAM_FORMAT_VERSION:
-        raise CheckpointError(
-            f"{path}: format_version {meta.get('format_version')!r} is not supported (expected "
-            f"{LPCAM_FORMAT_VERSION}); refit the prototypes with this version"
-        )
-    try:
-        header = json.loads(meta["header"])
-        num_classes = int(header.pop("num_classes"))
-        channels = int(header.pop("channels"))
-    except (KeyError, ValueError, TypeError) as exc:
-        raise CheckpointError(f"{path}: malformed header ({exc})") from exc
-    fg: dict[int, Tensor] = {}
-    bg: dict[int, Tensor] = {}
-    for key, t in tensors.items():
-        kind, _, idx = key.partition(".")
-        if kind not in ("fg", "bg") or not idx.isdigit():
-            raise CheckpointError(f"{path}: unexpected tensor {key!r} (expected fg.<class> / bg.<class>)")
-        c = int(idx)
-        if c >= num_classes or t.ndim != 2 or t.shape[1] != channels or t.dtype != torch.float32:
-            raise CheckpointError(
-                f"{path}: tensor {key!r} has shape {tuple(t.shape)} {t.dtype}; expected (n, {channels}) float32 for "
-                f"a class < {num_classes}"
-            )
-        (fg if kind == "fg" else bg)[c] = t
-    return LPCAMPrototypes(fg=fg, bg=bg, num_classes=num_classes, channels=channels, header=header)
+    n, _, h_in, w_in = x.shape
+    h, w = a.shape[-2:]
+    if mode == "feature":
+        cam = _relu_cam(a, wc)
+        return cam / (cam.flatten(1).amax(dim=1)[:, None, None] + LPCAM_CAM_EPS)
+    if mode != "official":
+        raise ConfigError(f"split must be 'official' or 'feature', got {mode!r}")
+    if not scales:
+        raise ConfigError("split_scales must name at least one scale")
+    r = _stride((h_in, w_in), (h, w))
+    up = (math.ceil(h_in / r) * r, math.ceil(w_in / r) * r) if r else (h_in, w_in)
+    total = torch.zeros(n, h_in, w_in, dtype=a.dtype, device=a.device)
+    for s in scales:
+        xs = rescale_images(x, float(s))
+        a_s = a if float(s) == 1.0 else capture(xs)
+        cam = _relu_cam(a_s, wc)
+        if flip:
+            cam = cam + torch.flip(_relu_cam(capture(torch.flip(xs, dims=(3,))), wc), dims=(2,))
+        big = nn.functional.interpolate(cam[:, None], size=up, mode="bilinear", align_corners=False)[:, 0]
+        total = total + big[:, :h_in, :w_in]
+    total = total / (total.flatten(1).amax(dim=1)[:, None, None] + LPCAM_CAM_EPS)
+    return nn.functional.interpolate(total[:, None], size=(h, w), mode="nearest")[:, 0]
 
 
 # ------------------------------------------------------------------------------------------------------- fit
@@ -237,7 +237,7 @@ def _batches(loader: Iterable[Any]) -> Iterable[tuple[Tensor, Tensor]]:
         yield images, labels.reshape(-1)
 
 
-def fit_lpcam(
+def cluster_lpcam(
     model: nn.Module,
     loader: Iterable[Any],
     *,
@@ -246,81 +246,84 @@ def fit_lpcam(
     num_clusters: int = 12,
     seed: int = 0,
     select_threshold: float = 0.1,
-    fg_threshold: float = 0.9,
-    bg_band: tuple[float, float] = (0.05, 0.9),
+    split: SplitMode = "official",
+    split_scales: Sequence[float] = OFFICIAL_SCALES,
+    split_flip: bool = True,
     tol: float = 5.0,
     max_iter: int = 300,
-    fallback: bool = True,
     max_vectors_per_class: int | None = None,
+    memory_limit_mb: float | None = 2048.0,
     arch: str | None = None,
-) -> LPCAMPrototypes:
-    """Fit LPCAM prototypes from training images (see the module docstring for the algorithm).
+) -> LPCAMClusters:
+    """Collect FG / BG feature vectors per class, cluster them and score every centre with the classifier.
 
     Args:
         model: classifier whose target layer feeds GAP -> ``head`` (a CAMClassifier).
-        loader: iterable of ``{"image": (N,3,H,W), "label": (N,)}`` dicts or ``(images, labels)`` tuples.
+        loader: iterable of ``{"image": (N,3,H,W), "label": (N,)}`` dicts or ``(images, labels)`` tuples
+            (normalised float images; e.g. a DataLoader over
+            ``Subset(ds, class_balanced_indices(labels, per_class=N))``).
         target_layer: layer of the local features (``model.cam_layer`` by default).
         head: the Linear after GAP (``model.head`` by default).
         num_clusters: K for each of the FG and BG sets (12).
-        seed: seeds the k-means initialisation (class c, set s uses ``Generator().manual_seed(seed*1009 + 2c + s)``
-            so a class's prototypes do not depend on which other classes are fitted). Same seed -> same result.
-        select_threshold: CAM threshold splitting FG (>) and BG (<) locations (0.1).
-        fg_threshold: a FG centre is kept when ``p[c] >`` this (0.9).
-        bg_band: a BG centre is kept when ``lo < p[c] < hi`` ((0.05, 0.9)).
+        seed: seeds k-means and the subsampling (class c, set s use ``seed*1009 + 2c + s``). Same seed -> same result.
+        select_threshold: split CAM threshold (FG ``>``, BG ``<``; 0.1).
+        split, split_scales, split_flip: how the split CAM is made (module docstring, step 1).
         tol, max_iter: k-means stopping rule (``shift^2 < tol``) and cap.
-        fallback: keep the FG centre with the highest ``p[c]`` when none passes ``fg_threshold``.
-        max_vectors_per_class: if set, each class's FG/BG sets are subsampled (seeded) to at most this many rows
-            before clustering (memory bound: all vectors of a class are kept on the CPU otherwise).
+        max_vectors_per_class: cap on each class's FG and BG sets, applied while collecting.
+        memory_limit_mb: budget for all collected vectors (per-set cap = budget / (2 * classes * C * 4 B), at least
+            K rows), applied while collecting; ``None`` with ``max_vectors_per_class=None`` keeps every vector.
         arch: recorded in the header (default ``model.arch`` when it is a str, else the class name).
 
     Returns:
-        :class:`LPCAMPrototypes` for every class that has at least one training image.
+        :class:`~fcam_deploy.cams.prototypes.LPCAMClusters` for every class that has at least one image.
     """
     if num_clusters < 1:
         raise InputError(f"num_clusters must be >= 1, got {num_clusters}")
+    if split not in ("official", "feature"):
+        raise ConfigError(f"split must be 'official' or 'feature', got {split!r}")
     cap = _Capture(model, target_layer)
     lin = resolve_head(model, head)
     device, dtype = model_device_dtype(model)
     w = lin.weight.detach()
-    fg_rows: dict[int, list[Tensor]] = {}
-    bg_rows: dict[int, list[Tensor]] = {}
-    with preserve_model_state(model):
+    channels = int(w.shape[1])
+    store = FeatureReservoir(channels, seed, max_vectors_per_class=max_vectors_per_class,
+                             memory_limit_mb=memory_limit_mb, min_rows=num_clusters)
+
+    def capture(images: Tensor) -> Tensor:
+        return cap._forward_capture(images, for_grad=False)[0]
+
+    n_images = 0
+    with preserve_model_state(model), torch.no_grad():
         for images, labels in _batches(loader):
             x = validate_images(images, device, dtype)
             a, logits = cap._forward_capture(x, for_grad=False)
             cls = resolve_classes(labels, x.shape[0], int(logits.shape[1]), logits)
             if a.shape[1] != lin.in_features:
                 raise InputError(f"target layer has {a.shape[1]} channels but the head expects {lin.in_features}")
-            cam = torch.relu(torch.einsum("nc,nchw->nhw", w.index_select(0, cls).to(a.dtype), a))
-            cam = cam / (cam.flatten(1).amax(dim=1)[:, None, None] + 1e-5)
+            cam = split_cams(capture, x, a, w.index_select(0, cls), mode=split, scales=split_scales, flip=split_flip)
             feats = a.permute(0, 2, 3, 1)  # (N, h, w, C)
             for i in range(x.shape[0]):
                 c = int(cls[i])
-                fg_rows.setdefault(c, []).append(feats[i][cam[i] > select_threshold].to("cpu", torch.float32))
-                bg_rows.setdefault(c, []).append(feats[i][cam[i] < select_threshold].to("cpu", torch.float32))
+                store.add(c, 0, feats[i][cam[i] > select_threshold].to("cpu", torch.float32))
+                store.add(c, 1, feats[i][cam[i] < select_threshold].to("cpu", torch.float32))
+            n_images += int(x.shape[0])
     w_cpu = w.to("cpu", torch.float32)
-    channels = int(w.shape[1])
     fg: dict[int, Tensor] = {}
     bg: dict[int, Tensor] = {}
-    counts: dict[str, list[int]] = {}
-    for c in sorted(fg_rows):
+    p_fg: dict[int, Tensor] = {}
+    p_bg: dict[int, Tensor] = {}
+    vectors: dict[str, list[int]] = {}
+    for c in store.classes:
         sets = []
-        for s, rows in enumerate((fg_rows[c], bg_rows[c])):
-            gen = torch.Generator().manual_seed(seed * 1009 + 2 * c + s)
-            x = torch.cat(rows) if rows else torch.zeros(0, channels)
-            if max_vectors_per_class is not None and x.shape[0] > max_vectors_per_class:
-                x = x[torch.randperm(x.shape[0], generator=gen)[:max_vectors_per_class]]
-            sets.append(kmeans_cosine(x, num_clusters, gen, tol=tol, max_iter=max_iter) if len(x) else x)
-        fg_c, bg_c = sets
-        p_fg = torch.softmax(fg_c @ w_cpu.T, dim=1)[:, c] if len(fg_c) else torch.zeros(0)
-        keep = p_fg > fg_threshold
-        if not bool(keep.any()) and fallback and len(fg_c):
-            keep = p_fg == p_fg.max()
-        p_bg = torch.softmax(bg_c @ w_cpu.T, dim=1)[:, c] if len(bg_c) else torch.zeros(0)
-        keep_bg = (p_bg > bg_band[0]) & (p_bg < bg_band[1])
-        fg[c] = fg_c[keep].contiguous()
-        bg[c] = bg_c[keep_bg].contiguous()
-        counts[str(c)] = [int(fg[c].shape[0]), int(bg[c].shape[0])]
+        for s in (0, 1):
+            x_rows = store.rows(c, s)
+            sets.append(kmeans_cosine(x_rows, num_clusters, set_seed(seed, c, s), tol=tol, max_iter=max_iter)
+                        if len(x_rows) else x_rows)
+        fg[c], bg[c] = sets
+        p_fg[c] = torch.softmax(fg[c] @ w_cpu.T, dim=1)[:, c] if len(fg[c]) else torch.zeros(0)
+        p_bg[c] = torch.softmax(bg[c] @ w_cpu.T, dim=1)[:, c] if len(bg[c]) else torch.zeros(0)
+        vectors[str(c)] = [store.seen.get((c, 0), 0), store.seen.get((c, 1), 0),
+                           int(store.rows(c, 0).shape[0]), int(store.rows(c, 1).shape[0])]
     if arch is None:
         arch = getattr(model, "arch", None)
         if not isinstance(arch, str):
@@ -331,23 +334,109 @@ def fit_lpcam(
         "K": num_clusters,
         "seed": seed,
         "select_threshold": select_threshold,
-        "fg_threshold": fg_threshold,
-        "bg_band": list(bg_band),
+        "split": split,
+        "split_scales": [float(s) for s in split_scales] if split == "official" else [1.0],
+        "split_flip": bool(split_flip) if split == "official" else False,
         "tol": tol,
         "max_iter": max_iter,
-        "fallback": fallback,
         "max_vectors_per_class": max_vectors_per_class,
-        "prototype_counts": counts,
+        "memory_limit_mb": memory_limit_mb,
+        "images": n_images,
+        "vectors_seen_kept": vectors,  # class -> [fg seen, bg seen, fg clustered, bg clustered]
     }
-    return LPCAMPrototypes(fg=fg, bg=bg, num_classes=int(w.shape[0]), channels=channels, header=header)
+    return LPCAMClusters(fg=fg, bg=bg, p_fg=p_fg, p_bg=p_bg, num_classes=int(w.shape[0]), channels=channels,
+                         header=header)
+
+
+def fit_lpcam(
+    model: nn.Module,
+    loader: Iterable[Any],
+    *,
+    fg_threshold: float = VOC_THRESHOLDS["fg_threshold"],
+    bg_band: tuple[float, float] = VOC_THRESHOLDS["bg_band"],
+    fallback: bool = True,
+    on_no_context: OnNoContext = "warn",
+    **cluster_kw: Any,
+) -> LPCAMPrototypes:
+    """Fit LPCAM prototypes: :func:`cluster_lpcam` (``cluster_kw``) then
+    :meth:`~fcam_deploy.cams.prototypes.LPCAMClusters.select` (``fg_threshold``, ``bg_band``, ``fallback``,
+    ``on_no_context``).
+
+    The threshold defaults are VOC's; for a WSOL classifier choose them on its validation split
+    (:func:`select_lpcam_thresholds`): with VOC's a class may keep no context prototype, which warns by default.
+    """
+    clusters = cluster_lpcam(model, loader, **cluster_kw)
+    return clusters.select(fg_threshold, bg_band, fallback=fallback, on_no_context=on_no_context, stacklevel=3)
+
+
+@dataclass(frozen=True)
+class ThresholdSearch:
+    """Result of :func:`select_lpcam_thresholds`.
+
+    Attributes:
+        best: the chosen ``{"fg_threshold": float, "bg_band": (lo, hi)}``.
+        prototypes: the prototypes selected with ``best``.
+        table: one row per candidate: thresholds, ``score``, ``classes_without_context``, ``context_prototypes``
+            (total), ``fg_prototypes`` (total).
+    """
+
+    best: dict[str, Any]
+    prototypes: LPCAMPrototypes
+    table: list[dict[str, Any]]
+
+
+def select_lpcam_thresholds(
+    clusters: LPCAMClusters,
+    score: Callable[[LPCAMPrototypes], float],
+    candidates: Sequence[dict[str, Any]] = DEFAULT_THRESHOLD_GRID,
+    *,
+    fallback: bool = True,
+) -> ThresholdSearch:
+    """Choose the selection thresholds that maximise ``score`` (e.g. validation MaxBoxAccV2 of the LPCAM maps).
+
+    The clusters are computed once; each candidate only re-selects centres (no re-clustering). Ties keep the
+    earlier candidate (VOC's rule first in :data:`DEFAULT_THRESHOLD_GRID`).
+
+    Args:
+        clusters: from :func:`cluster_lpcam` on the training split.
+        score: prototypes -> a number, higher is better; it must not look at the test split.
+        candidates: dicts with ``fg_threshold`` and ``bg_band``.
+        fallback: passed to :meth:`~fcam_deploy.cams.prototypes.LPCAMClusters.select`.
+    """
+    if not candidates:
+        raise ConfigError("select_lpcam_thresholds needs at least one candidate")
+    best_i, best_score = -1, -math.inf
+    table: list[dict[str, Any]] = []
+    chosen: LPCAMPrototypes | None = None
+    for i, cand in enumerate(candidates):
+        try:
+            fg_t, band = float(cand["fg_threshold"]), (float(cand["bg_band"][0]), float(cand["bg_band"][1]))
+        except (KeyError, TypeError, IndexError, ValueError) as exc:
+            raise ConfigError(f"candidate {cand!r} needs fg_threshold and bg_band=(lo, hi) ({exc})") from exc
+        protos = clusters.select(fg_t, band, fallback=fallback, on_no_context="ignore")
+        value = float(score(protos))
+        counts = protos.counts()
+        table.append({"fg_threshold": fg_t, "bg_band": list(band), "score": value,
+                      "classes_without_context": len(protos.classes_without_context()),
+                      "fg_prototypes": sum(nf for nf, _ in counts.values()),
+                      "context_prototypes": sum(nb for _, nb in counts.values())})
+        if value > best_score:
+            best_i, best_score, chosen = i, value, protos
+    assert chosen is not None
+    best = {"fg_threshold": table[best_i]["fg_threshold"], "bg_band": tuple(table[best_i]["bg_band"])}
+    header = dict(chosen.header, threshold_search={"best_index": best_i, "score": best_score})
+    chosen = LPCAMPrototypes(fg=chosen.fg, bg=chosen.bg, num_classes=chosen.num_classes, channels=chosen.channels,
+                             header=header)
+    return ThresholdSearch(best=best, prototypes=chosen, table=table)
 
 
 def lpcam_mean_of_cosines(features: Tensor, fg: Tensor, bg: Tensor | None) -> Tensor:
-    """The literal §3.5 form for one class (reference/oracle): ``FG = mean_j cos(f, fg_j)``, and with context
+    """The literal official form for one class (reference/oracle): ``FG = mean_j cos(f, fg_j)``, and with context
     prototypes ``ReLU(FG - mean_k cos(f, bg_k))``. ``features``: ``(N, C, h, w)``; returns ``(N, h, w)``."""
     def mean_cos(protos: Tensor) -> Tensor:
         sims = [
-            nn.functional.cosine_similarity(features, p.to(features)[None, :, None, None], dim=1) for p in protos
+            nn.functional.cosine_similarity(features, p.to(features)[None, :, None, None], dim=1, eps=COSINE_EPS)
+            for p in protos
         ]
         return torch.stack(sims).mean(dim=0)
 
@@ -365,7 +454,11 @@ class LPCAM(BaseExtractor):
         model: the classifier the prototypes were fitted on.
         prototypes: :class:`LPCAMPrototypes` or a path to their safetensors file.
         target_layer: defaults to the layer recorded in the prototypes' header.
-        flip: ``f = F(x) + flip(F(flip(x)))`` as the LPCAM code (one scale).
+        flip: ``f = F(x) + flip(F(flip(x)))`` per scale, as the official code.
+        scales: image scales whose maps are averaged (official: :data:`OFFICIAL_SCALES`). With anything but
+            ``(1.0,)`` each scale's map is resized bilinearly (align_corners=False) to the stride-rounded input size
+            and cropped, as ``make_lpcam.py``'s ``high_res``, so ``lowres`` is then at the input resolution.
+        upsample, normalize: see :class:`~fcam_deploy.cams.extractors.BaseExtractor`.
     """
 
     method = "lpcam"
@@ -377,6 +470,7 @@ class LPCAM(BaseExtractor):
         target_layer: nn.Module | str | None = None,
         *,
         flip: bool = False,
+        scales: Sequence[float] = (1.0,),
         upsample: Upsample = "bilinear",
         normalize: Normalize = "minmax",
     ) -> None:
@@ -387,11 +481,15 @@ class LPCAM(BaseExtractor):
         if target_layer is None:
             target_layer = prototypes.header.get("layer")
         super().__init__(model, target_layer, upsample=upsample, normalize=normalize)
+        scales = tuple(float(s) for s in scales)
+        if not scales or any(not s > 0 for s in scales):
+            raise InputError(f"scales must be a non-empty sequence of positive numbers, got {scales}")
         self.prototypes = prototypes
         self.flip = bool(flip)
+        self.scales = scales
         self._head = LPCAMHead()
 
-    def _raw_maps(self, x: Tensor, classes: Any) -> tuple[Tensor, Tensor, Tensor]:
+    def _features(self, x: Tensor) -> tuple[Tensor, Tensor]:
         a, logits = self._forward_capture(x, for_grad=False)
         if a.shape[1] != self.prototypes.channels:
             raise InputError(
@@ -401,6 +499,10 @@ class LPCAM(BaseExtractor):
         if self.flip:
             a_flip, _ = self._forward_capture(torch.flip(x, dims=(3,)), for_grad=False)
             a = a + torch.flip(a_flip, dims=(3,))
+        return a, logits
+
+    def _raw_maps(self, x: Tensor, classes: Any) -> tuple[Tensor, Tensor, Tensor]:
+        a, logits = self._features(x)
         cls = resolve_classes(classes, x.shape[0], self.prototypes.num_classes, logits)
         vectors, has_bg, avail = self.prototypes.class_vectors(a.device, a.dtype)
         missing = sorted({int(c) for c in cls[~avail.index_select(0, cls)].tolist()})
@@ -408,4 +510,14 @@ class LPCAM(BaseExtractor):
             raise InputError(f"LPCAM has no prototypes for classes {missing} (no training images of them were fitted)")
         with torch.no_grad():
             raw = self._head(a, vectors, has_bg, cls)
-        return raw, logits, cls
+            if self.scales == (1.0,):
+                return raw, logits, cls
+            h_in, w_in = x.shape[-2:]
+            r = _stride((h_in, w_in), (a.shape[-2], a.shape[-1]))
+            up = (math.ceil(h_in / r) * r, math.ceil(w_in / r) * r) if r else (h_in, w_in)
+            total = torch.zeros(x.shape[0], h_in, w_in, dtype=a.dtype, device=a.device)
+            for s in self.scales:
+                m = raw if s == 1.0 else self._head(self._features(rescale_images(x, s))[0], vectors, has_bg, cls)
+                big = nn.functional.interpolate(m[:, None], size=up, mode="bilinear", align_corners=False)[:, 0]
+                total = total + big[:, :h_in, :w_in]
+        return total / len(self.scales), logits, cls

@@ -25,11 +25,14 @@ COMMAND_MODULES: tuple[str, ...] = (
     "score",  # fcam score
     "demo",  # fcam demo
     "export",  # fcam export
+    "quantize",  # fcam quantize
     "parity",  # fcam parity
     "engine",  # fcam build-engine
     "doctor",  # fcam doctor
     "predict",  # fcam predict
     "bench",  # fcam bench
+    "localize",  # fcam localize (scale extra for --engine ray)
+    "serve",  # fcam serve (scale extra)
 )
 
 
@@ -57,6 +60,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     level = logging.WARNING - 10 * min(int(args.verbose), 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:
+        extra = getattr(args, "needs_extra", None)
+        if extra:  # commands of an optional extra say so before any work (exit 2, no traceback)
+            from fcam_deploy._extras import require_extra
+
+            require_extra(extra, f"fcam {args.command}")
         return int(args.func(args))
     except FcamError as exc:
         print(f"fcam {args.command}: error: {exc}", file=sys.stderr)

@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--checkpoint", type=Path, help="a trained checkpoint to benchmark (localization needs one)")
     p.add_argument("--data", type=Path, help="dataset folder (default: a small synthetic set is generated)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
-    p.set_defaults(func=_run)
+    p.set_defaults(func=_run, needs_extra="train")
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--seed", type=int, help="data + training seed (default: the config's)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--no-bench", action="store_true", help="skip the closing benchmark suite")
-    p.set_defaults(func=_run)
+    p.set_defaults(func=_run, needs_extra="train")
 
 
 def _run(args: argparse.Namespace) -> int:

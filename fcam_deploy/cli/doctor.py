@@ -70,9 +70,22 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def _version(module: str) -> tuple[Any | None, str]:
     try:
         mod = importlib.import_module(module)
-    except Exception as exc:  # ImportError, or OSError from a native library behind the module
+    except Exception as exc:  # noqa: BLE001 - ImportError, or OSError from a native library behind the module
         return None, f"{type(exc).__name__}: {exc}"
     return mod, str(getattr(mod, "__version__", "unknown"))
+
+
+def _tensorrt() -> tuple[Any | None, str]:
+    """(module, version) when TensorRT's Python bindings import, else (None, why): a namespace package left by a
+    stub-only install (``tensorrt-stubs``) imports but is not TensorRT."""
+    from fcam_deploy.errors import BackendUnavailableError
+    from fcam_deploy.export.tensorrt import import_tensorrt
+
+    try:
+        mod = import_tensorrt()
+    except (BackendUnavailableError, OSError) as exc:  # OSError: a native library behind the bindings
+        return None, f"{type(exc).__name__}: {exc}"
+    return mod, str(mod.__version__)
 
 
 def _library_path(arg: Path | None, env: str) -> tuple[Path | None, str]:
@@ -90,10 +103,15 @@ def collect(plugins: Path | None = None, ort_ops: Path | None = None, engine: bo
         Check("python", "ok", f"{platform.python_version()} ({sys.executable}) on {platform.platform()}")
     ]
 
+    from fcam_deploy.ops.cpu import native_cpu_available
+
+    core_ok, core_where = native_cpu_available()
+    checks.append(Check("native-core", "ok" if core_ok else "fail", core_where, {"path": core_where if core_ok else None}))
+
     torch, tv = _version("torch")
     gpus: list[dict[str, Any]] = []
-    if torch is None:
-        checks.append(Check("torch", "fail", tv))
+    if torch is None:  # the lean install: torch belongs to the train extra
+        checks.append(Check("torch", "missing", f'{tv} (the train extra: pip install "fcam-deploy[train]")'))
     else:
         cuda_build = torch.version.cuda
         avail = bool(torch.cuda.is_available())
@@ -118,9 +136,9 @@ def collect(plugins: Path | None = None, ort_ops: Path | None = None, engine: bo
         checks.append(Check("onnxruntime", "ok", f"{ov}; providers: {', '.join(providers)}",
                             {"version": ov, "providers": providers, "device": ort.get_device()}))
 
-    trt, trv = _version("tensorrt")
+    trt, trv = _tensorrt()
     checks.append(Check("tensorrt", "ok" if trt is not None else "missing",
-                        trv if trt is not None else f"not importable ({trv}); the TensorRT leg cannot run here",
+                        trv if trt is not None else f"not usable ({trv}); the TensorRT leg cannot run here",
                         {"version": trv if trt is not None else None}))
 
     cb, cbv = _version("cuda.bindings")
@@ -166,13 +184,15 @@ def _check_trt_plugins(arg: Path | None, trt: Any | None) -> Check:
         return Check("trt-plugins", "ok", f"{path}: dlopen ok, exports getCreators/setLoggerFinder (TensorRT absent: "
                      "registry load not tried)", info)
     try:
+        import tensorrt as trt_typed  # type: ignore[import-not-found, unused-ignore]  # = trt, statically typed
+
         from fcam_deploy.export.tensorrt import load_plugin_libraries
 
-        logger = trt.Logger(trt.Logger.WARNING)
-        load_plugin_libraries(trt, trt.Runtime(logger).get_plugin_registry(), [path])
+        logger = trt_typed.Logger(trt_typed.Logger.WARNING)
+        load_plugin_libraries(trt, trt_typed.Runtime(logger).get_plugin_registry(), [path])
         creators = [f"{c.name}/{c.plugin_version}/{c.plugin_namespace}"
-                    for c in trt.get_plugin_registry().all_creators if c.plugin_namespace == "fcam"]
-    except Exception as exc:  # reported, not swallowed: it becomes a failed check
+                    for c in trt_typed.get_plugin_registry().all_creators if c.plugin_namespace == "fcam"]
+    except Exception as exc:  # noqa: BLE001 - reported, not swallowed: it becomes a failed check
         return Check("trt-plugins", "fail", f"{path}: TensorRT registry rejected it: {exc}", info)
     info["creators"] = creators
     return Check("trt-plugins", "ok", f"{path}: loaded by TensorRT; fcam creators: {creators or 'none'}", info)
@@ -190,7 +210,7 @@ def _check_ort_ops(arg: Path | None, ort: Any | None) -> Check:
         return Check("ort-custom-ops", "skipped", "onnxruntime missing", info)
     try:
         ort.SessionOptions().register_custom_ops_library(str(path))
-    except Exception as exc:  # onnxruntime raises its own Fail/RuntimeException types
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own Fail/RuntimeException types
         return Check("ort-custom-ops", "fail", f"{path}: register_custom_ops_library failed: {exc}", info)
     return Check("ort-custom-ops", "ok", f"{path}: registered with ONNX Runtime", info)
 
@@ -201,7 +221,7 @@ def _check_torch_extension(torch: Any | None) -> Check:
     try:
         ops = importlib.import_module("fcam_deploy.ops")
         status = ops.native_status()
-    except Exception as exc:  # a broken ops package is a failure to report
+    except Exception as exc:  # noqa: BLE001 - a broken ops package is a failure to report
         return Check("torch-extension", "fail", f"fcam_deploy.ops failed to load: {type(exc).__name__}: {exc}")
     info = {"available": bool(status.available), "cuda_kernel": bool(status.cuda), "reason": status.reason}
     if not status.available:
@@ -216,7 +236,7 @@ def _built_hint(kind: str) -> str:
     try:
         ops = importlib.import_module("fcam_deploy.ops")
         path = ops.trt_plugin_path() if kind == "trt" else ops.ort_library_path()
-    except Exception:  # the hint is optional; a broken ops package is reported by the torch-extension check
+    except Exception:  # noqa: BLE001 - optional hint; a broken ops package is reported by the torch-extension check
         return ""
     return f"; a build exists at {path}" if path is not None else ""
 
@@ -238,7 +258,7 @@ def _check_engine_parity() -> Check:
             ref = dict(zip([o.name for o in session.get_outputs()], session.run(None, {"images": images}), strict=True))
             with open_runner(plan, device="cuda:0") as runner:
                 got = runner.run(images)
-        except Exception as exc:  # every failure of the leg is the finding this command exists to report
+        except Exception as exc:  # noqa: BLE001 - every failure of the leg is the finding this command exists to report
             return Check("tensorrt-engine", "fail", f"{type(exc).__name__}: {exc}")
     diffs = {k: float(np.max(np.abs(got[k].astype(np.float64) - ref[k].astype(np.float64)))) for k in ref}
     exact = bool(np.array_equal(got["pred_class"], ref["pred_class"]))

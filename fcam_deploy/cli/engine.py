@@ -44,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--no-tf32", action="store_true", help="disable TF32 tactics (fp32-exact convolutions)")
     p.add_argument("--trt-verbose", action="store_true", help="TensorRT verbose log")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
-    p.set_defaults(func=_run)
+    p.set_defaults(func=_run, needs_extra="train")
 
 
 def _run(args: argparse.Namespace) -> int:

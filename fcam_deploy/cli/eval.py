@@ -40,17 +40,31 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--lpcam-prototypes", type=Path, default=None, help="fitted LPCAM prototypes (method lpcam)")
     p.add_argument("--engine", choices=("auto", "fast", "reference"), default="auto", help="box engine")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=_run)
+    p.set_defaults(func=_run, needs_extra="train")
+
+
+def _checkpoint_digest(checkpoint: Path) -> str | None:
+    try:
+        cfg = json.loads((checkpoint / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    sha = cfg.get("weights_sha256") if isinstance(cfg, dict) else None
+    return sha if isinstance(sha, str) else None
 
 
 def _run(args: argparse.Namespace) -> int:
-    from fcam_deploy.cli.score import write_json_atomic
+    from fcam_deploy.cli._paths import output_dir, output_file, write_json
     from fcam_deploy.data import open_dataset
     from fcam_deploy.metrics.model_eval import evaluate_model
     from fcam_deploy.models import load_checkpoint
 
+    output_file(args.json, "--json")
+    if args.save_maps is not None:
+        output_dir(args.save_maps, "--save-maps")
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size {args.batch_size}: need >= 1")
+    if args.limit is not None and args.limit < 1:
+        raise ConfigError(f"--limit {args.limit}: need >= 1")
     method_kw = {}
     if args.method == "lpcam":
         if args.lpcam_prototypes is None:
@@ -66,8 +80,8 @@ def _run(args: argparse.Namespace) -> int:
         data,
         args.method,
         classes=args.classes,
-        mean=tuple(meta.mean),
-        std=tuple(meta.std),
+        mean=meta.mean,
+        std=meta.std,
         cam_curve_interval=args.cam_curve_interval,
         iou_thresholds=tuple(args.iou),
         batch_size=args.batch_size,
@@ -79,11 +93,13 @@ def _run(args: argparse.Namespace) -> int:
         method_kw=method_kw,
         progress=not args.no_progress,
         input_size=tuple(meta.input_size),
+        run_info={"checkpoint": args.checkpoint.name, "checkpoint_sha256": _checkpoint_digest(args.checkpoint),
+                  "data": args.data.resolve().name, "split": args.split},
     )
     res["checkpoint"] = str(args.checkpoint)
     res["split"] = args.split
     res["seconds"] = round(time.perf_counter() - t0, 3)
-    write_json_atomic(args.json, res)
+    write_json(args.json, res)
     shown = {k: (round(v, 2) if isinstance(v, float) else v) for k, v in res.items()
              if k in ("method", "MaxBoxAcc", "MaxBoxAccV2", "PxAP", "num_images")}
     print(json.dumps(shown))

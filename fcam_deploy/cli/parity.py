@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("model", type=Path, help=".onnx written by `fcam export`")
     p.add_argument("--data", type=Path, required=True, help="dataset folder (wsolevaluation layout)")
     p.add_argument("--json", type=Path, required=True, help="report file to write")
-    p.add_argument("--checkpoint", type=Path, default=None, help="checkpoint (default: path in the model metadata)")
+    p.add_argument("--checkpoint", type=Path, default=None, help="checkpoint (default: the folder named in the model metadata, next to MODEL, if its weights digest matches)")
     p.add_argument("--split", default="test")
     p.add_argument("--plugins", type=Path, default=None, help="libfcam_ort_ops.so for custom-op graphs")
     p.add_argument("--against", type=Path, default=None, help="second .onnx (e.g. the standard-ONNX graph)")
@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--limit", type=int, default=None, help="use only the first N images")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--no-metrics", action="store_true", help="skip MaxBoxAccV2/PxAP")
-    p.set_defaults(func=_run)
+    p.set_defaults(func=_run, needs_extra="train")
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -1,19 +1,21 @@
 """`fcam score`: score saved localization maps with the exact WSOL protocol (MaxBoxAcc, MaxBoxAccV2, PxAP).
 
 Maps are ``<maps>/<image_id>.npy`` (the image id keeps its extension, e.g. ``test/a/1.png.npy``), 224 x 224, float
-in [0, 1] -- the layout wsolevaluation reads and ``fcam eval --save-maps`` writes.
+in [0, 1] -- the layout wsolevaluation reads and ``fcam eval --save-maps`` writes. A folder written by ``fcam eval``
+carries ``maps_manifest.json``: it is scored only when that manifest says the run finished, covers every image of
+the metadata and every map's SHA-256 matches (no map of another run); ``--no-manifest`` scores folders of other
+tools without that check.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from fcam_deploy.cli._paths import output_file, refuse_overwriting_inputs, write_json
 from fcam_deploy.errors import ConfigError, InputError
 
 __all__ = ["register", "resolve_metadata", "write_json_atomic"]
@@ -49,8 +51,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     p.add_argument("--engine", choices=("auto", "fast", "reference"), default="auto", help="box engine")
     p.add_argument("--json", required=True, type=Path, help="output JSON file")
+    p.add_argument(
+        "--no-manifest",
+        action="store_true",
+        help="score a folder without the maps_manifest.json of `fcam eval --save-maps` (maps written by another "
+        "tool): then nothing checks that the maps are one complete run. A folder whose manifest says the run did "
+        "not finish is refused either way",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=_run)
+    p.set_defaults(func=_run, needs_extra="train")
 
 
 def resolve_metadata(metadata: Path, split: str | None, masks: Path | None) -> tuple[Path, Path, Path | None]:
@@ -72,19 +81,8 @@ def resolve_metadata(metadata: Path, split: str | None, masks: Path | None) -> t
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write JSON to ``path`` via a temporary file + rename (never a half-written file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write strict JSON to ``path`` atomically (never a half-written file; NaN refused)."""
+    write_json(path, obj)
 
 
 def load_predictions(path: Path) -> dict[str, list[int]]:
@@ -103,13 +101,28 @@ def load_predictions(path: Path) -> dict[str, list[int]]:
 def _run(args: argparse.Namespace) -> int:
     from fcam_deploy.data import load_metadata
     from fcam_deploy.metrics import evaluate_maps, load_map
+    from fcam_deploy.metrics.dataset import (
+        MANIFEST_FILE,
+        check_file_digest,
+        check_image_sizes,
+        check_maps_folder,
+    )
+    from fcam_deploy.metrics.model_eval import PREDICTIONS_FILE
 
+    output_file(args.json, "--json")
     if not args.maps.is_dir():
         raise ConfigError(f"--maps {args.maps}: not a folder")
+    inputs = [args.maps / MANIFEST_FILE, *([args.predictions] if args.predictions is not None else [])]
+    refuse_overwriting_inputs(args.json, inputs, "--json")
     mdir, iroot, mroot = resolve_metadata(args.metadata, args.split, args.masks)
     meta = load_metadata(mdir, iroot, mroot, check_files=False)
+    manifest = check_maps_folder(args.maps, meta.image_ids, require_manifest=not args.no_manifest, split=args.split)
+    digests: dict[str, str] = manifest["maps"] if manifest is not None else {}
+    check_image_sizes(meta, meta.image_ids, iroot)
     predictions = None
     if args.predictions is not None:
+        if manifest is not None and args.predictions.resolve() == (args.maps / PREDICTIONS_FILE).resolve():
+            check_file_digest(args.predictions, manifest, PREDICTIONS_FILE)
         preds = load_predictions(args.predictions)
         missing = [i for i in meta.image_ids if i not in preds]
         if missing:
@@ -119,7 +132,7 @@ def _run(args: argparse.Namespace) -> int:
         print("fcam score: note: the metadata lists masks but no --masks root was given: PxAP is skipped",
               file=sys.stderr)
     res = evaluate_maps(
-        lambda image_id: load_map(args.maps, image_id),
+        lambda image_id: load_map(args.maps, image_id, sha256=digests.get(image_id)),
         meta,
         mask_root=mroot if meta.masks else None,
         cam_curve_interval=args.cam_curve_interval,

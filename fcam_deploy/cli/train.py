@@ -4,7 +4,7 @@ Examples::
 
     fcam train classifier --data DIR --arch resnet50 --out runs/cls [--config cub_resnet50] [--resume]
     fcam train fcam --classifier runs/cls/best --data DIR --out runs/fcam [--config cub_resnet50] [--resume]
-    torchrun --nproc_per_node 2 -m fcam_deploy.cli train fcam ...   # DistributedDataParallel
+    torchrun --nproc_per_node 2 -m fcam_deploy train fcam ...   # DistributedDataParallel (gloo on CPU)
 
 Outputs under --out: ``best/`` (selected checkpoint, with the validation-optimal tau), ``last/``, ``log.jsonl``
 (one JSON record per step / epoch / validation), ``summary.json`` and ``state/`` (what ``--resume`` reads).
@@ -46,11 +46,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     c.add_argument("--arch", help="backbone (default from the config)")
     c.add_argument("--input-size", type=int, help="crop size (default from the config)")
     c.add_argument("--pretrained", type=Path, help="local pretrained trunk weights (.pth / .safetensors)")
-    c.set_defaults(func=_run_classifier)
+    c.set_defaults(func=_run_classifier, needs_extra="train")
     f = st.add_parser("fcam", help="stage 2: F-CAM decoder on a frozen classifier")
     common(f, "cub_resnet50")
     f.add_argument("--classifier", type=Path, required=True, help="stage-1 checkpoint folder (e.g. RUN/best)")
-    f.set_defaults(func=_run_fcam)
+    f.set_defaults(func=_run_fcam, needs_extra="train")
 
 
 def _overrides(args: argparse.Namespace, extra: dict[str, Any]) -> dict[str, Any]:

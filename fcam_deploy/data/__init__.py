@@ -4,7 +4,7 @@ Public names (imported lazily on first access, so ``import fcam_deploy.data`` do
 
 * :func:`load_metadata`, :func:`open_dataset`, :class:`WSOLMetadata`, :func:`load_part_masks`
   (:mod:`.metadata`);
-* :func:`load_image_rgb`, :func:`load_mask`, :func:`image_size`, :data:`DEFAULT_MAX_PIXELS` (:mod:`.images`);
+* :func:`load_image_rgb`, :func:`decode_image_rgb`, :func:`load_mask`, :func:`image_size`, :data:`DEFAULT_MAX_PIXELS` (:mod:`.images`);
 * :func:`train_transform`, :func:`eval_transform`, :data:`IMAGENET_MEAN`, :data:`IMAGENET_STD`
   (:mod:`.transforms`);
 * :class:`WSOLDataset` (:mod:`.dataset`);
@@ -22,6 +22,7 @@ _EXPORTS: dict[str, str] = {
     "load_part_masks": "metadata",
     "open_dataset": "metadata",
     "DEFAULT_MAX_PIXELS": "images",
+    "decode_image_rgb": "images",
     "image_size": "images",
     "load_image_rgb": "images",
     "load_mask": "images",
@@ -41,6 +42,31 @@ _EXPORTS: dict[str, str] = {
     "render_sample": "synth",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "PATTERNS",
+    "Box",
+    "CropFlip",
+    "SynthConfig",
+    "SynthSample",
+    "SynthSummary",
+    "WSOLDataset",
+    "WSOLMetadata",
+    "decode_image_rgb",
+    "eval_transform",
+    "generate_synthetic",
+    "image_size",
+    "item_generator",
+    "load_image_rgb",
+    "load_mask",
+    "load_metadata",
+    "load_part_masks",
+    "open_dataset",
+    "render_sample",
+    "sample_crop_flip",
+    "train_transform",
+]
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

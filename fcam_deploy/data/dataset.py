@@ -48,7 +48,7 @@ def item_generator(seed: int, epoch: int, index: int) -> torch.Generator:
 
 
 class WSOLDataset(Dataset[dict[str, Any]]):
-    """Images and labels of one split, transformed per fcam-method.md §2.6.
+    """Images and labels of one split, transformed per docs/method.md §2.6.
 
     Args:
         meta: the split's metadata.

@@ -19,7 +19,7 @@
 
 :func:`load_mask` loads a mask as uint8 (H, W) grayscale, like ``cv2.imread(path, cv2.IMREAD_GRAYSCALE)``:
 colour -> luma (ITU-R 601-2), alpha dropped, 16-bit scaled to 8-bit. Binarisation (> 0.5 after a nearest
-resize) is the metrics' job (protocol §1.4).
+resize) is the metrics' job (docs/protocol.md §1.4).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from numpy.typing import NDArray
     from PIL import Image as PILImage
 
-__all__ = ["DEFAULT_MAX_PIXELS", "image_size", "load_image_rgb", "load_mask"]
+__all__ = ["DEFAULT_MAX_PIXELS", "decode_image_rgb", "image_size", "load_image_rgb", "load_mask"]
 
 #: Default pixel limit (width * height) above which an image is refused as a decompression bomb
 #: (PIL's own default warning limit, 89.5 megapixels).
@@ -45,8 +45,13 @@ _ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
 _SIXTEEN = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
 
 
-def _open_checked(path: str | Path, max_pixels: int) -> PILImage.Image:
-    """Open (header only), check the pixel count, then decode fully. Returns the decoded image."""
+def _open_checked(path: str | Path, max_pixels: int, data: bytes | None = None) -> PILImage.Image:
+    """Open (header only), check the pixel count, then decode fully. Returns the decoded image.
+
+    With ``data`` the image is decoded from those bytes and ``path`` only names it in messages.
+    """
+    import io
+
     from PIL import Image, ImageFile, UnidentifiedImageError
 
     p = Path(path)
@@ -57,10 +62,12 @@ def _open_checked(path: str | Path, max_pixels: int) -> PILImage.Image:
         )
     if max_pixels < 1:
         raise ImageError(f"max_pixels={max_pixels}: need a positive pixel limit")
-    if not p.is_file():
+    if data is None and not p.is_file():
         raise ImageError(f"{p}: image file not found (fix: check the path and the image root)")
+    if data is not None and not data:
+        raise ImageError(f"{p}: empty image data (0 bytes)")
     try:
-        im = Image.open(p)
+        im = Image.open(p if data is None else io.BytesIO(data))
     except Image.DecompressionBombError as exc:
         raise ImageError(f"{p}: refused as a decompression bomb ({exc}) (fix: downscale the image)") from None
     except UnidentifiedImageError:
@@ -136,7 +143,34 @@ def load_image_rgb(
     p = Path(path)
     if len(background) != 3 or not all(0 <= int(c) <= 255 for c in background):
         raise ImageError(f"background={background!r}: need an RGB triple of 0..255 values")
-    im = _open_checked(p, max_pixels)
+    return _to_rgb(p, _open_checked(p, max_pixels), background)
+
+
+def decode_image_rgb(
+    data: bytes,
+    name: str = "<image bytes>",
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    background: tuple[int, int, int] = (255, 255, 255),
+) -> PILImage.Image:
+    """:func:`load_image_rgb` for an encoded image held in memory (e.g. an HTTP request body).
+
+    Args:
+        data: the encoded file's bytes (any format PIL reads; callers restrict formats themselves).
+        name: how messages name the image.
+        max_pixels: refuse images with ``width * height`` above this (checked from the header, before decoding).
+        background: RGB colour transparent images are composited over.
+
+    Raises:
+        ImageError: empty, corrupt, truncated, too large or of an unsupported mode.
+    """
+    p = Path(name)
+    if len(background) != 3 or not all(0 <= int(c) <= 255 for c in background):
+        raise ImageError(f"background={background!r}: need an RGB triple of 0..255 values")
+    return _to_rgb(p, _open_checked(p, max_pixels, data=bytes(data)), background)
+
+
+def _to_rgb(p: Path, im: PILImage.Image, background: tuple[int, int, int]) -> PILImage.Image:
+    """The decoded image ``im`` (closed here) as 8-bit RGB, by the mode rules of the module docstring."""
     try:
         mode = im.mode
         if mode == "RGB":

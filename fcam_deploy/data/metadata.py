@@ -1,4 +1,4 @@
-"""Reader of the wsolevaluation metadata format (wsol-protocol.md §1.2), strict and with typed errors.
+"""Reader of the wsolevaluation metadata format (docs/protocol.md §1.2), strict and with typed errors.
 
 A split folder holds, one record per line, comma separated, no header, ``\\n`` line ends::
 

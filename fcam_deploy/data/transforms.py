@@ -1,4 +1,4 @@
-"""Train and eval transforms of fcam-method.md §2.6, parameterised by ``(size, resize)``.
+"""Train and eval transforms of docs/method.md §2.6, parameterised by ``(size, resize)``.
 
 * Train: resize to ``resize x resize`` (bilinear, aspect ratio not kept) -> random ``size x size`` crop ->
   random horizontal flip (p = 0.5) -> ToTensor -> Normalize(mean, std). The raw RGB crop (float32 in

@@ -15,7 +15,7 @@ from fcam_deploy._lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
     "LocalizationGraph": "graph",
-    "build_graph": "onnx_export",
+    "build_graph": "graph",
     "export_checkpoint": "onnx_export",
     "export_graph": "onnx_export",
     "read_onnx_metadata": "onnx_export",
@@ -25,6 +25,16 @@ _EXPORTS: dict[str, str] = {
     "load_profile": "profiles",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "ExportProfile",
+    "LocalizationGraph",
+    "ParityReport",
+    "build_graph",
+    "export_checkpoint",
+    "export_graph",
+    "load_profile",
+    "read_onnx_metadata",
+    "run_parity",
+]
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

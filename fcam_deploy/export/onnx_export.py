@@ -2,7 +2,7 @@
 
 Exporter: ``torch.onnx.export(..., dynamo=True)`` (the torch >= 2.9 default; the TorchScript exporter is
 deprecated). The fused post-processing node is emitted with ``torch.onnx.ops.symbolic_multi_out`` from inside
-:class:`~fcam_deploy.export.graph.LocalizationGraph` while exporting, so no global ONNX schema or symbolic
+:class:`~fcam_deploy.runtime.torch_graph.LocalizationGraph` while exporting, so no global ONNX schema or symbolic
 registration is needed; in eager mode the same module calls ``fcam_deploy.ops.cam_postprocess``.
 """
 
@@ -11,84 +11,25 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from fcam_deploy._io import atomic_path
 from fcam_deploy.errors import CheckpointError, ConfigError, ModelFormatError
-from fcam_deploy.export.graph import CUSTOM_OP_DOMAIN, LocalizationGraph
-from fcam_deploy.runtime.base import INPUT_NAME, METHODS, POSTPROCESS_MODES, ModelMetadata
+from fcam_deploy.ops import names
+from fcam_deploy.runtime.base import INPUT_NAME, POSTPROCESS_MODES, ModelMetadata
+from fcam_deploy.runtime.torch_graph import CUSTOM_OP_DOMAIN, build_graph
 
+# build_graph (the checkpoint -> LocalizationGraph loader of the torch backend) is re-exported: export uses it
 __all__ = ["DEFAULT_OPSET", "build_graph", "export_checkpoint", "export_graph", "read_onnx_metadata"]
 
 log = logging.getLogger(__name__)
 
 #: Default ONNX opset (ONNX Runtime >= 1.16 and TensorRT 10.x both take 18).
 DEFAULT_OPSET = 18
-#: tau used when the checkpoint has no validation-optimal threshold.
-DEFAULT_TAU = 0.5
-
-
-def build_graph(
-    checkpoint: Path,
-    method: str | None = None,
-    postprocess: str = "onnx",
-    size: tuple[int, int] | None = None,
-    max_boxes: int = 8,
-    tau: float | None = None,
-) -> tuple[LocalizationGraph, ModelMetadata]:
-    """Load a checkpoint directory and wrap it as a :class:`LocalizationGraph` plus its deploy metadata.
-
-    Args:
-        checkpoint: a checkpoint directory (``config.json`` + ``model.safetensors``).
-        method: map method; default ``fcam`` for an F-CAM checkpoint, ``cam`` for a classifier.
-        postprocess: ``none | onnx | custom-op``.
-        size: ``(H, W)`` graph input size; default the checkpoint's ``input_size``.
-        max_boxes: rows of the ``boxes`` output of a ``custom-op`` graph.
-        tau: mask threshold; default the checkpoint's validation-optimal ``threshold`` (0.5 when it has none).
-
-    Raises:
-        CheckpointError: unreadable checkpoint. ConfigError: incompatible method/options.
-    """
-    from fcam_deploy import __version__
-    from fcam_deploy.models import load_checkpoint
-
-    model, ck = load_checkpoint(Path(checkpoint))
-    kind = getattr(ck, "kind", "classifier")
-    if method is None:
-        method = "fcam" if kind == "fcam" else "cam"
-    if method not in METHODS:
-        raise ConfigError(f"--method must be one of {METHODS}, got {method!r}")
-    if method != "fcam" and kind == "fcam":
-        model = model.classifier  # baselines run on the F-CAM checkpoint's frozen classifier
-    if size is None:
-        size = tuple(int(v) for v in ck.input_size)  # type: ignore[assignment]
-    assert size is not None
-    if tau is None:
-        tau = float(ck.threshold) if getattr(ck, "threshold", None) is not None else DEFAULT_TAU
-    class_names = tuple(getattr(ck, "class_names", None) or [str(i) for i in range(int(ck.num_classes))])
-    meta = ModelMetadata(
-        class_names=class_names,
-        input_size=(int(size[0]), int(size[1])),
-        mean=tuple(float(v) for v in ck.mean),  # type: ignore[arg-type]
-        std=tuple(float(v) for v in ck.std),  # type: ignore[arg-type]
-        tau=float(tau),
-        method=method,
-        postprocess=postprocess,
-        max_boxes=max_boxes if postprocess == "custom-op" else 0,
-        arch=str(getattr(ck, "arch", "")),
-        fcam_deploy_version=__version__,
-        extra={"checkpoint": str(Path(checkpoint).resolve()), "checkpoint_kind": str(kind)},
-    )
-    meta.validate(checkpoint)
-    graph = LocalizationGraph(
-        model, method, postprocess, meta.input_size, meta.mean, meta.std, meta.tau, max_boxes=max_boxes
-    )
-    return graph, meta
 
 
 def export_graph(
@@ -100,7 +41,8 @@ def export_graph(
 ) -> ModelMetadata:
     """Export ``graph`` (a :class:`LocalizationGraph`) to ``out`` with ``meta`` as ``metadata_props``.
 
-    The file is written atomically (temp file + rename) after ``onnx.checker.check_model(full_check=True)``.
+    The file is written atomically (:func:`fcam_deploy._io.atomic_path`: temp file, fsync, rename, umask mode)
+    after ``onnx.checker.check_model(full_check=True)``.
     Returns the metadata actually written (``opset`` and ``dynamic_batch`` filled in).
 
     Raises:
@@ -154,21 +96,17 @@ def export_graph(
         entry = model.metadata_props.add()
         entry.key, entry.value = k, v
     if meta.postprocess == "custom-op" and not any(o.domain == CUSTOM_OP_DOMAIN for o in model.opset_import):
-        model.opset_import.add(domain=CUSTOM_OP_DOMAIN, version=1)
+        model.opset_import.add(domain=CUSTOM_OP_DOMAIN, version=names.ONNX_OPSET_VERSION)
     try:
         onnx.checker.check_model(model, full_check=True)
     except onnx.checker.ValidationError as exc:
         raise ModelFormatError(f"exported graph fails onnx.checker: {exc}") from exc
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=out.name + ".", suffix=".tmp", dir=out.parent)
-    os.close(fd)
     try:
-        onnx.save_model(model, tmp)
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        with atomic_path(out) as tmp:
+            onnx.save_model(model, str(tmp))
+    except IsADirectoryError as exc:
+        raise ConfigError(f"--out {out} is a directory; give a file path (e.g. {out / 'model.onnx'})") from exc
     log.info("wrote %s (%s, postprocess %s, opset %d)", out, meta.method, meta.postprocess, opset)
     return meta
 

@@ -33,7 +33,16 @@ import numpy as np
 from fcam_deploy.errors import ConfigError
 from fcam_deploy.runtime.base import INPUT_NAME, ModelMetadata
 
-__all__ = ["MAP_ATOL", "PXAP_ATOL", "TIE_ATOL", "ParityReport", "compare_runs", "load_split_batches", "run_parity"]
+__all__ = [
+    "MAP_ATOL",
+    "PXAP_ATOL",
+    "TIE_ATOL",
+    "ParityReport",
+    "compare_runs",
+    "evaluate_onnx",
+    "load_split_batches",
+    "run_parity",
+]
 
 log = logging.getLogger(__name__)
 
@@ -93,9 +102,9 @@ def _torch_runner_cls() -> type:
             return TensorMetadata().add(INPUT_NAME, np.uint8, (-1, h, w, 3))
 
         def infer_impl(self, feed_dict: dict[str, np.ndarray]) -> OrderedDict[str, np.ndarray]:
-            import torch
-
             import time
+
+            import torch
 
             x = torch.from_numpy(np.ascontiguousarray(feed_dict[INPUT_NAME]))
             start = time.perf_counter()
@@ -115,14 +124,14 @@ def load_split_batches(
 ) -> tuple[list[np.ndarray], list[str], Any]:
     """uint8 ``(n, H, W, 3)`` batches of a WSOL split (resized like the Localizer), their image ids and metadata."""
     from fcam_deploy.data import load_image_rgb, open_dataset
-    from fcam_deploy.runtime.localizer import _resize_uint8
+    from fcam_deploy.runtime.preprocess import resize_uint8
 
     meta = open_dataset(Path(data_dir), split)
     ids = list(meta.image_ids)[: limit if limit else None]
     if not ids:
         raise ConfigError(f"{data_dir}: split {split!r} has no images")
     root = Path(data_dir) / "images"
-    arrays = [_resize_uint8(np.asarray(load_image_rgb(root / i), dtype=np.uint8), size) for i in ids]
+    arrays = [resize_uint8(np.asarray(load_image_rgb(root / i), dtype=np.uint8), size) for i in ids]
     batches = [np.stack(arrays[s : s + batch_size]) for s in range(0, len(arrays), batch_size)]
     return batches, ids, meta
 
@@ -206,8 +215,8 @@ def _compare_runs(
         ties = {"mask_pixels_differ": 0, "mask_pixels_differ_non_tie": 0, "tie_pixels": 0, "box_images_differ": 0,
                 "box_images_differ_non_tie": 0}
         for r, g in zip(ref_iters, other_iters, strict=True):
-            rd = {k: r[k] for k in r.keys()}
-            gd = {k: g[k] for k in g.keys()}
+            rd = {k: r[k] for k in r}
+            gd = {k: g[k] for k in g}
             for k in (n for n in meta.output_names if n in rd and n in gd):
                 d = float(np.abs(rd[k].astype(np.float64) - gd[k].astype(np.float64)).max()) if rd[k].size else 0.0
                 maxdiff[k] = max(maxdiff.get(k, 0.0), d)
@@ -249,6 +258,48 @@ def _metrics(maps: list[np.ndarray], ids: list[str], data_dir: Path, wsol_meta: 
     return {k: (None if res.get(k) is None else float(res[k])) for k in ("MaxBoxAccV2", "PxAP")}
 
 
+def evaluate_onnx(
+    model: Path,
+    data_dir: Path,
+    split: str = "test",
+    limit: int | None = None,
+    batch_size: int = 16,
+    threads: int = 0,
+) -> dict[str, Any]:
+    """Localization of an exported graph on ONNX Runtime CPU over a split (the maps the deployed file produces).
+
+    Returns:
+        ``{"MaxBoxAccV2", "PxAP"}`` in percent (None where the split has no boxes / masks), ``num_images``,
+        ``pred_class`` (list of int) and ``maps`` (list of float32 model-size maps), for comparing two graphs
+        (fp32 vs INT8) on the same images.
+    """
+    from fcam_deploy.runtime.ort import OrtRunner
+
+    runner = OrtRunner(Path(model), threads=threads)
+    try:
+        batches, ids, wsol = load_split_batches(data_dir, split, runner.metadata.input_size, batch_size, limit)
+        outs = [runner.run(b) for b in batches]
+    finally:
+        runner.close()
+    maps = [m.astype(np.float32) for o in outs for m in o["map"]]
+    classes = [int(c) for o in outs for c in o["pred_class"]]
+    return {**_metrics(maps, ids, data_dir, wsol), "num_images": len(ids), "pred_class": classes, "maps": maps}
+
+
+def _find_checkpoint(model: Path, meta: ModelMetadata) -> Path | None:
+    """The checkpoint folder named in the model's metadata, looked up next to the model file; accepted only when
+    its ``weights_sha256`` equals the digest recorded at export (models carry no absolute paths)."""
+    name, want = meta.extra.get("checkpoint"), meta.extra.get("checkpoint_sha256")
+    if not name or not want or Path(name).name != name:
+        return None
+    cand = model.parent / name
+    try:
+        cfg = json.loads((cand / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return cand if isinstance(cfg, dict) and cfg.get("weights_sha256") == want else None
+
+
 def run_parity(
     model: Path,
     data_dir: Path,
@@ -266,7 +317,8 @@ def run_parity(
     Args:
         model: ``.onnx`` from ``fcam export``.
         data_dir: dataset folder (e.g. from ``fcam data synth``).
-        checkpoint: checkpoint the model was exported from (default: the path recorded in its metadata).
+        checkpoint: checkpoint the model was exported from (default: the folder its metadata names, next to the
+            model file, when its weights digest is the one recorded at export).
         against: another ``.onnx`` of the same checkpoint/method (e.g. the ``onnx`` graph for a ``custom-op``
             one) compared as a third runner.
         save_dir: write Polygraphy ``inputs.json`` / ``torch_outputs.json`` there for replay.
@@ -282,10 +334,11 @@ def run_parity(
 
     model = Path(model)
     meta = read_onnx_metadata(model)
-    ckpt = checkpoint or (Path(meta.extra["checkpoint"]) if meta.extra.get("checkpoint") else None)
+    ckpt = checkpoint or _find_checkpoint(model, meta)
     if ckpt is None or not Path(ckpt).is_dir():
         raise ConfigError(
-            f"{model}: the checkpoint it was exported from ({ckpt}) is not available; pass --checkpoint CKPT"
+            f"{model}: the checkpoint it was exported from ({meta.extra.get('checkpoint', '?')}) is not next to it; "
+            "pass --checkpoint CKPT"
         )
     graph, _ = build_graph(
         Path(ckpt), meta.method, meta.postprocess, meta.input_size, max(meta.max_boxes, 1), tau=meta.tau

@@ -14,27 +14,47 @@ Written against the API subset that TensorRT 10.x and 11.x share (deploy-stack.m
   sidecar JSON next to the plan (:func:`sidecar_path`), since a plan file cannot carry them.
 
 ``tensorrt`` is imported only inside :func:`build_engine`; without it a :class:`BackendUnavailableError` says what
-to install.
+to install. What the runtime also needs (importing the bindings, plugin loading, the sidecar format, the shape
+profile type) lives in :mod:`fcam_deploy.runtime.trt_support` and is re-exported here; the probe graph of
+``fcam doctor`` in :mod:`fcam_deploy.export.probe`. The TensorRT calls are type-checked against ``tensorrt-stubs``
+with ``make typecheck-trt`` (no TensorRT needed).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import hashlib
-import importlib
-import json
 import logging
 import os
 import re
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from fcam_deploy._io import atomic_write_bytes
 from fcam_deploy.errors import BackendUnavailableError, ConfigError, ModelFormatError
+from fcam_deploy.export.probe import write_probe_onnx
+from fcam_deploy.runtime.trt_support import (
+    ENGINE_PREFIX,
+    SIDECAR_FORMAT,
+    SIDECAR_VERSION,
+    EngineSidecar,
+    Shape,
+    ShapeProfile,
+    TensorInfo,
+    check_plugin_paths,
+    import_tensorrt,
+    load_plugin_libraries,
+    read_sidecar,
+    sidecar_path,
+    tensorrt_unavailable_reason,
+    write_sidecar,
+)
+
+if TYPE_CHECKING:  # annotations only; typed by tensorrt-stubs under `make typecheck-trt`, Any otherwise
+    import tensorrt  # type: ignore[import-not-found, unused-ignore]
 
 __all__ = [
     "ENGINE_PREFIX",
@@ -49,64 +69,20 @@ __all__ = [
     "check_plugin_paths",
     "import_tensorrt",
     "load_plugin_libraries",
-    "write_probe_onnx",
     "parse_shapes",
     "read_onnx_summary",
     "read_sidecar",
     "resolve_profiles",
     "sidecar_path",
+    "tensorrt_unavailable_reason",
+    "write_probe_onnx",
     "write_sidecar",
 ]
 
 log = logging.getLogger(__name__)
 
-#: ``format`` field of the sidecar JSON written next to each plan.
-SIDECAR_FORMAT = "fcam-deploy-engine"
-#: ``format_version`` of that sidecar.
-SIDECAR_VERSION = 1
-
-_INSTALL_HINT = (
-    "install TensorRT 10.x or 11.x with its Python bindings (pip install tensorrt-cu12 or tensorrt-cu13 from "
-    "NVIDIA's index, or the JetPack packages on Jetson); check with `fcam doctor`"
-)
-
-Shape = tuple[int, ...]
-
-
-def import_tensorrt() -> ModuleType:
-    """Import and return the ``tensorrt`` module.
-
-    Raises:
-        BackendUnavailableError: tensorrt is not installed or its native libraries fail to load.
-    """
-    try:
-        return importlib.import_module("tensorrt")
-    except ImportError as exc:  # ModuleNotFoundError, or a missing libnvinfer.so.* behind the bindings
-        raise BackendUnavailableError(f"TensorRT is not available ({exc}); {_INSTALL_HINT}") from exc
-
-
 # --------------------------------------------------------------------------------------------------------------
 # ONNX side: I/O summary and metadata
-
-
-@dataclass(frozen=True)
-class TensorInfo:
-    """One graph input or output.
-
-    Attributes:
-        name: tensor name.
-        dtype: numpy-style dtype name (``"float32"``, ``"uint8"``, ...).
-        shape: dimensions; a dynamic dimension is ``-1`` (its symbolic name, if any, is in ``dim_names``).
-        dim_names: symbolic names of the dimensions (``""`` for static ones).
-    """
-
-    name: str
-    dtype: str
-    shape: Shape
-    dim_names: tuple[str, ...] = ()
-
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape), "dim_names": list(self.dim_names)}
 
 
 @dataclass(frozen=True)
@@ -174,7 +150,7 @@ def read_onnx_summary(path: str | os.PathLike[str]) -> OnnxSummary:
                 names.append(d.dim_param)
         try:
             dtype = str(helper.tensor_dtype_to_np_dtype(tt.elem_type))
-        except Exception:  # an unknown elem_type code
+        except (KeyError, ValueError):  # an unknown elem_type code
             dtype = f"onnx:{tt.elem_type}"
         return TensorInfo(vi.name, dtype, tuple(dims), tuple(names))
 
@@ -187,39 +163,6 @@ def read_onnx_summary(path: str | os.PathLike[str]) -> OnnxSummary:
 
 # --------------------------------------------------------------------------------------------------------------
 # Optimisation profiles
-
-
-@dataclass(frozen=True)
-class ShapeProfile:
-    """Min / opt / max shape of one engine input (one TensorRT optimisation profile entry).
-
-    Invariants (checked in ``__post_init__``): same rank, every dimension >= 1 and ``min <= opt <= max``.
-    """
-
-    name: str
-    min: Shape
-    opt: Shape
-    max: Shape
-
-    def __post_init__(self) -> None:
-        if not (len(self.min) == len(self.opt) == len(self.max)):
-            raise ConfigError(
-                f"shape profile for {self.name!r}: min/opt/max have different ranks "
-                f"({list(self.min)}, {list(self.opt)}, {list(self.max)})"
-            )
-        for lo, mid, hi in zip(self.min, self.opt, self.max, strict=True):
-            if lo < 1 or mid < 1 or hi < 1:
-                raise ConfigError(f"shape profile for {self.name!r}: dimensions must be >= 1, got {self.describe()}")
-            if not lo <= mid <= hi:
-                raise ConfigError(
-                    f"shape profile for {self.name!r}: need min <= opt <= max in every dimension, got {self.describe()}"
-                )
-
-    def describe(self) -> str:
-        return "/".join("x".join(str(d) for d in s) for s in (self.min, self.opt, self.max))
-
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "min": list(self.min), "opt": list(self.opt), "max": list(self.max)}
 
 
 _SHAPES_HELP = (
@@ -332,196 +275,6 @@ def resolve_profiles(
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Sidecar metadata
-
-
-def sidecar_path(plan: str | os.PathLike[str]) -> Path:
-    """The sidecar JSON of a plan: ``model.plan`` -> ``model.plan.json``."""
-    p = Path(plan)
-    return p.with_name(p.name + ".json")
-
-
-#: Prefix of the build facts this module adds to the sidecar (kept apart from the model's ``fcam_deploy.*`` keys).
-ENGINE_PREFIX = "fcam_deploy_engine."
-
-
-@dataclass(frozen=True)
-class EngineSidecar:
-    """Contents of the sidecar JSON written next to a plan.
-
-    On disk the sidecar is one flat JSON object of strings (the contract of
-    :meth:`fcam_deploy.runtime.base.ModelMetadata.from_json_file`): the ONNX ``metadata_props`` verbatim, plus build
-    facts under keys starting with :data:`ENGINE_PREFIX`, whose values are JSON-encoded.
-
-    Attributes:
-        metadata: the ONNX ``metadata_props`` verbatim (class names, input size, normalisation, tau, method, ...).
-        inputs / outputs: the ONNX I/O signature.
-        profiles: the optimisation profile the engine was built with.
-        plugins: plugin libraries loaded at build time (absolute paths).
-        plugins_serialized: whether those libraries are embedded in the plan.
-        tensorrt_version: version of the TensorRT that built the plan (plans only load in that version unless
-            built version-compatible).
-        onnx_file / onnx_sha256: the source graph.
-        extra: free-form build facts (timing cache used, build seconds, ...).
-    """
-
-    metadata: dict[str, str]
-    inputs: tuple[TensorInfo, ...]
-    outputs: tuple[TensorInfo, ...]
-    profiles: tuple[ShapeProfile, ...]
-    plugins: tuple[str, ...]
-    plugins_serialized: bool
-    tensorrt_version: str
-    onnx_file: str
-    onnx_sha256: str
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def to_props(self) -> dict[str, str]:
-        """The flat string -> string mapping written to disk."""
-        props = {k: v for k, v in self.metadata.items() if not k.startswith(ENGINE_PREFIX)}
-        facts: dict[str, Any] = {
-            "format": SIDECAR_FORMAT,
-            "format_version": SIDECAR_VERSION,
-            "tensorrt_version": self.tensorrt_version,
-            "onnx_file": self.onnx_file,
-            "onnx_sha256": self.onnx_sha256,
-            "inputs": [t.to_json() for t in self.inputs],
-            "outputs": [t.to_json() for t in self.outputs],
-            "profiles": [p.to_json() for p in self.profiles],
-            "plugins": list(self.plugins),
-            "plugins_serialized": self.plugins_serialized,
-            "extra": dict(self.extra),
-        }
-        props.update({ENGINE_PREFIX + k: json.dumps(v, sort_keys=True) for k, v in facts.items()})
-        return props
-
-
-def write_sidecar(plan: str | os.PathLike[str], sidecar: EngineSidecar) -> Path:
-    """Write ``sidecar`` next to ``plan`` atomically; returns the sidecar's path."""
-    path = sidecar_path(plan)
-    _atomic_write(path, (json.dumps(sidecar.to_props(), indent=2, sort_keys=True) + "\n").encode())
-    return path
-
-
-def read_sidecar(plan: str | os.PathLike[str]) -> EngineSidecar:
-    """Read the sidecar JSON of ``plan``.
-
-    Raises:
-        ModelFormatError: the sidecar is missing, not JSON, or of another format / version.
-    """
-    path = sidecar_path(plan)
-    if not path.is_file():
-        raise ModelFormatError(
-            f"{path}: missing; a plan needs the sidecar that `fcam build-engine` writes beside it (fix: rebuild "
-            f"the engine with `fcam build-engine MODEL.onnx --out {Path(plan).name}`)"
-        )
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelFormatError(f"{path}: not a readable JSON file ({exc})") from exc
-    if not isinstance(raw, dict) or not all(isinstance(v, str) for v in raw.values()):
-        raise ModelFormatError(f"{path}: an engine sidecar must be a JSON object of strings")
-    try:
-        facts = {k[len(ENGINE_PREFIX) :]: json.loads(v) for k, v in raw.items() if k.startswith(ENGINE_PREFIX)}
-    except json.JSONDecodeError as exc:
-        raise ModelFormatError(f"{path}: malformed {ENGINE_PREFIX}* value ({exc})") from exc
-    if facts.get("format") != SIDECAR_FORMAT:
-        raise ModelFormatError(
-            f"{path}: not an fcam-deploy engine sidecar ({ENGINE_PREFIX}format must be {SIDECAR_FORMAT!r}); "
-            "rebuild the engine with `fcam build-engine`"
-        )
-    if facts.get("format_version") != SIDECAR_VERSION:
-        raise ModelFormatError(
-            f"{path}: sidecar format_version {facts.get('format_version')!r} is not supported (expected "
-            f"{SIDECAR_VERSION}); rebuild the engine with this fcam-deploy"
-        )
-    try:
-
-        def tinfo(d: Mapping[str, Any]) -> TensorInfo:
-            return TensorInfo(
-                str(d["name"]),
-                str(d["dtype"]),
-                tuple(int(x) for x in d["shape"]),
-                tuple(str(x) for x in d.get("dim_names", ())),
-            )
-
-        return EngineSidecar(
-            metadata={k: v for k, v in raw.items() if not k.startswith(ENGINE_PREFIX)},
-            inputs=tuple(tinfo(d) for d in facts["inputs"]),
-            outputs=tuple(tinfo(d) for d in facts["outputs"]),
-            profiles=tuple(
-                ShapeProfile(str(d["name"]), tuple(d["min"]), tuple(d["opt"]), tuple(d["max"]))
-                for d in facts["profiles"]
-            ),
-            plugins=tuple(str(x) for x in facts["plugins"]),
-            plugins_serialized=bool(facts["plugins_serialized"]),
-            tensorrt_version=str(facts["tensorrt_version"]),
-            onnx_file=str(facts["onnx_file"]),
-            onnx_sha256=str(facts["onnx_sha256"]),
-            extra=dict(facts.get("extra", {})),
-        )
-    except (KeyError, TypeError, ValueError, AttributeError, ConfigError) as exc:
-        raise ModelFormatError(f"{path}: malformed sidecar ({type(exc).__name__}: {exc})") from exc
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Plugins
-
-
-def check_plugin_paths(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
-    """Validate explicit plugin-library paths (absolute, existing files); never searches anywhere.
-
-    Raises:
-        BackendUnavailableError: a path does not exist or is not a file.
-    """
-    out: list[Path] = []
-    for p in paths:
-        path = Path(p).expanduser().resolve()
-        if not path.is_file():
-            raise BackendUnavailableError(
-                f"TensorRT plugin library {path} does not exist (fix: build it with `make kernels` and pass its "
-                "path with --plugins, or set FCAM_TRT_PLUGINS)"
-            )
-        out.append(path)
-    return out
-
-
-def load_plugin_libraries(trt: ModuleType, registry: Any, paths: Sequence[Path]) -> list[Any]:
-    """Load each plugin library into ``registry`` with ``load_library``; returns the library handles.
-
-    Raises:
-        BackendUnavailableError: TensorRT refused a library.
-    """
-    handles = []
-    for path in paths:
-        try:
-            handle = registry.load_library(str(path))
-        except Exception as exc:  # pybind raises RuntimeError / TypeError on failure, depending on the version
-            raise BackendUnavailableError(f"TensorRT could not load plugin library {path}: {exc}") from exc
-        if handle is None:
-            raise BackendUnavailableError(
-                f"TensorRT could not load plugin library {path} (load_library returned None; see the TensorRT "
-                "log above: the library must export getCreators/setLoggerFinder and match this TensorRT)"
-            )
-        handles.append(handle)
-    return handles
-
-
-# --------------------------------------------------------------------------------------------------------------
 # Build
 
 
@@ -544,8 +297,10 @@ class EngineBuildResult:
     tensorrt_version: str
 
 
-def _make_logger(trt: ModuleType, verbose: bool) -> Any:
-    """TensorRT's stock ``trt.Logger`` at VERBOSE or WARNING severity."""
+def _make_logger(verbose: bool) -> tensorrt.Logger:
+    """TensorRT's stock ``trt.Logger`` at VERBOSE or WARNING severity (after :func:`import_tensorrt`)."""
+    import tensorrt as trt  # type: ignore[import-not-found, unused-ignore]
+
     return trt.Logger(trt.Logger.VERBOSE if verbose else trt.Logger.WARNING)
 
 
@@ -600,14 +355,16 @@ def build_engine(
     if out_path.suffix.lower() == ".onnx":
         raise ConfigError(f"--out {out_path}: refusing to write a plan over an .onnx name (use .plan or .engine)")
 
-    trt = import_tensorrt()
-    logger = _make_logger(trt, verbose)
+    trt_module = import_tensorrt()  # the typed error when TensorRT is missing or not the real bindings
+    import tensorrt as trt  # type: ignore[import-not-found, unused-ignore]  # that module, statically typed
+
+    logger = _make_logger(verbose)
     t0 = time.perf_counter()
     builder = trt.Builder(logger)
     if builder is None:
         raise BackendUnavailableError("TensorRT could not create a builder (no CUDA GPU or driver?); run `fcam doctor`")
     registry = builder.get_plugin_registry()
-    handles = load_plugin_libraries(trt, registry, plugin_paths)
+    handles = load_plugin_libraries(trt_module, registry, plugin_paths)
 
     flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     network = builder.create_network(flags)
@@ -629,7 +386,8 @@ def build_engine(
     if profiles:
         profile = builder.create_optimization_profile()
         for sp in profiles:
-            profile.set_shape(sp.name, sp.min, sp.opt, sp.max)
+            # pybind11 converts the int tuples to Dims (the stubs declare only Dims)
+            profile.set_shape(sp.name, sp.min, sp.opt, sp.max)  # type: ignore[arg-type, unused-ignore]
         config.add_optimization_profile(profile)
 
     cache_path = Path(timing_cache) if timing_cache is not None else None
@@ -646,13 +404,13 @@ def build_engine(
             f"TensorRT failed to build an engine from {summary.path}; rerun with --verbose for TensorRT's log"
         )
     seconds = time.perf_counter() - t0
-    _atomic_write(out_path, bytes(memoryview(serialized)))
+    atomic_write_bytes(out_path, bytes(memoryview(serialized)))
 
     written_cache: Path | None = None
     if cache_path is not None:
         cache_obj = config.get_timing_cache()
         if cache_obj is not None:
-            _atomic_write(cache_path, bytes(memoryview(cache_obj.serialize())))
+            atomic_write_bytes(cache_path, bytes(memoryview(cache_obj.serialize())))
             written_cache = cache_path
 
     version = str(getattr(trt, "__version__", "unknown"))
@@ -677,116 +435,3 @@ def build_engine(
     del handles  # the registry keeps libraries loaded for the process; handles are not needed past the build
     log.info("built %s from %s in %.1f s (TensorRT %s)", out_path, summary.path, seconds, version)
     return EngineBuildResult(out_path, side, written_cache, seconds, version)
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Probe graph (used by `fcam doctor` and the tests)
-
-
-def write_probe_onnx(
-    path: str | os.PathLike[str],
-    *,
-    size: tuple[int, int] = (32, 32),
-    num_classes: int = 3,
-    channels: int = 8,
-    tau: float = 0.5,
-    seed: int = 0,
-    opset: int = 18,
-) -> Path:
-    """Write a small random-weight graph with the fcam I/O contract, built with ``onnx.helper`` only.
-
-    Input ``images`` uint8 (N, H, W, 3) with a dynamic batch; normalisation inside; a 3x3 conv + ReLU feature map
-    A (C channels); ``logits`` = linear head on GAP(A); ``pred_class`` = argmax; ``map`` = the CAM of the predicted
-    class (sum_k W[c, k] A_k), min-max normalised per image to [0, 1]; ``mask`` = ``map >= tau`` as uint8. The
-    metadata is a valid :class:`~fcam_deploy.runtime.base.ModelMetadata` (method ``cam``, post-process ``onnx``), so
-    every runtime and ``fcam build-engine`` accept it. Standard ONNX ops only (TensorRT and ORT run it natively).
-
-    Returns:
-        ``Path(path)``.
-    """
-    import numpy as np
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    from fcam_deploy import __version__
-    from fcam_deploy.runtime.base import ModelMetadata
-
-    rng = np.random.default_rng(seed)
-    h, w = size
-    mean = (0.485, 0.456, 0.406)
-    std = (0.229, 0.224, 0.225)
-    conv_w = rng.normal(0.0, 0.5, (channels, 3, 3, 3)).astype(np.float32)
-    conv_b = rng.normal(0.0, 0.1, (channels,)).astype(np.float32)
-    head_w = rng.normal(0.0, 1.0, (num_classes, channels)).astype(np.float32)
-    head_b = rng.normal(0.0, 0.1, (num_classes,)).astype(np.float32)
-    inits = [
-        numpy_helper.from_array(conv_w, "conv_w"),
-        numpy_helper.from_array(conv_b, "conv_b"),
-        numpy_helper.from_array(head_w.T.copy(), "head_wt"),
-        numpy_helper.from_array(head_b, "head_b"),
-        numpy_helper.from_array(head_w, "head_w"),
-        numpy_helper.from_array(np.array(mean, np.float32).reshape(1, 3, 1, 1) * 255.0, "mean255"),
-        numpy_helper.from_array(np.array(std, np.float32).reshape(1, 3, 1, 1) * 255.0, "std255"),
-        numpy_helper.from_array(np.array([2, 3], np.int64), "hw_axes"),
-        numpy_helper.from_array(np.array([1], np.int64), "ax1"),
-        numpy_helper.from_array(np.array([1, 2], np.int64), "ax12"),
-        numpy_helper.from_array(np.array(1e-12, np.float32), "eps"),
-        numpy_helper.from_array(np.array(tau, np.float32), "tau"),
-    ]
-    n = helper.make_node
-    nodes = [
-        n("Cast", ["images"], ["x_f"], to=TensorProto.FLOAT),
-        n("Transpose", ["x_f"], ["x_nchw"], perm=[0, 3, 1, 2]),
-        n("Sub", ["x_nchw", "mean255"], ["x_c"]),
-        n("Div", ["x_c", "std255"], ["x_n"]),
-        n("Conv", ["x_n", "conv_w", "conv_b"], ["conv"], pads=[1, 1, 1, 1], kernel_shape=[3, 3]),
-        n("Relu", ["conv"], ["feat"]),
-        n("ReduceMean", ["feat", "hw_axes"], ["gap4"], keepdims=0),
-        n("MatMul", ["gap4", "head_wt"], ["lin"]),
-        n("Add", ["lin", "head_b"], ["logits"]),
-        n("ArgMax", ["logits"], ["pred_class"], axis=1, keepdims=0),
-        n("Gather", ["head_w", "pred_class"], ["w_sel"], axis=0),  # (N, C)
-        n("Unsqueeze", ["w_sel", "hw_axes"], ["w_sel4"]),  # (N, C, 1, 1)
-        n("Mul", ["feat", "w_sel4"], ["weighted"]),
-        n("ReduceSum", ["weighted", "ax1"], ["cam"], keepdims=0),  # (N, H, W)
-        n("ReduceMin", ["cam", "ax12"], ["cmin"], keepdims=1),
-        n("ReduceMax", ["cam", "ax12"], ["cmax"], keepdims=1),
-        n("Sub", ["cam", "cmin"], ["num"]),
-        n("Sub", ["cmax", "cmin"], ["rng"]),
-        n("Max", ["rng", "eps"], ["den"]),
-        n("Div", ["num", "den"], ["map"]),
-        n("GreaterOrEqual", ["map", "tau"], ["mask_b"]),
-        n("Cast", ["mask_b"], ["mask"], to=TensorProto.UINT8),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "fcam_probe",
-        [helper.make_tensor_value_info("images", TensorProto.UINT8, ["batch", h, w, 3])],
-        [
-            helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", num_classes]),
-            helper.make_tensor_value_info("pred_class", TensorProto.INT64, ["batch"]),
-            helper.make_tensor_value_info("map", TensorProto.FLOAT, ["batch", h, w]),
-            helper.make_tensor_value_info("mask", TensorProto.UINT8, ["batch", h, w]),
-        ],
-        initializer=inits,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="fcam-deploy")
-    model.ir_version = 8
-    meta = ModelMetadata(
-        class_names=tuple(f"class_{i}" for i in range(num_classes)),
-        input_size=(h, w),
-        mean=mean,
-        std=std,
-        tau=tau,
-        method="cam",
-        postprocess="onnx",
-        arch="probe",
-        fcam_deploy_version=__version__,
-        opset=opset,
-        dynamic_batch=True,
-    )
-    onnx.helper.set_model_props(model, meta.to_props())
-    onnx.checker.check_model(model, full_check=True)
-    out = Path(path)
-    _atomic_write(out, model.SerializeToString())
-    return out

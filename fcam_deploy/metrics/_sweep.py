@@ -29,18 +29,15 @@ def _best_iou(x0: int, y0: int, x1: int, y1: int, gt: np.ndarray) -> float:
     for g in range(gt.shape[0]):
         iw = min(x1, gt[g, 2]) - max(x0, gt[g, 0]) + 1
         ih = min(y1, gt[g, 3]) - max(y0, gt[g, 1]) + 1
-        if iw < 0:
-            iw = 0
-        if ih < 0:
-            ih = 0
+        iw = max(iw, 0)
+        ih = max(ih, 0)
         inter = iw * ih
         area_g = (gt[g, 2] - gt[g, 0] + 1) * (gt[g, 3] - gt[g, 1] + 1)
         den = area_b + area_g - inter
         iou = 0.0
         if den > 0:
             iou = inter / den
-        if iou > best:
-            best = iou
+        best = max(best, iou)
     return best
 
 
@@ -53,8 +50,7 @@ def _counting_order(flat: np.ndarray):  # type: ignore[no-untyped-def]
     for p in range(n):
         v = flat[p]
         counts[v + 1] += 1
-        if v > top:
-            top = v
+        top = max(top, v)
     for v in range(256):
         counts[v + 1] += counts[v]
     order = np.empty(n, np.int32)
@@ -165,8 +161,7 @@ def _fg_pass(flat, counts, order, top, h, w, gt, want_area, best_out, area_iou, 
             if dirty[r] == 1:
                 iou[r] = _best_iou(bx0[r], by0[r], min(bx1[r] + 1, w - 1), min(by1[r] + 1, h - 1), gt)
                 dirty[r] = 0
-            if iou[r] > best:
-                best = iou[r]
+            best = max(best, iou[r])
             if area2[r] > amax:
                 amax = area2[r]
                 acount = 1
@@ -201,7 +196,7 @@ def _hole_pass(flat, counts, order, top, h, w, gt, hole_best, n_holes):  # type:
     dirty = np.zeros(n + 1, np.uint8)
     active = np.empty(n + 1, np.int32)
     nact = 0
-    for v in range(0, top):
+    for v in range(top):
         s = counts[v]
         e = counts[v + 1]
         if s == e:
@@ -268,8 +263,7 @@ def _hole_pass(flat, counts, order, top, h, w, gt, hole_best, n_holes):  # type:
                 iou[r] = _best_iou(bx0[r] - 1, by0[r] - 1, min(bx1[r] + 2, w - 1), min(by1[r] + 2, h - 1), gt)
                 dirty[r] = 0
             cnt += 1
-            if iou[r] > best:
-                best = iou[r]
+            best = max(best, iou[r])
         nact = j
         hole_best[v] = best
         n_holes[v] = cnt
@@ -318,8 +312,7 @@ def _fill_holes(flat, h, w):  # type: ignore[no-untyped-def]
                     continue
                 seen[q] = 1
                 v = flat[q]
-                if v < level:
-                    v = level
+                v = max(v, level)
                 c[q] = v
                 nxt[q] = head[v]
                 head[v] = q

@@ -11,7 +11,7 @@ Usage (one map at a time, any order; maps in the 224 x 224 frame, float in [0, 1
     mask.accumulate(scoremap, load_gt_mask(mask_paths, ignore_path))
     mask.compute()["PxAP"]
 
-The numbers are those of wsolevaluation (``shared/docs/wsol-protocol.md`` section 1) and, for top-1/top-5
+The numbers are those of wsolevaluation (``docs/protocol.md`` §1) and, for top-1/top-5
 localization, of the F-CAM code's ``BoxEvaluator`` (image counted when the GT class is the top-1 / among the
 top-5 predictions AND the best IoU at that CAM threshold reaches the IoU threshold; the maximum over CAM
 thresholds is taken separately for each IoU threshold, like MaxBoxAcc).
@@ -314,36 +314,60 @@ class MaskEvaluator:
         return {"PxAP": pxap_from_histograms(self.gt_true_hist, self.gt_false_hist), "num_images": self._cnt}
 
 
-def _read_mask(path: Path, size: int) -> np.ndarray:
+def _read_mask(path: Path, size: int, image_size: tuple[int, int] | None = None) -> np.ndarray:
+    """One mask file in the evaluation frame (uint8 0..255, nearest resize). The header is read first: a
+    decompression bomb (above :data:`fcam_deploy.data.images.DEFAULT_MAX_PIXELS`) or a mask whose size differs
+    from its image's is refused before any pixel is decoded."""
     import cv2
+
+    from fcam_deploy.data.images import image_size as header_size
 
     if not path.is_file():
         raise ImageError(f"mask file {path} does not exist")
+    try:
+        w, h = header_size(path)  # unreadable headers and pixel bombs
+    except ImageError as exc:
+        raise ImageError(f"mask file {path} cannot be decoded as a mask image: {exc}") from None
+    if image_size is not None and (w, h) != tuple(image_size):
+        raise ImageError(
+            f"mask file {path} is {w}x{h} but its image is {image_size[0]}x{image_size[1]} (image_sizes.txt); "
+            "masks must have their image's size"
+        )
     img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
     if img is None:
         raise ImageError(f"mask file {path} cannot be decoded as an image (corrupt or not a PNG/JPEG)")
-    mask = np.float32(img)
-    return cv2.resize(mask, (size, size), interpolation=cv2.INTER_NEAREST)
+    if img.shape != (h, w):
+        raise ImageError(f"mask file {path}: decoded as {img.shape[1]}x{img.shape[0]}, header says {w}x{h}")
+    # nearest-neighbour resize picks source pixels, so resizing the uint8 mask before the reference's float32 cast
+    # gives the same values while keeping the full-size buffer at one byte per pixel
+    return cv2.resize(img, (size, size), interpolation=cv2.INTER_NEAREST).astype(np.float32)
 
 
 def load_gt_mask(
-    mask_paths: Sequence[str | Path], ignore_path: str | Path | None = None, size: int = RESIZE_LENGTH
+    mask_paths: Sequence[str | Path],
+    ignore_path: str | Path | None = None,
+    size: int = RESIZE_LENGTH,
+    image_size: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """GT mask of one image in the evaluation frame, as the reference builds it.
 
     Each instance PNG is read as grayscale (``cv2.IMREAD_GRAYSCALE``), cast to float32, resized to size x size with
     nearest neighbour and binarised ``> 0.5``; the union of instances is the foreground. The ignore PNG (optional)
-    goes through the same steps; ignore = ignore-box AND NOT foreground.
+    goes through the same steps; ignore = ignore-box AND NOT foreground. With ``image_size`` (the image's
+    ``(width, height)``), every mask must have exactly that size.
 
     Returns:
         uint8 (size, size): 1 foreground, 0 background, 255 ignore.
+
+    Raises:
+        ImageError: missing, undecodable, oversized (decompression bomb) or wrongly sized mask files.
     """
     if not mask_paths:
         raise InputError("an image needs at least one mask file for PxAP")
     fg = np.zeros((size, size), dtype=bool)
     for p in mask_paths:
-        fg |= _read_mask(Path(p), size) > 0.5
+        fg |= _read_mask(Path(p), size, image_size) > 0.5
     ignore = np.zeros((size, size), dtype=bool)
     if ignore_path is not None and str(ignore_path) != "":
-        ignore = (_read_mask(Path(ignore_path), size) > 0.5) & ~fg
+        ignore = (_read_mask(Path(ignore_path), size, image_size) > 0.5) & ~fg
     return fg.astype(np.uint8) + 255 * ignore.astype(np.uint8)

@@ -82,7 +82,7 @@ def best_ious_fast(
     if not isinstance(u8, np.ndarray) or u8.dtype != np.uint8 or u8.ndim != 2 or u8.size == 0:
         raise InputError(f"expected a uint8 (H, W) map, got {getattr(u8, 'dtype', type(u8))} {np.shape(u8)}")
     u8 = np.ascontiguousarray(u8)
-    top, fg_best, hole_best, n_holes, v1_iou, v1_tie = _kernel()(u8, gt, bool(v1), bool(v2))
+    top, fg_best, hole_best, _n_holes, v1_iou, v1_tie = _kernel()(u8, gt, bool(v1), bool(v2))
     levels = level_thresholds(thresholds, int(top))
     empty = levels >= top  # no foreground (also covers top == 0)
     lv = np.minimum(levels, 255)

@@ -7,8 +7,6 @@ Imports torch, the data pipeline and the CAM methods lazily (inside :func:`evalu
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -16,8 +14,13 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from fcam_deploy.errors import InputError
-from fcam_deploy.metrics.dataset import save_map
-from fcam_deploy.metrics.evaluators import BoxEvaluator, Engine, MaskEvaluator, load_gt_mask
+from fcam_deploy.metrics.dataset import MapsWriter, check_image_sizes, mask_file
+from fcam_deploy.metrics.evaluators import (
+    BoxEvaluator,
+    Engine,
+    MaskEvaluator,
+    load_gt_mask,
+)
 from fcam_deploy.metrics.protocol import RESIZE_LENGTH, resize_box, validate_scoremap
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -30,20 +33,6 @@ __all__ = ["PREDICTIONS_FILE", "evaluate_model", "to_protocol_frame"]
 #: File written next to saved maps: ``{image_id: [top-5 classes, most probable first]}`` (``fcam score
 #: --predictions``).
 PREDICTIONS_FILE = "predictions.json"
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def to_protocol_frame(maps: Any) -> np.ndarray:
@@ -87,6 +76,7 @@ def evaluate_model(
     method_kw: Mapping[str, Any] | None = None,
     progress: bool = False,
     input_size: int | tuple[int, int] | None = None,
+    run_info: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run the model at its input size on every image of ``meta``, bring ``method``'s maps to the 224 frame and
     score them.
@@ -102,7 +92,9 @@ def evaluate_model(
         cam_curve_interval, iou_thresholds, engine: see :class:`BoxEvaluator`.
         batch_size, num_workers, device: inference settings.
         save_maps: folder to save ``<image_id>.npy`` (float32, 224 x 224) and ``predictions.json`` in the
-            ``fcam score`` layout; scoring them gives the same numbers.
+            ``fcam score`` layout; scoring them gives the same numbers. The folder's ``maps_manifest.json``
+            (:class:`~fcam_deploy.metrics.dataset.MapsWriter`) marks it incomplete from the start and complete,
+            with every map's SHA-256, only at the end.
         limit: evaluate only the first N images.
         method_kw: extractor options (e.g. ``prototypes=`` for lpcam).
         progress: tqdm bar.
@@ -110,6 +102,7 @@ def evaluate_model(
             ``input_size`` (set by ``load_checkpoint`` from the checkpoint), else 224. Maps at S go to the
             protocol's 224 frame with :func:`to_protocol_frame` (so ``fcam eval``, ``fcam bench`` and
             ``fcam demo`` give one number per model).
+        run_info: JSON-ready facts recorded in the maps manifest (checkpoint, dataset, split ...).
 
     Returns:
         The metric dict of :func:`fcam_deploy.metrics.evaluate_maps` plus ``method``, ``classes``,
@@ -145,6 +138,7 @@ def evaluate_model(
     box = BoxEvaluator(iou_thresholds=iou_thresholds, cam_curve_interval=cam_curve_interval, engine=engine) if has_boxes else None
     mask = MaskEvaluator(cam_curve_interval=cam_curve_interval) if has_masks else None
 
+    check_image_sizes(meta, ids, meta.image_root)  # image_sizes.txt scales the boxes: it must match the images
     size = _input_side(input_size if input_size is not None else getattr(model, "input_size", None))
     ds = WSOLDataset(meta, train=False, size=size, mean=mean, std=std)
     index = {i: k for k, i in enumerate(meta.image_ids)}
@@ -156,7 +150,10 @@ def evaluate_model(
 
         it = tqdm(loader, desc=f"eval {method}", unit="batch")
     net.to(device)
-    out_dir = Path(save_maps) if save_maps is not None else None
+    writer = MapsWriter(save_maps) if save_maps is not None else None
+    info = {"method": method, "classes": classes, **dict(run_info or {}), "limit": limit}
+    if writer is not None:
+        writer.begin(**info)
     saved_preds: dict[str, list[int]] = {}
     n_top1 = n_top5 = 0
     with_logits = True
@@ -185,19 +182,22 @@ def evaluate_model(
                 saved_preds[image_id] = preds
                 n_top1 += int(preds[0] == label)
                 n_top5 += int(label in preds)
-            if out_dir is not None:
-                save_map(out_dir, image_id, s32)
+            if writer is not None:
+                writer.add(image_id, s32)
             if box is not None:
                 gt = [resize_box(b, meta.sizes[image_id]) for b in meta.boxes[image_id]]
                 box.accumulate(s, gt, label=label if preds is not None else None, preds=preds)
             if mask is not None:
                 assert meta.mask_root is not None
                 ign = meta.ignore.get(image_id)
-                gm = load_gt_mask([meta.mask_root / p for p in meta.masks[image_id]],
-                                  meta.mask_root / ign if ign else None)
+                gm = load_gt_mask([mask_file(meta.mask_root, p) for p in meta.masks[image_id]],
+                                  mask_file(meta.mask_root, ign) if ign else None,
+                                  image_size=meta.sizes.get(image_id))
                 mask.accumulate(s, gm)
-    if out_dir is not None and with_logits:
-        _write_json(out_dir / PREDICTIONS_FILE, saved_preds)
+    if writer is not None:
+        if with_logits:
+            writer.add_file(PREDICTIONS_FILE, json.dumps(saved_preds).encode("utf-8"))
+        writer.finish(**info)
     n = len(ids)
     if box is not None:
         result = box.compute()

@@ -1,7 +1,7 @@
 """The rules of the WSOL evaluation protocol (wsolevaluation, Choe et al. CVPR 2020) shared by both engines.
 
 Every function here reproduces one rounding rule of the reference code exactly (see
-``shared/docs/wsol-protocol.md`` section 1): the 224 frame, the float64 threshold list ``np.arange(0, 1, step)``,
+``docs/protocol.md`` §1): the 224 frame, the float64 threshold list ``np.arange(0, 1, step)``,
 the truncating uint8 cast, the ``int(t * max)`` threshold, the inclusive-pixel IoU and the int-truncating GT box
 resize. Both box engines (:mod:`fcam_deploy.metrics.reference`, :mod:`fcam_deploy.metrics.fast`) and the
 evaluators build on these, so a rule lives in exactly one place.
@@ -115,9 +115,12 @@ def check_box_convention(boxes: np.ndarray | Sequence[Sequence[int]], what: str 
         b = b[None, :]
     if b.ndim != 2 or b.shape[1] != 4:
         raise BoxConventionError(f"{what}: expected (N, 4) boxes (x0, y0, x1, y1), got shape {np.shape(boxes)}")
-    if b.size and not np.issubdtype(b.dtype, np.integer):
-        if not np.all(np.asarray(b, dtype=np.float64) == np.floor(np.asarray(b, dtype=np.float64))):
-            raise BoxConventionError(f"{what}: box coordinates must be integers, got {b.tolist()}")
+    if (
+        b.size
+        and not np.issubdtype(b.dtype, np.integer)
+        and not np.all(np.asarray(b, dtype=np.float64) == np.floor(np.asarray(b, dtype=np.float64)))
+    ):
+        raise BoxConventionError(f"{what}: box coordinates must be integers, got {b.tolist()}")
     b = b.astype(np.int64)
     if (b < 0).any():
         raise BoxConventionError(f"{what}: box coordinates must be non-negative, got {b.tolist()}")

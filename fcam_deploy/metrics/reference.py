@@ -17,7 +17,7 @@ import numpy as np
 from fcam_deploy.errors import InputError
 from fcam_deploy.metrics.protocol import check_box_convention, iou_matrix, scoremap_to_uint8, validate_scoremap
 
-__all__ = ["boxes_at_level", "boxes_from_scoremap", "best_ious_reference"]
+__all__ = ["best_ious_reference", "boxes_at_level", "boxes_from_scoremap"]
 
 
 def _contours(binary: np.ndarray) -> Sequence[Any]:

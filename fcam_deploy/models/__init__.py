@@ -7,8 +7,8 @@ Public API (see DESIGN.md "Models"): :data:`BACKBONES`, :class:`BackboneSpec`, :
 """
 
 from fcam_deploy.models.backbones import BACKBONES, BackboneSpec, Tap, Trunk, build_trunk, get_spec
-from fcam_deploy.models.classifier import CAMClassifier, ClassifierOutput, build_classifier
 from fcam_deploy.models.checkpoint import CheckpointMeta, load_checkpoint, read_checkpoint_meta, save_checkpoint
+from fcam_deploy.models.classifier import CAMClassifier, ClassifierOutput, build_classifier
 from fcam_deploy.models.fcam import FCAM, FCAMOutput, UNetDecoder, decoder_parameter_count
 from fcam_deploy.models.pretrained import (
     efficientnet_lite0_weights_path,
@@ -18,11 +18,11 @@ from fcam_deploy.models.pretrained import (
 
 __all__ = [
     "BACKBONES",
-    "BackboneSpec",
-    "CheckpointMeta",
-    "CAMClassifier",
-    "ClassifierOutput",
     "FCAM",
+    "BackboneSpec",
+    "CAMClassifier",
+    "CheckpointMeta",
+    "ClassifierOutput",
     "FCAMOutput",
     "Tap",
     "Trunk",
@@ -31,10 +31,10 @@ __all__ = [
     "build_trunk",
     "decoder_parameter_count",
     "efficientnet_lite0_weights_path",
-    "imagenet_efficientnet_lite0",
-    "load_pretrained_state_dict",
     "get_spec",
+    "imagenet_efficientnet_lite0",
     "load_checkpoint",
+    "load_pretrained_state_dict",
     "read_checkpoint_meta",
     "save_checkpoint",
 ]

@@ -2,9 +2,9 @@
 
 Each entry of :data:`BACKBONES` is a :class:`BackboneSpec` that fixes, in one place,
 
-* how the trunk is built (a torchvision or timm model, then the WSOL modifications of fcam-method.md §1.2),
+* how the trunk is built (a torchvision or timm model, then the WSOL modifications of docs/method.md §1.2),
 * the decoder taps ``f1..fD`` (module names inside the trunk, with channels and output strides, shallow→deep;
-  the image-resolution feature ``f0`` is never a tap, fcam-method.md §7.3),
+  the image-resolution feature ``f0`` is never a tap, docs/method.md §7.3),
 * the CAM target layer (``cam_layer``, a module name inside :class:`~fcam_deploy.models.CAMClassifier`, so a
   forward hook on it sees the CAM features ``A``; it is always the last tap),
 * the U-Net decoder channels and whether the decoder has a center block (VGG16 only).
@@ -39,10 +39,10 @@ is the paper's (256, 128, 64)).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -265,7 +265,7 @@ def _inceptionv3() -> nn.Module:
 
 
 def _inceptionv3_wsol(model: nn.Module) -> None:
-    """WSOL InceptionV3 of fcam-method.md §1.2 on torchvision modules (weights already loaded)."""
+    """WSOL InceptionV3 of docs/method.md §1.2 on torchvision modules (weights already loaded)."""
     old = model.Mixed_6a
     new = _inception_b_stride1_cls()(288)
     new.load_state_dict(old.state_dict())

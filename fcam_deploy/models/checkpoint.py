@@ -19,7 +19,9 @@ import ctypes.util
 import errno
 import hashlib
 import json
+import operator
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -29,6 +31,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from fcam_deploy._io import current_umask, pid_alive
+from fcam_deploy._limits import MAX_INPUT_SIDE, is_finite_number
 from fcam_deploy.errors import CheckpointError, ConfigError
 from fcam_deploy.models.backbones import BACKBONES
 from fcam_deploy.models.classifier import CAMClassifier
@@ -94,11 +98,11 @@ class CheckpointMeta:
 
 
 def _package_version() -> str:
-    try:
-        from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
+    try:
         return version("fcam-deploy")
-    except Exception:  # not installed (running from a source tree)
+    except PackageNotFoundError:  # not installed (running from a source tree)
         return "0+unknown"
 
 
@@ -114,24 +118,29 @@ def _validate_meta(meta: CheckpointMeta, where: str) -> None:
         raise bad(f"unknown arch {meta.arch!r} (known: {', '.join(sorted(BACKBONES))})")
     if not isinstance(meta.num_classes, int) or isinstance(meta.num_classes, bool) or meta.num_classes < 1:
         raise bad(f"num_classes must be a positive integer, got {meta.num_classes!r}")
-    if not isinstance(meta.class_names, list) or not all(isinstance(c, str) for c in meta.class_names):
-        raise bad("class_names must be a list of strings")
+    if not isinstance(meta.class_names, list) or not all(isinstance(c, str) and c for c in meta.class_names):
+        raise bad(f"class_names must be a list of non-empty strings, got {meta.class_names!r}")
     if meta.class_names and len(meta.class_names) != meta.num_classes:
         raise bad(f"{len(meta.class_names)} class_names for num_classes={meta.num_classes}")
-    size = list(meta.input_size)
-    if len(size) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in size):
-        raise bad(f"input_size must be [H, W] positive integers, got {meta.input_size!r}")
+    if len(set(meta.class_names)) != len(meta.class_names):
+        raise bad("class_names must be unique")
+    size = meta.input_size
+    if (
+        not isinstance(size, (list, tuple))
+        or len(size) != 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_INPUT_SIDE for v in size)
+    ):
+        raise bad(f"input_size must be [H, W], two integers in [1, {MAX_INPUT_SIDE}], got {size!r}")
     for name in ("mean", "std"):
-        vals = list(getattr(meta, name))
-        if len(vals) != 3 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals):
-            raise bad(f"{name} must be 3 numbers, got {getattr(meta, name)!r}")
+        vals = getattr(meta, name)
+        if not isinstance(vals, (list, tuple)) or len(vals) != 3 or not all(is_finite_number(v) for v in vals):
+            raise bad(f"{name} must be 3 finite numbers (RGB, in [0, 1] pixel units), got {vals!r}")
     if any(float(v) <= 0 for v in meta.std):
         raise bad(f"std must be positive, got {meta.std!r}")
-    if meta.threshold is not None:
-        if not isinstance(meta.threshold, (int, float)) or isinstance(meta.threshold, bool) or not (
-            0.0 <= float(meta.threshold) <= 1.0
-        ):
-            raise bad(f"threshold must be null or a number in [0, 1], got {meta.threshold!r}")
+    if meta.threshold is not None and (
+        not is_finite_number(meta.threshold) or not 0.0 <= float(meta.threshold) <= 1.0
+    ):
+        raise bad(f"threshold must be null or a number in [0, 1], got {meta.threshold!r}")
     if not isinstance(meta.extra, dict):
         raise bad("extra must be a JSON object")
 
@@ -198,6 +207,26 @@ def _replace_dir(tmp: Path, target: Path) -> None:
     shutil.rmtree(aside)
 
 
+def _remove_stale_tmp_dirs(directory: Path) -> None:
+    """Remove ``.<name>.tmp-<pid>-*`` / ``.<name>.old-<pid>`` leftovers of writers killed mid-save (dead pids only)."""
+    tmp_re = re.compile(rf"^\.{re.escape(directory.name)}\.(?:tmp-(?P<a>[0-9]+)-.+|old-(?P<b>[0-9]+))$")
+    try:
+        entries = list(directory.parent.iterdir())
+    except OSError:
+        return
+    for entry in entries:
+        m = tmp_re.match(entry.name)
+        if m is None or not entry.is_dir() or entry.is_symlink():
+            continue
+        if not pid_alive(int(m.group("a") or m.group("b"))):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _non_finite(tensors: dict[str, torch.Tensor]) -> list[str]:
+    """Names of floating-point tensors holding NaN or infinity."""
+    return [k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+
+
 def _write_file(path: Path, data: bytes) -> None:
     with open(path, "xb") as fh:
         fh.write(data)
@@ -237,7 +266,10 @@ def save_checkpoint(directory: str | Path, model: CAMClassifier | FCAM, meta: Ch
     else:
         raise CheckpointError(f"can only save a CAMClassifier or FCAM, got {type(model).__name__}")
     meta = CheckpointMeta(**{**meta.__dict__, "kind": kind, "fcam_deploy_version": _package_version()})
-    meta.input_size = tuple(int(v) for v in meta.input_size)  # type: ignore[assignment]
+    try:  # NumPy integers become ints; floats (96.7) and other non-integers are refused, never truncated
+        meta.input_size = tuple(operator.index(v) for v in meta.input_size)  # type: ignore[assignment]
+    except TypeError:
+        raise CheckpointError(f"checkpoint meta: input_size must be [H, W] integers, got {meta.input_size!r}") from None
     if meta.arch != model.arch or meta.num_classes != model.num_classes:
         raise CheckpointError(
             f"meta says arch={meta.arch!r} num_classes={meta.num_classes}, model is arch={model.arch!r} "
@@ -248,7 +280,12 @@ def save_checkpoint(directory: str | Path, model: CAMClassifier | FCAM, meta: Ch
     if not parent.is_dir():
         raise CheckpointError(f"parent directory {parent} of checkpoint {directory} does not exist")
 
-    blob = st_save(_state_dict_for_save(model), metadata={"format": CHECKPOINT_FORMAT})
+    tensors = _state_dict_for_save(model)
+    bad = _non_finite(tensors)
+    if bad:
+        raise CheckpointError(f"refusing to save non-finite weights: {bad[0]} (fix: the training diverged; lower the "
+                              "learning rate or resume from an earlier checkpoint)")
+    blob = st_save(tensors, metadata={"format": CHECKPOINT_FORMAT})
     config = meta.to_config()
     config["weights_sha256"] = hashlib.sha256(blob).hexdigest()
     try:
@@ -256,8 +293,10 @@ def save_checkpoint(directory: str | Path, model: CAMClassifier | FCAM, meta: Ch
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"checkpoint meta is not JSON-serialisable: {exc}") from exc
 
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=parent))
+    _remove_stale_tmp_dirs(directory)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-{os.getpid()}-", dir=parent))
     try:
+        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp's 0700 would make the checkpoint private
         _write_file(tmp / WEIGHTS_NAME, blob)
         _write_file(tmp / CONFIG_NAME, text.encode("utf-8"))
         _fsync_dir(tmp)
@@ -383,6 +422,12 @@ def load_checkpoint(directory: str | Path, map_location: str | torch.device = "c
     ]
     if bad:
         raise CheckpointError(f"{w_path}: {len(bad)} tensors do not fit {meta.arch!r}: tensor " + "; ".join(bad[:3]))
+    nonfinite = _non_finite(sd)
+    if nonfinite:
+        raise CheckpointError(
+            f"{w_path}: {len(nonfinite)} tensors hold NaN or infinity (first: {nonfinite[0]!r}); the checkpoint is "
+            "corrupt or from a diverged run (fix: use an earlier checkpoint)"
+        )
     model.load_state_dict(sd, strict=True, assign=True)
     left = [n for n, t in list(model.named_parameters()) + list(model.named_buffers()) if t.is_meta]
     if left:

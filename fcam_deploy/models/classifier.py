@@ -1,4 +1,4 @@
-"""CAM classifier: WSOL trunk + global average pooling + linear head (the "WGAP" head, fcam-method.md §1.3)."""
+"""CAM classifier: WSOL trunk + global average pooling + linear head (the "WGAP" head, docs/method.md §1.3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""F-CAM: frozen CAM classifier + U-Net decoder + 2-channel segmentation head (fcam-method.md §1.4)."""
+"""F-CAM: frozen CAM classifier + U-Net decoder + 2-channel segmentation head (docs/method.md §1.4)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from torch.nn import functional as F
 from fcam_deploy.models.backbones import BackboneSpec
 from fcam_deploy.models.classifier import CAMClassifier, _check_classes
 
-__all__ = ["FCAM", "FCAMOutput", "UNetDecoder", "DecoderBlock", "CenterBlock", "decoder_parameter_count"]
+__all__ = ["FCAM", "CenterBlock", "DecoderBlock", "FCAMOutput", "UNetDecoder", "decoder_parameter_count"]
 
 
 def _conv_bn_relu(cin: int, cout: int) -> nn.Sequential:

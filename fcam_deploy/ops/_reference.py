@@ -14,7 +14,7 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["PostprocessResult", "cam_postprocess_reference", "axis_taps"]
+__all__ = ["PostprocessResult", "axis_taps", "cam_postprocess_reference"]
 
 
 class PostprocessResult(NamedTuple):
@@ -47,11 +47,17 @@ def axis_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray, np.n
     return i0, i1, l0, l1
 
 
+def _clamp_unit(x: np.ndarray) -> np.ndarray:
+    """Clamp to [0, 1] with -0.0 (and NaN) -> +0.0, as the launchers do: ``full`` never holds -0.0."""
+    x = np.asarray(x, dtype=np.float32)
+    return np.where(x > 0, np.minimum(x, np.float32(1.0)), np.float32(0.0)).astype(np.float32)
+
+
 def _lowres(m: np.ndarray, normalize: bool) -> np.ndarray:
     if not np.all(np.isfinite(m)):
         return np.zeros_like(m, dtype=np.float32)
     if not normalize:
-        return np.clip(m, 0.0, 1.0).astype(np.float32)
+        return _clamp_unit(m)
     lo = float(m.min())
     rng = float(m.max()) - lo
     if not rng > 0.0:
@@ -69,7 +75,7 @@ def _upsample(v: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
     top = xl0[None, :] * v00 + xl1[None, :] * v01
     bot = xl0[None, :] * v10 + xl1[None, :] * v11
     r = yl0[:, None] * top + yl1[:, None] * bot
-    return np.clip(r, np.float32(0.0), np.float32(1.0)).astype(np.float32)
+    return _clamp_unit(r)
 
 
 def _threshold(full: np.ndarray, tau: float, quantize_uint8: bool) -> np.ndarray:

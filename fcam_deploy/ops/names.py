@@ -12,7 +12,9 @@ TORCH_OP: Final = "cam_postprocess"
 TORCH_LATTICE_OP: Final = "lattice_filter"
 ONNX_DOMAIN: Final = "fcam"
 ONNX_OP: Final = "CamPostprocess"
-ONNX_OPSET_VERSION: Final = 1
+#: Version 2: the node outputs the mask as int32 0/1 (a TensorRT plugin may not declare UINT8) and the exported
+#: graph casts it to uint8 with a standard Cast; version-1 graphs (uint8 node output) must be re-exported.
+ONNX_OPSET_VERSION: Final = 2
 TRT_PLUGIN_NAME: Final = "FcamCamPostprocess"
 TRT_PLUGIN_VERSION: Final = "1"
 TRT_PLUGIN_NAMESPACE: Final = "fcam"

@@ -35,6 +35,7 @@ from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 
+from fcam_deploy._limits import MAX_INPUT_SIDE, is_finite_number
 from fcam_deploy.errors import ModelFormatError
 
 __all__ = [
@@ -179,8 +180,16 @@ class ModelMetadata:
                 f"{FORMAT_VERSION}; {fix}"
             )
         try:
-            class_names = tuple(str(c) for c in json.loads(ours["class_names"]))
-            h, w = (int(v) for v in json.loads(ours["input_size"]))
+            names = json.loads(ours["class_names"])
+            if not isinstance(names, list) or not all(isinstance(c, str) for c in names):
+                raise ValueError(f"class_names must be a JSON list of strings, got {ours['class_names'][:80]!r}")
+            class_names = tuple(names)
+            size = json.loads(ours["input_size"])
+            if not isinstance(size, list) or len(size) != 2 or not all(
+                isinstance(v, int) and not isinstance(v, bool) for v in size
+            ):
+                raise ValueError(f"input_size must be a JSON list of two integers, got {ours['input_size'][:80]!r}")
+            h, w = size
             mean = tuple(float(v) for v in json.loads(ours["mean"]))
             std = tuple(float(v) for v in json.loads(ours["std"]))
             meta = cls(
@@ -210,10 +219,19 @@ class ModelMetadata:
         problems = []
         if not self.class_names:
             problems.append("no class names")
-        if min(self.input_size) <= 0:
-            problems.append(f"input_size {self.input_size}")
-        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
-            problems.append(f"mean/std {self.mean}/{self.std}")
+        elif not all(isinstance(c, str) and c for c in self.class_names) or len(set(self.class_names)) != len(
+            self.class_names
+        ):
+            problems.append("class names must be unique non-empty strings")
+        if len(self.input_size) != 2 or not all(1 <= v <= MAX_INPUT_SIDE for v in self.input_size):
+            problems.append(f"input_size {self.input_size} (each side in [1, {MAX_INPUT_SIDE}])")
+        if (
+            len(self.mean) != 3
+            or len(self.std) != 3
+            or not all(is_finite_number(v) for v in (*self.mean, *self.std))
+            or min(self.std) <= 0
+        ):
+            problems.append(f"mean/std {self.mean}/{self.std} (3 finite numbers each, std > 0)")
         if not 0.0 <= self.tau <= 1.0:
             problems.append(f"tau {self.tau} outside [0, 1]")
         if self.method not in METHODS:

@@ -11,15 +11,21 @@ from typing import Any
 import numpy as np
 
 from fcam_deploy.errors import BackendUnavailableError, ConfigError, ModelFormatError
-from fcam_deploy.runtime.base import INPUT_NAME, GraphOutputs, ModelMetadata, check_runner_input
+from fcam_deploy.runtime.base import (
+    INPUT_NAME,
+    GraphOutputs,
+    ModelMetadata,
+    check_runner_input,
+)
 
-__all__ = ["ORT_OPS_ENV", "OrtRunner", "make_session", "resolve_ort_ops_library"]
+__all__ = ["ORT_OPS_ENV", "OrtRunner", "make_session", "resolve_ort_ops_library", "session_metadata"]
 
 log = logging.getLogger(__name__)
 
 #: Environment variable naming the ONNX Runtime custom-op library (``libfcam_ort_ops.so``).
 ORT_OPS_ENV = "FCAM_ORT_OPS"
 _LIB_NAME = "libfcam_ort_ops.so"
+_CUSTOM_OP = "CamPostprocess"
 
 
 def resolve_ort_ops_library(explicit: str | Path | None = None) -> Path:
@@ -58,14 +64,24 @@ def resolve_ort_ops_library(explicit: str | Path | None = None) -> Path:
     )
 
 
+def _device_index(device: str) -> int:
+    """N of ``cuda:N`` / ``tensorrt:N`` (0 without ``:N``)."""
+    if ":" not in device:
+        return 0
+    text = device.split(":", 1)[1]
+    if not text.isdigit() or len(text) > 6:
+        raise ConfigError(f"device {device!r}: the index after ':' must be a small non-negative integer (e.g. cuda:0)")
+    return int(text)
+
+
 def _providers_for(device: str) -> list[Any]:
     if device == "cpu":
         return ["CPUExecutionProvider"]
     if device == "cuda" or device.startswith("cuda:"):
-        idx = int(device.split(":")[1]) if ":" in device else 0
+        idx = _device_index(device)
         return [("CUDAExecutionProvider", {"device_id": idx}), "CPUExecutionProvider"]
     if device == "tensorrt" or device.startswith("tensorrt:"):
-        idx = int(device.split(":")[1]) if ":" in device else 0
+        idx = _device_index(device)
         return [
             ("TensorrtExecutionProvider", {"device_id": idx}),
             ("CUDAExecutionProvider", {"device_id": idx}),
@@ -80,8 +96,18 @@ def make_session(
     plugin_library: str | Path | None = None,
     needs_custom_ops: bool = False,
     intra_op_threads: int = 0,
+    spinning: bool = False,
 ) -> Any:
     """An ``onnxruntime.InferenceSession`` for ``path`` with the custom-op library registered when needed.
+
+    Args:
+        path: the ``.onnx`` file.
+        device: ``cpu``, ``cuda[:N]`` or ``tensorrt[:N]``.
+        plugin_library: ``libfcam_ort_ops.so``; registered when given, or when ``needs_custom_ops``.
+        needs_custom_ops: the graph has the fused ``fcam::CamPostprocess`` node.
+        intra_op_threads: ORT's intra-op threads (0 = ORT's default, one per physical core).
+        spinning: let idle intra-op threads spin-wait (ORT's default). Off by default here: a spinning pool takes
+            the cores from the next stage (post-processing, another runtime's pool) for a while after each run.
 
     Raises:
         BackendUnavailableError: onnxruntime missing or the custom-op library missing/unloadable.
@@ -95,6 +121,10 @@ def make_session(
     so.log_severity_level = 3
     if intra_op_threads:
         so.intra_op_num_threads = int(intra_op_threads)
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    so.add_session_config_entry("session.inter_op.allow_spinning", "1" if spinning else "0")
     if needs_custom_ops or plugin_library is not None:
         lib = resolve_ort_ops_library(plugin_library)
         try:
@@ -110,12 +140,50 @@ def make_session(
         return ort.InferenceSession(str(path), sess_options=so, providers=providers)
     except Exception as exc:  # InvalidGraph / InvalidProtobuf / NotImplemented are ORT-private classes
         text = str(exc)
-        if "CamPostprocess" in text:
-            raise BackendUnavailableError(
-                f"{path}: ONNX Runtime has no kernel for fcam::CamPostprocess ({text.strip()[:200]}); "
+        if _CUSTOM_OP in text:
+            raise _MissingCustomOps(
+                f"{path}: ONNX Runtime has no kernel for fcam::{_CUSTOM_OP} ({text.strip()[:200]}); "
                 f"fix: pass the custom-op library ({_LIB_NAME}) or set {ORT_OPS_ENV}"
             ) from exc
+        if not Path(path).is_file():
+            raise ModelFormatError(f"{path}: no such model file") from exc
         raise ModelFormatError(f"{path}: ONNX Runtime cannot load this model: {text.strip()[:300]}") from exc
+
+
+def _check_graph_shapes(session: Any, meta: ModelMetadata, path: Path) -> None:
+    """The graph's static input size and class count must be the metadata's (a tampered or mismatched file fails
+    here with a typed error instead of inside ONNX Runtime at the first ``run``)."""
+    inputs = session.get_inputs()
+    if len(inputs) != 1 or inputs[0].name != INPUT_NAME:
+        raise ModelFormatError(f"{path}: expected one graph input {INPUT_NAME!r}, got {[i.name for i in inputs]}")
+    shape = list(inputs[0].shape)
+    if len(shape) != 4:
+        raise ModelFormatError(f"{path}: graph input {INPUT_NAME!r} has rank {len(shape)}, expected (N, H, W, 3)")
+    for axis, want in ((1, meta.input_size[0]), (2, meta.input_size[1]), (3, 3)):
+        if isinstance(shape[axis], int) and shape[axis] != want:
+            raise ModelFormatError(
+                f"{path}: graph input is {shape}, but its metadata says input_size {list(meta.input_size)} "
+                "(the file was edited or mixed up; re-export it with `fcam export`)"
+            )
+    logits = session.get_outputs()[0].shape
+    if len(logits) == 2 and isinstance(logits[1], int) and logits[1] != meta.num_classes:
+        raise ModelFormatError(
+            f"{path}: the graph has {logits[1]} classes but its metadata names {meta.num_classes} "
+            f"({list(meta.class_names)[:5]}...); re-export it with `fcam export`"
+        )
+
+
+class _MissingCustomOps(BackendUnavailableError):
+    """The graph has the fused node but no custom-op library was registered."""
+
+
+def session_metadata(session: Any, source: str | Path) -> ModelMetadata:
+    """The fcam-deploy metadata of a loaded session (ONNX ``metadata_props``, read by ONNX Runtime itself).
+
+    Raises:
+        ModelFormatError: not written by a compatible ``fcam export``.
+    """
+    return ModelMetadata.from_props(dict(session.get_modelmeta().custom_metadata_map), source=source)
 
 
 class OrtRunner:
@@ -124,8 +192,12 @@ class OrtRunner:
     Args:
         path: the ``.onnx`` file written by ``fcam export``.
         device: ``cpu`` (default), ``cuda[:N]`` or ``tensorrt[:N]`` (ORT's execution providers).
-        plugin_library: ``libfcam_ort_ops.so`` for ``custom-op`` graphs (else ``$FCAM_ORT_OPS``).
-        threads: ORT intra-op threads (0 = ORT's default; 1 is fastest for tiny models on busy machines).
+        plugin_library: ``libfcam_ort_ops.so`` for ``custom-op`` graphs (else ``$FCAM_ORT_OPS``, else the library
+            ``make kernels`` built, looked up only when the graph needs it).
+        threads: ORT intra-op threads (0 = ORT's default).
+        spinning: ORT's spin-waiting of idle threads (off: see :func:`make_session`).
+
+    The metadata is read by ONNX Runtime from the loaded session (no ``onnx`` package needed).
 
     After loading, ``providers`` lists what ORT actually uses (``session.get_providers()``); when a GPU provider
     was requested but ORT fell back to the CPU, ``fell_back_to_cpu`` is True and a warning is logged.
@@ -140,25 +212,31 @@ class OrtRunner:
     thread_safe = True
 
     def __init__(
-        self, path: Path, device: str = "cpu", plugin_library: str | Path | None = None, threads: int = 0
+        self,
+        path: Path,
+        device: str = "cpu",
+        plugin_library: str | Path | None = None,
+        threads: int = 0,
+        spinning: bool = False,
     ) -> None:
-        from fcam_deploy.export.onnx_export import read_onnx_metadata
-
         path = Path(path)
-        self._meta = read_onnx_metadata(path)
+        if not path.is_file():
+            raise ModelFormatError(f"{path}: no such model file")
         self._device = device
-        self._session = make_session(
-            path,
-            device,
-            plugin_library,
-            needs_custom_ops=self._meta.postprocess == "custom-op",
-            intra_op_threads=threads,
-        )
+        try:
+            # The library is registered up front only when passed explicitly; a graph with the fused node then
+            # finds it through $FCAM_ORT_OPS or the `make kernels` build (a bogus $FCAM_ORT_OPS never breaks a
+            # standard-op graph).
+            self._session = make_session(path, device, plugin_library, False, threads, spinning)
+        except _MissingCustomOps:
+            self._session = make_session(path, device, None, True, threads, spinning)
+        self._meta = session_metadata(self._session, path)
         names = tuple(o.name for o in self._session.get_outputs())
         if names != self._meta.output_names:
             raise ModelFormatError(
                 f"{path}: graph outputs {names} do not match its metadata ({self._meta.output_names}); re-export it"
             )
+        _check_graph_shapes(self._session, self._meta, path)
         self._providers = tuple(self._session.get_providers())
         requested = _providers_for(device)[0]
         requested_name = requested if isinstance(requested, str) else requested[0]

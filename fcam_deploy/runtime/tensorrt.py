@@ -15,18 +15,25 @@ explicit path: the ``plugin_library`` argument, else the ``FCAM_TRT_PLUGINS`` en
 from __future__ import annotations
 
 import contextlib
+import importlib
+import importlib.util
 import logging
 import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from fcam_deploy.errors import BackendUnavailableError, InputError, ModelFormatError
 from fcam_deploy.runtime.base import INPUT_NAME, GraphOutputs, ModelMetadata, check_runner_input
+
+if TYPE_CHECKING:
+    # annotations only; typed by tensorrt-stubs under `make typecheck-trt`, Any otherwise
+    import tensorrt  # type: ignore[import-not-found, unused-ignore]
+    from typing_extensions import Self
 
 __all__ = ["PLUGINS_ENV", "TrtRunner", "open_runner", "resolve_plugin_libraries"]
 
@@ -103,8 +110,9 @@ def _parse_device(device: str) -> int:
     )
 
 
-class _CudaMemory:
-    """Device buffers and the stream of one runner: torch CUDA tensors on ``cuda:index`` and one torch stream."""
+class _TorchCudaMemory:
+    """Device buffers and the stream of one runner through torch: CUDA tensors on ``cuda:index``, one torch stream
+    (torch's caching allocator makes the per-call buffers cheap). Used when cuda-python is absent."""
 
     def __init__(self, index: int) -> None:
         import torch
@@ -146,7 +154,128 @@ class _CudaMemory:
 
     @staticmethod
     def download(buf: Any) -> np.ndarray:
-        return buf.cpu().numpy()
+        return np.asarray(buf.cpu().numpy())
+
+    def release(self) -> None:
+        """Nothing to do: the tensors return to torch's caching allocator when dropped."""
+
+
+class _DeviceBuffer:
+    """A cudaMallocAsync'ed block: device address, shape and dtype."""
+
+    __slots__ = ("dtype", "nbytes", "ptr", "shape")
+
+    def __init__(self, ptr: int, shape: tuple[int, ...], dtype: np.dtype[Any]) -> None:
+        self.ptr, self.shape, self.dtype = ptr, shape, dtype
+        self.nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+
+
+def _import_cudart() -> ModuleType | None:
+    for name in ("cuda.bindings.runtime", "cuda.cudart"):  # cuda-python >= 12.6 / older releases
+        try:
+            return importlib.import_module(name)
+        except ImportError:
+            continue
+    return None
+
+
+class _CudaPythonMemory:
+    """Device buffers and the stream of one runner through cuda-python (the ``gpu`` extra; no torch): one
+    non-blocking stream, stream-ordered ``cudaMallocAsync`` / ``cudaFreeAsync`` buffers per call, copies with
+    ``cudaMemcpyAsync``. Compiled and type-checked here; run only on a GPU box (``fcam doctor``)."""
+
+    def __init__(self, index: int, cudart: ModuleType) -> None:
+        self._rt = cudart
+        self.index = index
+        count = self._call("cudaGetDeviceCount", cudart.cudaGetDeviceCount())
+        if index >= count:
+            raise BackendUnavailableError(
+                f"the TensorRT backend needs CUDA device {index}, but cuda-python sees {count} device(s)"
+            )
+        self._call("cudaSetDevice", cudart.cudaSetDevice(index))
+        self._stream = self._call(
+            "cudaStreamCreateWithFlags", cudart.cudaStreamCreateWithFlags(cudart.cudaStreamNonBlocking)
+        )
+        self._live: list[int] = []  # blocks allocated by this call, freed by release()
+        self._hold: list[np.ndarray] = []  # host arrays an async copy still reads
+
+    def _call(self, what: str, result: Any) -> Any:
+        err, *rest = result if isinstance(result, tuple) else (result,)
+        if int(err) != 0:
+            name = getattr(err, "name", str(err))
+            raise BackendUnavailableError(
+                f"the TensorRT backend cannot use CUDA device {self.index}: {what} failed with {name} (no NVIDIA "
+                "driver / GPU here, or a driver older than this CUDA runtime; run `fcam doctor`)"
+            )
+        return rest[0] if len(rest) == 1 else (rest or None)
+
+    def activate(self) -> contextlib.ExitStack:
+        """Make this device current for the calling thread."""
+        self._call("cudaSetDevice", self._rt.cudaSetDevice(self.index))
+        return contextlib.ExitStack()
+
+    def empty(self, shape: tuple[int, ...], dtype: str) -> _DeviceBuffer:
+        try:
+            dt = np.dtype(dtype)
+        except TypeError as exc:  # bfloat16 has no NumPy dtype
+            raise ModelFormatError(f"engine output dtype {dtype} has no NumPy equivalent; export fp32 outputs") from exc
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
+        ptr = int(self._call("cudaMallocAsync", self._rt.cudaMallocAsync(max(nbytes, 1), self._stream)))
+        self._live.append(ptr)
+        return _DeviceBuffer(ptr, tuple(shape), dt)
+
+    def upload(self, array: np.ndarray) -> _DeviceBuffer:
+        host = np.ascontiguousarray(array)
+        buf = self.empty(tuple(host.shape), host.dtype.name)
+        self._hold.append(host)
+        self._call("cudaMemcpyAsync", self._rt.cudaMemcpyAsync(
+            buf.ptr, host.ctypes.data, buf.nbytes, self._rt.cudaMemcpyKind.cudaMemcpyHostToDevice, self._stream))
+        return buf
+
+    @staticmethod
+    def address(buf: _DeviceBuffer) -> int:
+        return buf.ptr
+
+    @property
+    def stream_handle(self) -> int:
+        return int(self._stream)
+
+    def synchronize(self) -> None:
+        self._call("cudaStreamSynchronize", self._rt.cudaStreamSynchronize(self._stream))
+        self._hold.clear()
+
+    def download(self, buf: _DeviceBuffer) -> np.ndarray:
+        host = np.empty(buf.shape, dtype=buf.dtype)
+        self._call("cudaMemcpyAsync", self._rt.cudaMemcpyAsync(
+            host.ctypes.data, buf.ptr, buf.nbytes, self._rt.cudaMemcpyKind.cudaMemcpyDeviceToHost, self._stream))
+        self.synchronize()
+        return host
+
+    def release(self) -> None:
+        """Free this call's blocks (stream-ordered, after the work queued before them)."""
+        while self._live:
+            self._call("cudaFreeAsync", self._rt.cudaFreeAsync(self._live.pop(), self._stream))
+
+
+def _CudaMemory(index: int) -> _CudaPythonMemory | _TorchCudaMemory:
+    """The runner's device memory: cuda-python when installed (the ``gpu`` extra, no torch needed), else torch.
+
+    Raises:
+        BackendUnavailableError: neither is installed, or the device is missing.
+    """
+    cudart = _import_cudart()
+    if cudart is not None:
+        return _CudaPythonMemory(index, cudart)
+    if importlib.util.find_spec("torch") is not None:
+        return _TorchCudaMemory(index)
+    raise BackendUnavailableError(
+        'the TensorRT backend needs cuda-python (pip install "fcam-deploy[gpu]") or torch for its device buffers'
+    )
+
+
+def _dims(d: tensorrt.Dims | Sequence[int]) -> tuple[int, ...]:
+    """A TensorRT ``Dims`` (indexable, with ``len``; no ``__iter__`` in its declared API) as a tuple of ints."""
+    return tuple(int(d[i]) for i in range(len(d)))
 
 
 class TrtRunner:
@@ -166,35 +295,38 @@ class TrtRunner:
         host_code_allowed: bool = False,
         memory: Any = None,
     ) -> None:
-        from fcam_deploy.export.tensorrt import import_tensorrt, load_plugin_libraries
+        from fcam_deploy.runtime.trt_support import import_tensorrt, load_plugin_libraries
 
         self._metadata = metadata
         self._index = _parse_device(device)
         # ``memory`` replaces the torch-CUDA buffers (tests use host memory with a fake TensorRT).
         self._mem = _CudaMemory(self._index) if memory is None else memory
-        trt = import_tensorrt()
-        self._trt: ModuleType = trt
+        trt_module = import_tensorrt()  # the typed error when TensorRT is missing or not the real bindings
+        import tensorrt as trt  # type: ignore[import-not-found, unused-ignore]  # that module, statically typed
+
+        self._trt: ModuleType = trt_module
         self._lock = threading.Lock()
         self._closed = False
 
         with self._mem.activate():
             self._logger = trt.Logger(trt.Logger.WARNING)
-            self._runtime = trt.Runtime(self._logger)
+            self._runtime: tensorrt.Runtime | None = trt.Runtime(self._logger)
             if self._runtime is None:
                 raise BackendUnavailableError("TensorRT could not create a runtime (CUDA driver?); run `fcam doctor`")
-            self._plugin_handles = load_plugin_libraries(trt, self._runtime.get_plugin_registry(), plugin_paths)
+            runtime = self._runtime
+            self._plugin_handles = load_plugin_libraries(trt_module, runtime.get_plugin_registry(), plugin_paths)
             if host_code_allowed:
                 # Plans built with --serialize-plugins carry plugin code; TensorRT runs it only when allowed.
-                self._runtime.engine_host_code_allowed = True
+                runtime.engine_host_code_allowed = True
             blob = plan.read_bytes()
-            engine = self._runtime.deserialize_cuda_engine(blob)
+            engine = runtime.deserialize_cuda_engine(blob)
             if engine is None:
                 raise ModelFormatError(
                     f"{plan}: TensorRT {getattr(trt, '__version__', '?')} could not deserialize this plan (built by "
                     "another TensorRT version or GPU, corrupt, or a plugin is missing); rebuild it with "
                     "`fcam build-engine` on this machine"
                 )
-            self._engine = engine
+            self._engine: tensorrt.ICudaEngine | None = engine
             names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
             self._inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
             self._outputs = [n for n in names if n not in self._inputs]
@@ -208,9 +340,10 @@ class TrtRunner:
                 raise ModelFormatError(
                     f"{plan}: engine lacks output(s) {missing} that its metadata promises (has {self._outputs})"
                 )
-            self._context = engine.create_execution_context()
-            if self._context is None:
+            context = engine.create_execution_context()
+            if context is None:
                 raise BackendUnavailableError(f"{plan}: TensorRT could not create an execution context (GPU memory?)")
+            self._context: tensorrt.IExecutionContext | None = context
 
     # --- Runner protocol -----------------------------------------------------------------------------------------
 
@@ -263,6 +396,7 @@ class TrtRunner:
                 raise RuntimeError("this TensorRT runner is closed")
             self._check_profile(batch.shape)
             ctx = self._context
+            assert ctx is not None  # set in __init__, cleared only by close()
             with mem.activate():
                 x = mem.upload(batch)
                 if not ctx.set_input_shape(INPUT_NAME, tuple(int(d) for d in batch.shape)):
@@ -270,7 +404,7 @@ class TrtRunner:
                 ctx.set_tensor_address(INPUT_NAME, mem.address(x))
                 outs: dict[str, Any] = {}
                 for name in self._outputs:
-                    shape = tuple(int(d) for d in ctx.get_tensor_shape(name))
+                    shape = _dims(ctx.get_tensor_shape(name))
                     if any(d < 0 for d in shape):
                         raise RuntimeError(f"TensorRT left output {name!r} with unresolved shape {shape}")
                     buf = mem.empty(shape, _TRT_TO_TORCH[self._dtype_name(name)])
@@ -278,8 +412,11 @@ class TrtRunner:
                     outs[name] = buf
                 if not ctx.execute_async_v3(mem.stream_handle):
                     raise RuntimeError("TensorRT execute_async_v3 failed; see the TensorRT log")
-            mem.synchronize()
-            return {n: mem.download(outs[n]) for n in self._metadata.output_names}
+            try:
+                mem.synchronize()
+                return {n: mem.download(outs[n]) for n in self._metadata.output_names}
+            finally:
+                mem.release()
 
     def close(self) -> None:
         """Release the context, engine and runtime (idempotent)."""
@@ -292,7 +429,7 @@ class TrtRunner:
             self._runtime = None
             self._plugin_handles = []
 
-    def __enter__(self) -> TrtRunner:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -301,6 +438,7 @@ class TrtRunner:
     # --- helpers -------------------------------------------------------------------------------------------------
 
     def _dtype_name(self, name: str) -> str:
+        assert self._engine is not None
         dt = self._engine.get_tensor_dtype(name)
         key = str(getattr(dt, "name", dt)).split(".")[-1]
         if key not in _TRT_TO_TORCH:
@@ -308,8 +446,9 @@ class TrtRunner:
         return key
 
     def _check_profile(self, shape: tuple[int, ...]) -> None:
+        assert self._engine is not None
         lo, _, hi = self._engine.get_tensor_profile_shape(INPUT_NAME, 0)
-        lo_t, hi_t = tuple(int(d) for d in lo), tuple(int(d) for d in hi)
+        lo_t, hi_t = _dims(lo), _dims(hi)
         if not all(a <= s <= b for a, s, b in zip(lo_t, shape, hi_t, strict=True)):
             raise InputError(
                 f"batch shape {tuple(shape)} is outside the engine's optimisation profile {lo_t}..{hi_t}; rebuild "
@@ -335,7 +474,7 @@ def open_runner(
             match the fcam graph contract.
         BackendUnavailableError: no tensorrt, no CUDA device, or a missing plugin library.
     """
-    from fcam_deploy.export.tensorrt import read_sidecar, sidecar_path
+    from fcam_deploy.runtime.trt_support import read_sidecar, sidecar_path
 
     plan = Path(path)
     if not plan.is_file():

@@ -15,7 +15,7 @@ __all__ = ["TorchRunner"]
 
 
 class TorchRunner:
-    """Runs :class:`fcam_deploy.export.graph.LocalizationGraph` in PyTorch (implements ``Runner``).
+    """Runs :class:`fcam_deploy.runtime.torch_graph.LocalizationGraph` in PyTorch (implements ``Runner``).
 
     Args:
         checkpoint: checkpoint directory.
@@ -41,7 +41,7 @@ class TorchRunner:
         size: tuple[int, int] | None = None,
         max_boxes: int = 8,
     ) -> None:
-        from fcam_deploy.export.onnx_export import build_graph
+        from fcam_deploy.runtime.torch_graph import build_graph
 
         dev = _torch_device(device)
         graph, meta = build_graph(Path(checkpoint), method, postprocess, size, max_boxes)
@@ -52,7 +52,7 @@ class TorchRunner:
 
     @classmethod
     def from_graph(cls, graph: torch.nn.Module, metadata: ModelMetadata, device: str = "cpu") -> TorchRunner:
-        """Wrap an in-memory :class:`~fcam_deploy.export.graph.LocalizationGraph` and its metadata."""
+        """Wrap an in-memory :class:`~fcam_deploy.runtime.torch_graph.LocalizationGraph` and its metadata."""
         self = cls.__new__(cls)
         dev = _torch_device(device)
         self._graph = graph.to(dev).eval()

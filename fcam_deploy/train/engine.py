@@ -551,4 +551,4 @@ def train_fcam(
                 out_dir=Path(out_dir), step_fn=step, resume=resume, progress=progress,
                 save_every_steps=save_every_steps, dist_info=dist_info, device=dev, num_workers=num_workers,
                 extra_meta={"stage": "fcam", "config": config_to_dict(cfg),
-                            "classifier": str(Path(classifier_dir).resolve())})
+                            "classifier": Path(classifier_dir).resolve().name})  # no absolute path shipped

@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from fcam_deploy import _io
 from fcam_deploy.errors import CheckpointError
 
 __all__ = ["TrainState", "atomic_write_text", "clean_tmp", "load_latest_state", "save_state"]
@@ -61,14 +62,9 @@ def _fsync_dir(path: Path) -> None:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (tmp in the same folder, fsync, ``os.replace``)."""
-    tmp = path.with_name(f".tmp-{path.name}-{uuid.uuid4().hex[:8]}")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    """Write ``text`` to ``path`` atomically (the package's one helper, :func:`fcam_deploy._io.atomic_write_text`:
+    tmp in the same folder, fsync, ``os.replace``, umask mode, stale temporaries of killed writers removed)."""
+    _io.atomic_write_text(path, text)
 
 
 def _flatten_optimizer(sd: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

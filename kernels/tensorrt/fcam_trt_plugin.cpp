@@ -9,12 +9,17 @@
 // ONNX: the parser maps the node fcam::CamPostprocess (op_type "CamPostprocess", string attributes
 // plugin_namespace="fcam", plugin_version="1") to the alias creator "CamPostprocess"; a node with op_type
 // "FcamCamPostprocess" reaches the canonical one. INT attributes arrive as kINT32 fields, FLOAT as kFLOAT32.
-// I/O: input maps float32 (N, h, w); outputs full float32 (N, H, W), mask uint8 (N, H, W), boxes int32
-// (N, K, 4), count int32 (N). enqueue calls fcam::camPostprocessCuda on TensorRT's stream and workspace.
+// I/O: input maps float32 (N, h, w); outputs full float32 (N, H, W), mask INT32 0/1 (N, H, W), boxes int32
+// (N, K, 4), count int32 (N). The mask is int32 because IPluginV3OneBuild::getOutputDataTypes may not declare
+// kUINT8 or kBOOL (NvInferRuntime.h, TensorRT 10.3 ... 11.1); the exported ONNX graph casts it to the uint8
+// `mask` output with a standard Cast, which TensorRT builds as an ICastLayer (the only kind of layer allowed to
+// produce a UINT8 network output). enqueue calls fcam::camPostprocessCuda on TensorRT's stream and workspace.
 #include <NvInferRuntime.h>
 
 #include <atomic>
+#include <cstdint>
 #include <cstring>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -43,11 +48,15 @@ struct Attrs {
   float tau = 0.5f;
   int32_t quantize_uint8 = 0, protocol_boxes = 0, max_boxes = 1, normalize = 1;
 
+  // Checked when the plugin is created (engine build, or deserialization), so a bad attribute fails the build
+  // with a message instead of every enqueue: the launcher's own limits on the fields that do not depend on the
+  // input shape (validateParams with a 1x1x1 input).
   bool valid(std::string* why) const {
     if (out_h < 1 || out_w < 1) { *why = "out_h and out_w must be >= 1"; return false; }
     if (int64_t(out_h) * out_w > kMaxPixelsPerMap) { *why = "out_h * out_w must be <= 2^30"; return false; }
     if (!(tau >= 0.0f && tau <= 1.0f)) { *why = "tau must be in [0, 1]"; return false; }
-    if (max_boxes < 1) { *why = "max_boxes must be >= 1"; return false; }
+    if (max_boxes < 1 || max_boxes > (int32_t(1) << 24)) { *why = "max_boxes must be in [1, 2^24]"; return false; }
+    if (validateParams(params(1, 1, 1)) != Status::kOk) { *why = "invalid attributes"; return false; }
     return true;
   }
 
@@ -56,20 +65,30 @@ struct Attrs {
     p.n = n; p.in_h = in_h; p.in_w = in_w; p.out_h = out_h; p.out_w = out_w; p.tau = tau;
     p.quantize_uint8 = quantize_uint8 != 0; p.protocol_boxes = protocol_boxes != 0;
     p.max_boxes = max_boxes; p.normalize = normalize != 0;
+    p.mask_type = MaskType::kInt32;  // see the file comment
     return p;
   }
 };
 
-// Reads one scalar field that may come as INT32, INT64 (ints) or FLOAT32/FLOAT64 (tau).
-bool readField(const PluginField& f, Attrs& a) {
-  auto asInt = [&](int32_t* dst) {
-    if (f.length < 1 || !f.data) return false;
-    if (f.type == PluginFieldType::kINT32) { *dst = *static_cast<const int32_t*>(f.data); return true; }
-    if (f.type == PluginFieldType::kINT64) { *dst = int32_t(*static_cast<const int64_t*>(f.data)); return true; }
-    return false;
+// Reads one scalar field that may come as INT32, INT64 (ints) or FLOAT32/FLOAT64 (tau). Returns "" or the
+// reason it cannot (wrong type, no data, an INT64 value outside the int32 range, a non-finite tau).
+std::string readField(const PluginField& f, Attrs& a) {
+  const std::string name = f.name ? f.name : "?";
+  auto asInt = [&](int32_t* dst) -> std::string {
+    if (f.length < 1 || !f.data) return "field '" + name + "' has no data";
+    if (f.type == PluginFieldType::kINT32) { *dst = *static_cast<const int32_t*>(f.data); return ""; }
+    if (f.type == PluginFieldType::kINT64) {
+      const int64_t v = *static_cast<const int64_t*>(f.data);
+      if (v < std::numeric_limits<int32_t>::min() || v > std::numeric_limits<int32_t>::max()) {
+        return "field '" + name + "' = " + std::to_string(v) + " is outside the int32 range";
+      }
+      *dst = static_cast<int32_t>(v);
+      return "";
+    }
+    return "field '" + name + "' must be INT32 or INT64";
   };
   const char* n = f.name;
-  if (!n) return true;
+  if (!n) return "";
   if (!std::strcmp(n, nm::kAttrOutH)) return asInt(&a.out_h);
   if (!std::strcmp(n, nm::kAttrOutW)) return asInt(&a.out_w);
   if (!std::strcmp(n, nm::kAttrQuantizeUint8)) return asInt(&a.quantize_uint8);
@@ -77,12 +96,12 @@ bool readField(const PluginField& f, Attrs& a) {
   if (!std::strcmp(n, nm::kAttrMaxBoxes)) return asInt(&a.max_boxes);
   if (!std::strcmp(n, nm::kAttrNormalize)) return asInt(&a.normalize);
   if (!std::strcmp(n, nm::kAttrTau)) {
-    if (f.length < 1 || !f.data) return false;
-    if (f.type == PluginFieldType::kFLOAT32) { a.tau = *static_cast<const float*>(f.data); return true; }
-    if (f.type == PluginFieldType::kFLOAT64) { a.tau = float(*static_cast<const double*>(f.data)); return true; }
-    return false;
+    if (f.length < 1 || !f.data) return "field 'tau' has no data";
+    if (f.type == PluginFieldType::kFLOAT32) { a.tau = *static_cast<const float*>(f.data); return ""; }
+    if (f.type == PluginFieldType::kFLOAT64) { a.tau = float(*static_cast<const double*>(f.data)); return ""; }
+    return "field 'tau' must be FLOAT32 or FLOAT64";
   }
-  return true;  // unknown fields are ignored
+  return "";  // unknown fields (plugin_namespace, plugin_version, ...) are ignored
 }
 
 class CamPostprocessPlugin final : public IPluginV3, public IPluginV3OneCore, public IPluginV3OneBuild,
@@ -122,7 +141,7 @@ class CamPostprocessPlugin final : public IPluginV3, public IPluginV3OneCore, pu
                              int32_t nbInputs) const noexcept override {
     if (nbInputs != 1 || nbOutputs != 4 || in[0] != DataType::kFLOAT) return -1;
     out[0] = DataType::kFLOAT;
-    out[1] = DataType::kUINT8;
+    out[1] = DataType::kINT32;  // mask 0/1: kUINT8 / kBOOL are not allowed for plugin outputs
     out[2] = DataType::kINT32;
     out[3] = DataType::kINT32;
     return 0;
@@ -147,7 +166,7 @@ class CamPostprocessPlugin final : public IPluginV3, public IPluginV3OneCore, pu
   bool supportsFormatCombination(int32_t pos, DynamicPluginTensorDesc const* io, int32_t nbInputs,
                                  int32_t nbOutputs) noexcept override {
     if (nbInputs != 1 || nbOutputs != 4 || pos < 0 || pos > 4) return false;
-    static const DataType kTypes[5] = {DataType::kFLOAT, DataType::kFLOAT, DataType::kUINT8, DataType::kINT32,
+    static const DataType kTypes[5] = {DataType::kFLOAT, DataType::kFLOAT, DataType::kINT32, DataType::kINT32,
                                        DataType::kINT32};
     return io[pos].desc.format == TensorFormat::kLINEAR && io[pos].desc.type == kTypes[pos];
   }
@@ -170,11 +189,11 @@ class CamPostprocessPlugin final : public IPluginV3, public IPluginV3OneCore, pu
     const CamPostprocessParams p = a_.params(d.d[0], d.d[1], d.d[2]);
     const size_t ws = camPostprocessCudaWorkspaceSize(p);
     const int err = camPostprocessCuda(static_cast<const float*>(inputs[0]), static_cast<float*>(outputs[0]),
-                                       static_cast<uint8_t*>(outputs[1]), static_cast<int32_t*>(outputs[2]),
+                                       outputs[1], static_cast<int32_t*>(outputs[2]),
                                        static_cast<int32_t*>(outputs[3]), p, workspace, ws,
                                        reinterpret_cast<CUstream_st*>(stream));
     if (err != 0) {
-      logError("CUDA launcher failed with error " + std::to_string(err));
+      logError("CUDA launcher failed with error " + std::to_string(err) + ": " + camPostprocessCudaErrorString(err));
       return -1;
     }
     return 0;
@@ -223,8 +242,9 @@ class CamPostprocessCreator final : public IPluginCreatorV3One {
       bool have_h = false, have_w = false;
       for (int32_t i = 0; fc && i < fc->nbFields; ++i) {
         const PluginField& f = fc->fields[i];
-        if (!readField(f, a)) {
-          logError(std::string("field '") + (f.name ? f.name : "?") + "' has an unsupported type or no data");
+        const std::string err = readField(f, a);
+        if (!err.empty()) {
+          logError(err);
           return nullptr;
         }
         if (f.name && !std::strcmp(f.name, nm::kAttrOutH)) have_h = true;

@@ -139,6 +139,97 @@ void goldenCases() {
     Out one = run({5.0f}, params(1, 1, 1, 1, 1, 0.5, false, true, 1));
     EXPECT(one.full[0] == 0.0f && one.count[0] == 1, "1x1 map");
   }
+  // -0.0 in a pass-through map (normalize=false; torch.relu(-0.0) is -0.0): it never reaches `full` as -0.0,
+  // so it cannot win the bit-pattern max (0x80000000 > 0x3f800000) and make every positive pixel foreground.
+  {
+    // 4x4 identity: three pixels 0.9, 0.2, 0.6; the rest -0.0. tau 0.5 -> mask = {0.9, 0.6}.
+    std::vector<float> m(16, -0.0f);
+    m[1] = 0.9f; m[6] = 0.2f; m[15] = 0.6f;
+    for (bool q : {false, true}) {
+      fcam::CamPostprocessParams p = params(1, 4, 4, 4, 4, 0.5, q, false, 4);
+      p.normalize = false;
+      Out o = run(m, p);
+      for (size_t i = 0; i < o.full.size(); ++i) {
+        EXPECT(!std::signbit(o.full[i]), "-0.0 reached full[%zu]", i);
+      }
+      EXPECT(o.mask[1] == 1 && o.mask[15] == 1 && o.mask[6] == 0 && o.mask[0] == 0,
+             "-0.0 map mask (q=%d): %d %d %d %d", int(q), o.mask[1], o.mask[15], o.mask[6], o.mask[0]);
+      EXPECT(o.count[0] == 2, "-0.0 map count %d (q=%d)", o.count[0], int(q));
+      // an all -0.0 map is an empty map, upsampled too (products of -0.0 stay -0.0 without the clamp)
+      std::vector<float> z(16, -0.0f);
+      fcam::CamPostprocessParams pz = params(1, 4, 4, 9, 7, 0.0, q, false, 1);
+      pz.normalize = false;
+      Out oz = run(z, pz);
+      bool plus_zero = true;
+      for (float f : oz.full) plus_zero = plus_zero && f == 0.0f && !std::signbit(f);
+      EXPECT(plus_zero && oz.count[0] == 0, "all -0.0 map: full must be +0.0 everywhere, count %d", oz.count[0]);
+    }
+  }
+  // int32 mask output (the ONNX node / TensorRT plugin contract): same 0/1 values as the uint8 mask.
+  {
+    std::vector<float> m(2 * 5 * 6);
+    for (size_t i = 0; i < m.size(); ++i) m[i] = float((i * 29) % 13) - 4.0f;
+    for (bool proto : {false, true}) {
+      fcam::CamPostprocessParams p = params(2, 5, 6, 11, 9, 0.45, proto, proto, 3);
+      Out ref = run(m, p);
+      p.mask_type = fcam::MaskType::kInt32;
+      std::vector<float> full(ref.full.size());
+      std::vector<int32_t> mask32(ref.mask.size(), 7), boxes(ref.boxes.size()), count(2);
+      EXPECT(fcam::camPostprocessCpu(m.data(), full.data(), mask32.data(), boxes.data(), count.data(), p, 2) ==
+             fcam::Status::kOk, "int32 mask launch");
+      bool same = full == ref.full && boxes == ref.boxes && count == ref.count;
+      for (size_t i = 0; i < mask32.size(); ++i) same = same && mask32[i] == int32_t(ref.mask[i]);
+      EXPECT(same, "int32 mask output differs from the uint8 one (proto=%d)", int(proto));
+    }
+  }
+  // CUDA workspace size and checks (host arithmetic, no GPU): sub-buffers of 4 bytes per input pixel and
+  // 32 per output pixel (+1 with an int32 mask), each rounded up to 256 bytes; 8-byte alignment required.
+  {
+    auto up = [](size_t v) { return (v + 255) / 256 * 256; };
+    fcam::CamPostprocessParams p = params(3, 28, 28, 224, 224, 0.5, false, false, 4);
+    const size_t in_px = 3 * 28 * 28, out_px = 3 * 224 * 224;
+    const size_t want = up(4 * in_px) + 6 * up(4 * out_px) + up(8 * out_px);
+    EXPECT(fcam::camPostprocessCudaWorkspaceSize(p) == want, "workspace %zu, want %zu",
+           fcam::camPostprocessCudaWorkspaceSize(p), want);
+    fcam::CamPostprocessParams p32 = p;
+    p32.mask_type = fcam::MaskType::kInt32;
+    EXPECT(fcam::camPostprocessCudaWorkspaceSize(p32) == want + up(out_px), "int32-mask workspace %zu",
+           fcam::camPostprocessCudaWorkspaceSize(p32));
+    std::vector<uint64_t> buf(want / 8 + 2);
+    char* base = reinterpret_cast<char*>(buf.data());
+    EXPECT(fcam::validateCudaWorkspace(p, base, want) == fcam::Status::kOk, "aligned workspace rejected");
+    EXPECT(fcam::validateCudaWorkspace(p, base + 4, want) == fcam::Status::kBadWorkspace,
+           "4-byte aligned workspace accepted (the 64-bit keys need 8)");
+    EXPECT(fcam::validateCudaWorkspace(p, base, want - 1) == fcam::Status::kBadWorkspace, "short workspace accepted");
+    EXPECT(fcam::validateCudaWorkspace(p, nullptr, want) == fcam::Status::kBadWorkspace, "null workspace accepted");
+    EXPECT(fcam::validateCudaWorkspace(p32, base, want) == fcam::Status::kBadWorkspace,
+           "int32-mask params accepted a uint8-mask-sized workspace");
+    fcam::CamPostprocessParams p0 = p;
+    p0.n = 0;
+    EXPECT(fcam::validateCudaWorkspace(p0, nullptr, 0) == fcam::Status::kOk, "n=0 needs no workspace");
+    fcam::CamPostprocessParams bad = p;
+    bad.max_boxes = (int64_t(1) << 24) + 1;
+    EXPECT(fcam::camPostprocessCudaWorkspaceSize(bad) == 0 &&
+           fcam::validateCudaWorkspace(bad, base, want) == fcam::Status::kInvalidArgument, "K > 2^24 accepted");
+    fcam::CamPostprocessParams badtype = p;
+    badtype.mask_type = static_cast<fcam::MaskType>(7);
+    EXPECT(fcam::validateParams(badtype) == fcam::Status::kInvalidArgument, "unknown mask type accepted");
+  }
+  // The per-map-size launcher writes uint8 masks only: an int32 mask type is refused, not misread.
+  {
+    std::vector<float> m(2 * 3 * 3, 1.0f), f0(4), f1(6);
+    std::vector<uint8_t> m0(4), m1(6);
+    std::vector<int32_t> boxes(2 * 4), count(2);
+    const int64_t sizes[4] = {2, 2, 2, 3};
+    float* fulls[2] = {f0.data(), f1.data()};
+    uint8_t* masks[2] = {m0.data(), m1.data()};
+    fcam::CamPostprocessParams p = params(2, 3, 3, 1, 1, 0.5, false, false, 1);
+    EXPECT(fcam::camPostprocessCpuSized(m.data(), sizes, fulls, masks, boxes.data(), count.data(), p, 1) ==
+           fcam::Status::kOk, "sized launcher, uint8 masks");
+    p.mask_type = fcam::MaskType::kInt32;
+    EXPECT(fcam::camPostprocessCpuSized(m.data(), sizes, fulls, masks, boxes.data(), count.data(), p, 1) ==
+           fcam::Status::kInvalidArgument, "sized launcher accepted an int32 mask type");
+  }
   // n = 0 and invalid params.
   {
     fcam::CamPostprocessParams p = params(0, 4, 4, 4, 4, 0.5, false, false, 1);
@@ -189,9 +280,11 @@ int fileCases(const char* path) {
       return 2;
     }
     Out o = run(maps, p, 1 + int(c % 3));
+    // bit for bit (the spec's float operation order; -0.0 vs +0.0 counts as a difference)
+    const bool same_bits = out_px == 0 || std::memcmp(o.full.data(), full.data(), out_px * sizeof(float)) == 0;
     double maxdiff = 0.0;
     for (size_t i = 0; i < out_px; ++i) maxdiff = std::fmax(maxdiff, std::fabs(double(o.full[i]) - full[i]));
-    EXPECT(maxdiff <= 1e-6, "case %lld: full differs by %g", static_cast<long long>(c), maxdiff);
+    EXPECT(same_bits, "case %lld: full differs (max |diff| %g, or a signed zero)", static_cast<long long>(c), maxdiff);
     EXPECT(o.mask == mask, "case %lld: mask differs", static_cast<long long>(c));
     EXPECT(o.boxes == boxes, "case %lld: boxes differ", static_cast<long long>(c));
     EXPECT(o.count == count, "case %lld: count differs", static_cast<long long>(c));

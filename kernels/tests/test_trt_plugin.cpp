@@ -1,12 +1,15 @@
 // Host-only test of libfcam_trt_plugins.so against the TensorRT headers, without libnvinfer or a GPU:
 // dlopen, getCreators / setLoggerFinder, creator names and fields, createPlugin (valid, invalid, missing
-// fields), capability interfaces, output types, format combinations, workspace size, serialization round trip.
+// fields, INT64 range, max_boxes limit), capability interfaces, output types (no UINT8/BOOL: the mask is int32),
+// format combinations, workspace size (int32 mask), serialization round trip.
 // Built by CMake only where TensorRT headers are found; build.sh runs it.  Usage: fcam_trt_plugin_test LIB.so
 #include <NvInferRuntime.h>
 #include <dlfcn.h>
 
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -90,23 +93,33 @@ int main(int argc, char** argv) {
   CHECK(build->getNbOutputs() == 4, "4 outputs");
   DataType in[1] = {DataType::kFLOAT}, out[4];
   CHECK(build->getOutputDataTypes(out, 4, in, 1) == 0, "output types");
-  CHECK(out[0] == DataType::kFLOAT && out[1] == DataType::kUINT8 && out[2] == DataType::kINT32 &&
-            out[3] == DataType::kINT32, "output types values");
+  CHECK(out[0] == DataType::kFLOAT && out[1] == DataType::kINT32 && out[2] == DataType::kINT32 &&
+            out[3] == DataType::kINT32, "output types values (mask int32)");
+  // NvInferRuntime.h, getOutputDataTypes: "DataType::kBOOL and DataType::kUINT8 are not supported"
+  for (int i = 0; i < 4; ++i) {
+    CHECK(out[i] != DataType::kUINT8 && out[i] != DataType::kBOOL, "no UINT8/BOOL plugin output");
+  }
   DynamicPluginTensorDesc io[5]{};
-  const DataType types[5] = {DataType::kFLOAT, DataType::kFLOAT, DataType::kUINT8, DataType::kINT32, DataType::kINT32};
+  const DataType types[5] = {DataType::kFLOAT, DataType::kFLOAT, DataType::kINT32, DataType::kINT32, DataType::kINT32};
   for (int i = 0; i < 5; ++i) {
     io[i].desc.type = types[i];
     io[i].desc.format = TensorFormat::kLINEAR;
   }
   for (int i = 0; i < 5; ++i) CHECK(build->supportsFormatCombination(i, io, 1, 4), "supported combination");
+  io[2].desc.type = DataType::kUINT8;
+  CHECK(!build->supportsFormatCombination(2, io, 1, 4), "uint8 mask output rejected");
+  io[2].desc.type = DataType::kINT32;
   io[0].desc.type = DataType::kHALF;
   CHECK(!build->supportsFormatCombination(0, io, 1, 4), "half input rejected");
   io[0].max.nbDims = 3;
   io[0].max.d[0] = 8; io[0].max.d[1] = 28; io[0].max.d[2] = 28;
   fcam::CamPostprocessParams p;
   p.n = 8; p.in_h = 28; p.in_w = 28; p.out_h = oh; p.out_w = ow; p.max_boxes = k;
+  p.mask_type = fcam::MaskType::kInt32;  // + the launcher's internal uint8 mask
   const size_t ws = build->getWorkspaceSize(io, 1, io + 1, 4);
-  CHECK(ws > 0 && ws == fcam::camPostprocessCudaWorkspaceSize(p), "workspace from max dims");
+  CHECK(ws > 0 && ws == fcam::camPostprocessCudaWorkspaceSize(p), "workspace from max dims (int32 mask)");
+  p.mask_type = fcam::MaskType::kUint8;
+  CHECK(ws > fcam::camPostprocessCudaWorkspaceSize(p), "int32-mask workspace holds the uint8 mask too");
   // serialization round trip through the canonical creator
   const PluginFieldCollection* ser = rt->getFieldsToSerialize();
   CHECK(ser && ser->nbFields == 7, "7 serialized fields");
@@ -130,6 +143,28 @@ int main(int argc, char** argv) {
   IPluginV3* p64 = creator->createPlugin("pp", &fc, TensorRTPhase::kBUILD);
   CHECK(p64 != nullptr, "INT64 out_h accepted");
   delete p64;
+  // INT64 values outside int32 are an error, not truncated (2^32 + 100 used to become 100)
+  oh64 = (int64_t(1) << 32) + 100;
+  CHECK(creator->createPlugin("pp", &fc, TensorRTPhase::kBUILD) == nullptr, "INT64 out_h = 2^32+100 rejected");
+  CHECK(!logger.errors.empty() && logger.errors.back().find("int32 range") != std::string::npos &&
+            logger.errors.back().find("out_h") != std::string::npos, "error names the field and the range");
+  oh64 = 100;
+  // max_boxes <= 2^24 (the rank keys hold K in 24 bits) checked when the engine is built
+  int32_t big_k = (1 << 24) + 1;
+  f[3].data = &big_k;
+  fc = fields(f);
+  CHECK(creator->createPlugin("pp", &fc, TensorRTPhase::kBUILD) == nullptr, "max_boxes = 2^24 + 1 rejected");
+  CHECK(!logger.errors.empty() && logger.errors.back().find("max_boxes") != std::string::npos, "error names max_boxes");
+  big_k = 1 << 24;
+  IPluginV3* kmax = creator->createPlugin("pp", &fc, TensorRTPhase::kBUILD);
+  CHECK(kmax != nullptr, "max_boxes = 2^24 accepted");
+  delete kmax;
+  f[3].data = &k;
+  float nan_tau = std::numeric_limits<float>::quiet_NaN();
+  f[2].data = &nan_tau;
+  fc = fields(f);
+  CHECK(creator->createPlugin("pp", &fc, TensorRTPhase::kBUILD) == nullptr, "tau = NaN rejected");
+  f[2].data = &tau;
   delete cl;
   delete again;
   delete plugin;

@@ -29,7 +29,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> camPostprocessCudaKer
                                      o.boxes.data_ptr<int32_t>(), o.count.data_ptr<int32_t>(), p,
                                      ws.data_ptr(), ws_bytes,
                                      reinterpret_cast<CUstream_st*>(c10::cuda::getCurrentCUDAStream().stream()));
-  TORCH_CHECK(err == 0, "fcam::cam_postprocess: CUDA launcher failed with error ", err);
+  TORCH_CHECK(err == 0, "fcam::cam_postprocess: CUDA launcher failed with error ", err, ": ",
+              camPostprocessCudaErrorString(err));
   return {o.full, o.mask, o.boxes, o.count};
 }
 

@@ -3,6 +3,8 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
+#include <vector>
+
 #include "fcam/cam_postprocess.h"
 #include "torch_common.h"
 
@@ -27,7 +29,7 @@ CamPostprocessParams makeParams(const at::Tensor& maps, int64_t out_h, int64_t o
   p.normalize = normalize;
   TORCH_CHECK(validateParams(p) == Status::kOk,
               "fcam::cam_postprocess: invalid arguments (need h, w, out_h, out_w, max_boxes >= 1, "
-              "tau in [0, 1], out_h*out_w <= 2^30), got maps ", maps.sizes(), " out=(", out_h, ", ", out_w,
+              "tau in [0, 1], out_h*out_w <= 2^30, max_boxes <= 2^24), got maps ", maps.sizes(), " out=(", out_h, ", ", out_w,
               ") tau=", tau, " max_boxes=", max_boxes);
   return p;
 }
@@ -57,6 +59,37 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> camPostprocessCpuKern
   return {o.full, o.mask, o.boxes, o.count};
 }
 
+// One output size per map (sizes = [h0, w0, h1, w1, ...]): the runtime's original-resolution post-processing.
+std::tuple<std::vector<at::Tensor>, std::vector<at::Tensor>, at::Tensor, at::Tensor> camPostprocessSizedCpuKernel(
+    const at::Tensor& maps, at::IntArrayRef sizes, double tau, bool quantize_uint8, bool protocol_boxes,
+    int64_t max_boxes, bool normalize) {
+  TORCH_CHECK(maps.device().is_cpu(), "fcam::cam_postprocess_sized: maps must be on the CPU");
+  const CamPostprocessParams p = makeParams(maps, 1, 1, tau, quantize_uint8, protocol_boxes, max_boxes, normalize);
+  TORCH_CHECK(static_cast<int64_t>(sizes.size()) == 2 * p.n, "fcam::cam_postprocess_sized: sizes must hold 2*N = ",
+              2 * p.n, " values (h0, w0, h1, w1, ...), got ", sizes.size());
+  const at::Tensor in = maps.contiguous();
+  auto f = maps.options();
+  std::vector<at::Tensor> fulls, masks;
+  std::vector<float*> full_ptrs;
+  std::vector<uint8_t*> mask_ptrs;
+  for (int64_t m = 0; m < p.n; ++m) {
+    const int64_t h = sizes[2 * m], w = sizes[2 * m + 1];
+    TORCH_CHECK(h >= 1 && w >= 1 && h <= kMaxPixelsPerMap / w, "fcam::cam_postprocess_sized: size ", m, " = (", h,
+                ", ", w, ") must be >= 1 with h*w <= 2^30");
+    fulls.push_back(at::empty({h, w}, f.dtype(at::kFloat)));
+    masks.push_back(at::empty({h, w}, f.dtype(at::kByte)));
+    full_ptrs.push_back(fulls.back().data_ptr<float>());
+    mask_ptrs.push_back(masks.back().data_ptr<uint8_t>());
+  }
+  at::Tensor boxes = at::empty({p.n, p.max_boxes, 4}, f.dtype(at::kInt));
+  at::Tensor count = at::empty({p.n}, f.dtype(at::kInt));
+  const Status st = camPostprocessCpuSized(in.data_ptr<float>(), sizes.data(), full_ptrs.data(), mask_ptrs.data(),
+                                           boxes.data_ptr<int32_t>(), count.data_ptr<int32_t>(), p,
+                                           at::get_num_threads());
+  TORCH_CHECK(st == Status::kOk, "fcam::cam_postprocess_sized: CPU launcher failed: ", statusString(st));
+  return {fulls, masks, boxes, count};
+}
+
 }  // namespace
 }  // namespace torch_glue
 }  // namespace fcam
@@ -66,8 +99,13 @@ TORCH_LIBRARY(fcam, m) {
       "cam_postprocess(Tensor maps, int out_h, int out_w, float tau, bool quantize_uint8=False, "
       "bool protocol_boxes=False, int max_boxes=1, bool normalize=True) -> "
       "(Tensor full, Tensor mask, Tensor boxes, Tensor count)");
+  m.def(
+      "cam_postprocess_sized(Tensor maps, int[] sizes, float tau, bool quantize_uint8=False, "
+      "bool protocol_boxes=False, int max_boxes=1, bool normalize=True) -> "
+      "(Tensor[] full, Tensor[] mask, Tensor boxes, Tensor count)");
 }
 
 TORCH_LIBRARY_IMPL(fcam, CPU, m) {
   m.impl("cam_postprocess", &fcam::torch_glue::camPostprocessCpuKernel);
+  m.impl("cam_postprocess_sized", &fcam::torch_glue::camPostprocessSizedCpuKernel);
 }

@@ -230,10 +230,9 @@ def test_hooks_removed_and_state_restored_when_model_raises(images) -> None:
 
 
 def test_context_manager_removes_hooks_and_propagates_errors(model, images) -> None:
-    with pytest.raises(ValueError, match="user error"):
-        with GradCAM(model, model.trunk) as ex:
-            ex(images)
-            raise ValueError("user error")
+    with pytest.raises(ValueError, match="user error"), GradCAM(model, model.trunk) as ex:
+        ex(images)
+        raise ValueError("user error")
     assert not model.trunk._forward_hooks
     # the extractor does not interfere with the caller's own forward passes inside the block
     with CAM(model) as ex:

@@ -112,3 +112,42 @@ def test_eval_runs_the_model_at_the_checkpoint_input_size(setup: tuple[Path, Pat
         got = np.load(tmp_path / method / "test" / "000000.png.npy")
         # (batch 16 vs 1 moves conv outputs by ~1e-6; a 224-px forward would differ everywhere)
         np.testing.assert_allclose(got, np.clip(want.numpy(), 0, 1), atol=1e-5, rtol=0)
+
+
+def _gt_class_cam_oracle(ckpt: Path, ds: Path, image_id: str, label: int) -> tuple[np.ndarray, int]:
+    """The protocol's GT-known CAM, written out: the eval transform by hand (PIL bilinear resize to 224,
+    ImageNet normalisation), features A of the last layer, sum_k W[label, k] A_k, min-max, bilinear upsampling to
+    224 (align_corners=False). Returns (map, predicted class)."""
+    from PIL import Image
+
+    from fcam_deploy.models import load_checkpoint
+
+    model, meta = load_checkpoint(ckpt)
+    img = Image.open(ds / "images" / image_id).convert("RGB").resize((224, 224), Image.BILINEAR)
+    x = (np.asarray(img, np.float32) / 255.0 - np.array(meta.mean, np.float32)) / np.array(meta.std, np.float32)
+    xt = torch.from_numpy(x).permute(2, 0, 1)[None].contiguous()
+    with torch.no_grad():
+        feats = model.features(xt)[-1][0]  # (C, h, w)
+        logits = model.head(feats.mean(dim=(1, 2)))
+        cam = torch.einsum("k,khw->hw", model.head.weight[label], feats)
+        lo, hi = cam.min(), cam.max()
+        cam = (cam - lo) / (hi - lo) if hi > lo else torch.zeros_like(cam)
+        up = torch.nn.functional.interpolate(cam[None, None], size=(224, 224), mode="bilinear", align_corners=False)
+    return up[0, 0].clamp(0, 1).numpy(), int(logits.argmax())
+
+
+def test_eval_explains_the_ground_truth_class(setup: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    """GT-known evaluation (the protocol): each saved map is the CAM of the image's label, also for images whose
+    predicted class differs (the check fails when eval explains the prediction instead)."""
+    ds, clf, _ = setup
+    rc = _run("eval", "--checkpoint", str(clf), "--data", str(ds), "--split", "test", "--method", "cam",
+              "--json", str(tmp_path / "e.json"), "--save-maps", str(tmp_path / "maps"), "--no-progress")
+    assert rc == 0
+    labels = dict(line.split(",") for line in (ds / "metadata" / "test" / "class_labels.txt").read_text().split())
+    mismatched = 0
+    for image_id, label in labels.items():
+        expected, pred = _gt_class_cam_oracle(clf, ds, image_id, int(label))
+        saved = np.load(tmp_path / "maps" / f"{image_id}.npy")
+        np.testing.assert_allclose(saved, expected, atol=2e-5, err_msg=image_id)
+        mismatched += int(pred != int(label))
+    assert mismatched >= 1, "no image where the predicted class differs from the label: the check would be vacuous"

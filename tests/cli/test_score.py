@@ -29,8 +29,9 @@ def _meta(root: Path):  # type: ignore[no-untyped-def]
 
 
 def _score(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict | None, str]:  # type: ignore[type-arg]
+    """Run `fcam score` on maps the test wrote by hand (no eval manifest: --no-manifest)."""
     out = Path(args[args.index("--json") + 1])
-    rc = cli.main(["score", "--no-progress", *args])
+    rc = cli.main(["score", "--no-progress", "--no-manifest", *args])
     err = capsys.readouterr().err
     return rc, (json.loads(out.read_text()) if rc == 0 else None), err
 

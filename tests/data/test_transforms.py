@@ -1,4 +1,4 @@
-"""Transforms (fcam-method.md §2.6) and WSOLDataset, checked against independent PIL/NumPy computations."""
+"""Transforms (docs/method.md §2.6) and WSOLDataset, checked against independent PIL/NumPy computations."""
 
 from __future__ import annotations
 

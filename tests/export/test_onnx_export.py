@@ -6,11 +6,17 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from _export_helpers import CLASS_NAMES, MEAN, SIZE, STD, TAU, make_meta, ort_ops_library, smooth_images
 
 from fcam_deploy.errors import BackendUnavailableError, ConfigError, InputError, ModelFormatError
 from fcam_deploy.export.onnx_export import export_graph, read_onnx_metadata
 from fcam_deploy.runtime.base import FORMAT_VERSION, ModelMetadata
+from tests._support.models import CLASS_NAMES, MEAN, STD, TAU, model_metadata, ort_ops_library, smooth_images
+from tests._support.models import EXPORT_SIZE as SIZE
+from tests._support.native import skip_or_fail
+
+
+def make_meta(method: str, postprocess: str) -> ModelMetadata:
+    return model_metadata(method, postprocess, SIZE)
 
 
 def _images(n: int, seed: int = 0) -> torch.Tensor:
@@ -127,7 +133,7 @@ def test_custom_op_graph_node_and_standard_twin(exported, make_graph) -> None:
     assert attrs[names.ATTR_OUT_H] == SIZE[0] and attrs[names.ATTR_OUT_W] == SIZE[1]
     assert attrs[names.ATTR_MAX_BOXES] == 4 and attrs[names.ATTR_NORMALIZE] == 1
     assert abs(attrs[names.ATTR_TAU] - TAU) < 1e-7
-    assert {(o.domain, o.version) for o in model.opset_import} >= {(names.ONNX_DOMAIN, 1)}
+    assert {(o.domain, o.version) for o in model.opset_import} >= {(names.ONNX_DOMAIN, names.ONNX_OPSET_VERSION)}
     assert [o.name for o in model.graph.output] == ["logits", "pred_class", "map", "mask", "boxes", "box_count"]
     lib = ort_ops_library()
     if lib is None:
@@ -135,7 +141,7 @@ def test_custom_op_graph_node_and_standard_twin(exported, make_graph) -> None:
 
         with pytest.raises(BackendUnavailableError, match="libfcam_ort_ops"):
             make_session(path, "cpu", None, needs_custom_ops=True)
-        pytest.skip("libfcam_ort_ops.so not built (make kernels): custom-op execution not checked")
+        skip_or_fail("libfcam_ort_ops.so not built (make kernels): custom-op execution not checked")
     sess = _ort(path, lib)
     std = _ort(exported("cam", "onnx"))
     x = _images(5, seed=3)
@@ -149,6 +155,41 @@ def test_custom_op_graph_node_and_standard_twin(exported, make_graph) -> None:
         eager = [t.numpy() for t in g(x)]
     np.testing.assert_array_equal(got["boxes"], eager[4])
     np.testing.assert_array_equal(got["box_count"], eager[5])
+
+
+# Element types a TensorRT IPluginV3 may declare for its outputs: NvInferRuntime.h, getOutputDataTypes,
+# "DataType::kBOOL and DataType::kUINT8 are not supported" (TensorRT 10.3 ... 11.1 headers).
+TRT_PLUGIN_FORBIDDEN_TYPES = {onnx.TensorProto.BOOL, onnx.TensorProto.UINT8}
+
+
+def test_custom_op_node_outputs_are_tensorrt_plugin_types_and_graph_outputs_are_unchanged(exported) -> None:
+    """The node declares no UINT8/BOOL output; a standard Cast alone makes the uint8 ``mask`` graph output."""
+    from fcam_deploy.ops import names
+
+    model = onnx.load(str(exported("cam", "custom-op")))
+    inferred = onnx.shape_inference.infer_shapes(model)
+    types = {v.name: v.type.tensor_type.elem_type
+             for v in [*inferred.graph.value_info, *inferred.graph.output, *inferred.graph.input]}
+    (node,) = [n for n in model.graph.node if n.domain == names.ONNX_DOMAIN]
+    assert len(node.output) == 4
+    node_types = [types.get(o) for o in node.output]
+    assert None not in node_types, f"untyped custom-node outputs: {dict(zip(node.output, node_types))}"
+    assert not TRT_PLUGIN_FORBIDDEN_TYPES & set(node_types), {o: onnx.TensorProto.DataType.Name(t)
+                                                              for o, t in zip(node.output, node_types)}
+    assert node_types == [onnx.TensorProto.FLOAT, onnx.TensorProto.INT32, onnx.TensorProto.INT32,
+                          onnx.TensorProto.INT32]
+    # the runtime contract is unchanged: uint8 mask, int32 boxes/count, made from the node by one Cast
+    outs = {o.name: o.type.tensor_type.elem_type for o in model.graph.output}
+    assert outs["mask"] == onnx.TensorProto.UINT8 and outs["map"] == onnx.TensorProto.FLOAT
+    assert outs["boxes"] == outs["box_count"] == onnx.TensorProto.INT32
+    producer = {o: n for n in model.graph.node for o in n.output}
+    cast = producer["mask"]
+    assert cast.op_type == "Cast" and cast.domain in ("", "ai.onnx") and list(cast.input) == [node.output[1]]
+    assert onnx.helper.get_attribute_value(next(a for a in cast.attribute if a.name == "to")) == onnx.TensorProto.UINT8
+    # no other graph output is typed UINT8/BOOL by the plugin: each is the node's own output or a standard op's
+    for name in ("map", "boxes", "box_count"):
+        src = producer[name]
+        assert src is node or src.domain in ("", "ai.onnx"), (name, src.op_type)
 
 
 def test_custom_op_graph_without_library_is_a_typed_error(exported, monkeypatch, tmp_path) -> None:

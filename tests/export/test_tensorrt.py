@@ -576,3 +576,42 @@ def test_probe_graph_is_a_valid_fcam_model(probe: Path) -> None:
     np.testing.assert_allclose(cmap, ((cam - lo) / (hi - lo)).numpy(), atol=1e-4)
     assert np.array_equal(mask, (cmap >= 0.5).astype(np.uint8))
     ModelMetadata.from_props({p.key: p.value for p in model.metadata_props})
+
+
+def test_stub_only_namespace_tensorrt_is_not_available(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """A ``tensorrt`` namespace package (what ``pip install tensorrt-stubs`` leaves: a folder with only
+    ``__init__.pyi``) imports and passes ``find_spec``, but every availability check must call it absent."""
+    import importlib.util
+
+    from fcam_deploy.bench.runner import _trt_unavailable_reason
+    from fcam_deploy.cli import doctor
+
+    (tmp_path / "tensorrt").mkdir()
+    (tmp_path / "tensorrt" / "__init__.pyi").write_text("class Builder: ...\n__version__: str\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    saved = sys.modules.pop("tensorrt", None)  # restored below: the namespace module must not leak to other tests
+    try:
+        importlib.invalidate_caches()
+        assert importlib.util.find_spec("tensorrt") is not None  # the trap: the old find_spec check said "installed"
+        with pytest.raises(BackendUnavailableError, match=r"not TensorRT's Python bindings \(it lacks __version__, "
+                                                          r"Builder, Runtime, Logger; a namespace package"):
+            tx.import_tensorrt()
+        reason = tx.tensorrt_unavailable_reason()
+        assert reason is not None and "tensorrt-stubs" in reason and str(tmp_path / "tensorrt") in reason
+        assert "tensorrt-stubs" in (_trt_unavailable_reason() or "")
+        checks = {c.name: c for c in doctor.collect(engine=True)}
+        assert checks["tensorrt"].status == "missing" and "lacks __version__" in checks["tensorrt"].detail
+        assert checks["tensorrt-engine"].status == "missing"  # no engine build tried against a namespace package
+        sys.modules["tensorrt"] = None  # type: ignore[assignment]  # import raises ImportError
+        assert "install TensorRT" in (tx.tensorrt_unavailable_reason() or "")
+    finally:
+        sys.modules.pop("tensorrt", None)
+        if saved is not None:
+            sys.modules["tensorrt"] = saved
+
+
+def test_fake_with_the_binding_attributes_counts_as_available(monkeypatch: pytest.MonkeyPatch) -> None:
+    install_fake(monkeypatch)
+    assert tx.tensorrt_unavailable_reason() is None
+    assert tx.import_tensorrt().__version__ == "10.99.0-fake"

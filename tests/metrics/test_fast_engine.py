@@ -15,9 +15,9 @@ from hypothesis.extra import numpy as hnp
 
 pytest.importorskip("numba", reason="the fast metrics engine needs numba (pip install numba)")
 
-from fcam_deploy.metrics import cam_thresholds  # noqa: E402
-from fcam_deploy.metrics.fast import best_ious_fast  # noqa: E402
-from fcam_deploy.metrics.reference import best_ious_reference  # noqa: E402
+from fcam_deploy.metrics import cam_thresholds
+from fcam_deploy.metrics.fast import best_ious_fast
+from fcam_deploy.metrics.reference import best_ious_reference
 
 SETTINGS = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -164,8 +164,7 @@ def test_v1_tie_between_equal_components_follows_opencv_order() -> None:
 
 
 def test_auto_engine_falls_back_to_reference_without_numba(monkeypatch: pytest.MonkeyPatch) -> None:
-    import fcam_deploy.metrics.fast as fast
-    from fcam_deploy.metrics import BoxEvaluator
+    from fcam_deploy.metrics import BoxEvaluator, fast
 
     monkeypatch.setattr(fast, "fast_engine_available", lambda: False)
     assert BoxEvaluator(engine="auto")._engine == "reference"

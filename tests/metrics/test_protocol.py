@@ -1,4 +1,4 @@
-"""The reference test suite's box/IoU/resize expectations (wsol-protocol.md 1.5) and the protocol's rules."""
+"""The reference test suite's box/IoU/resize expectations (docs/protocol.md §1.5) and the protocol's rules."""
 
 from __future__ import annotations
 
@@ -101,7 +101,7 @@ def test_boxes_nan_map_raises_value_error() -> None:
         boxes_from_scoremap(np.full((3, 3), np.nan), np.arange(0, 1, 0.2), multi_contour=False)
 
 
-# ---- verified examples of wsol-protocol.md 1.3
+# ---- verified examples of docs/protocol.md §1.3
 def test_hole_square_gives_outer_and_hole_boxes() -> None:
     u8 = np.zeros((10, 10), np.uint8)
     u8[1:8, 1:8] = 255

@@ -30,7 +30,7 @@ MASKS = {
         "val/0by6g/b4d953e7105da1d8_ignore.png",
     ),
 }
-# measured fg / bg / ignore pixel counts in the 224 frame (wsol-protocol.md 1.5)
+# measured fg / bg / ignore pixel counts in the 224 frame (docs/protocol.md §1.5)
 COUNTS = {
     "1cd9ac0169ec7df0": (43031, 7145, 0),
     "3a29f0b33894d4a6": (833, 49343, 0),
@@ -199,3 +199,19 @@ def test_pxap_equals_independent_oracle(seed: int, step: float, quantised: bool)
             _pxap(list(zip(maps, masks)), step)
         return
     assert _pxap(list(zip(maps, masks)), step) == pytest.approx(_oracle_pxap(fg, bg, step), rel=1e-9, abs=1e-9)
+
+
+def test_mask_is_resized_before_the_float_cast_with_identical_values(tmp_path: Path) -> None:
+    """load_gt_mask resizes the uint8 mask (nearest) before the reference's float32 cast, to keep one byte per
+    pixel at full size: nearest neighbour only picks pixels, so the result equals the reference order."""
+    import cv2
+    from PIL import Image
+
+    rng = np.random.default_rng(7)
+    for k, (h, w) in enumerate([(1, 1), (37, 501), (224, 224), (640, 97), (333, 480)]):
+        m = (rng.random((h, w)) < 0.4).astype(np.uint8) * 255
+        Image.fromarray(m).save(tmp_path / f"m{k}.png")
+        ref = cv2.resize(np.float32(m), (224, 224), interpolation=cv2.INTER_NEAREST) > 0.5
+        np.testing.assert_array_equal(load_gt_mask([tmp_path / f"m{k}.png"], image_size=(w, h)), ref.astype(np.uint8))
+    with pytest.raises(ImageError, match="its image is"):
+        load_gt_mask([tmp_path / "m1.png"], image_size=(w, h))

@@ -1,4 +1,4 @@
-"""The reference test suite's BoxEvaluator metadata expectations (wsol-protocol.md 1.5), on the committed lines
+"""The reference test suite's BoxEvaluator metadata expectations (docs/protocol.md §1.5), on the committed lines
 of the public CUB / ILSVRC metadata, read by fcam_deploy.data and scaled into the 224 frame."""
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ def _deterministic() -> None:
 
 
 def expected_decoder_params(taps: tuple[int, ...], widths: tuple[int, ...], center: bool) -> int:
-    """Closed-form parameter count of the U-Net decoder + 2-channel head of fcam-method.md §1.4.
+    """Closed-form parameter count of the U-Net decoder + 2-channel head of docs/method.md §1.4.
 
     Conv3×3 weights (no bias) + BN affine (2 per channel) twice per block; the center block is two C→C
     conv-BN; the head is Conv3×3(last→2) with bias.

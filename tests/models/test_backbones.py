@@ -13,7 +13,7 @@ from .conftest import expected_decoder_params
 
 PAPER_COUNTS = {"resnet50": 9_013_218, "vgg16": 23_120_770, "inceptionv3": 5_704_674}
 
-# Expected (channels, h, w) of every tap at 224×224, from fcam-method.md §1.2 (paper backbones) and the table
+# Expected (channels, h, w) of every tap at 224×224, from docs/method.md §1.2 (paper backbones) and the table
 # in fcam_deploy/models/backbones.py (edge and demo backbones).
 SHAPES_224 = {
     "resnet50": [(64, 112, 112), (256, 56, 56), (512, 28, 28), (1024, 28, 28), (2048, 28, 28)],

@@ -146,8 +146,8 @@ README_TOP1, README_TOP5 = 88.6, 97.3  # ../shared/data/README.md, TF-style prep
 
 
 def _load_imagenet_samples() -> tuple[torch.Tensor, torch.Tensor]:
-    from PIL import Image
     import torchvision.transforms.functional as TF
+    from PIL import Image
 
     files = sorted(p for p in IMAGENET_DIR.iterdir() if p.suffix == ".JPEG")
     wnids = sorted({p.name.split("_")[0] for p in files})

@@ -10,13 +10,15 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import fcam_deploy.ops as ops
+import fcam_deploy.ops.torch_op  # noqa: F401 - registers the torch op's Python side
+from fcam_deploy import ops
 from fcam_deploy.errors import InputError
 from fcam_deploy.ops import NativeStatus, cam_postprocess, cam_postprocess_reference, native_status
+from tests._support.native import needs_native
 
 from ._helpers import assert_same, protocol_boxes_cv2
 
-needs_ext = pytest.mark.skipif(not native_status().available, reason=f"torch extension: {native_status().reason}")
+needs_ext = needs_native(native_status().available, f"torch extension: {native_status().reason}")
 
 
 def _op(m: np.ndarray, *args: object) -> tuple[torch.Tensor, ...]:
@@ -61,7 +63,7 @@ def test_nan_and_inf_give_zeros_in_the_op_and_input_error_in_the_wrapper() -> No
     m = np.random.default_rng(1).random((3, 4, 4)).astype(np.float32)
     m[1, 2, 2] = np.nan
     m[2, 0, 0] = np.inf
-    full, mask, boxes, count = _op(m, 8, 8, 0.5, False, False, 2, True)
+    full, mask, _boxes, count = _op(m, 8, 8, 0.5, False, False, 2, True)
     assert not full[1:].any() and not mask[1:].any() and count[1:].tolist() == [0, 0]
     assert full[0].max() > 0.5
     with pytest.raises(InputError, match=r"NaN or inf.*nan_to_num"):
@@ -69,15 +71,37 @@ def test_nan_and_inf_give_zeros_in_the_op_and_input_error_in_the_wrapper() -> No
 
 
 @needs_ext
+@pytest.mark.parametrize("shape", [(1, 4, 4, 4, 4), (2, 5, 7, 5, 7), (3, 6, 5, 23, 17), (2, 9, 9, 4, 3)])
+def test_negative_zero_is_plus_zero_in_full_and_does_not_win_the_max(shape: tuple[int, ...]) -> None:
+    """F-CAM-style maps (normalize=False) with -0.0 from torch.relu: the threshold uses the real maximum."""
+    n, h, w, oh, ow = shape
+    rng = np.random.default_rng(sum(shape))
+    x = torch.from_numpy(rng.standard_normal((n, h, w)).astype(np.float32))
+    m = torch.relu(torch.where(x > 0, x / (1 + x), torch.full_like(x, -0.0))).numpy()
+    assert np.signbit(m[m == 0]).all() and (m > 0).any()  # the input really carries -0.0
+    for q, p in [(False, False), (True, True), (True, False)]:
+        got = _op(m, oh, ow, 0.5, q, p, 4, False)
+        ref = cam_postprocess_reference(m, oh, ow, 0.5, q, p, 4, False)
+        assert_same(ops.PostprocessResult(*got), ref)
+        full = got[0].numpy()
+        assert not np.signbit(full).any(), "-0.0 reached full"
+        # independent threshold: mask = full > tau * max(full) (float path), computed per map here
+        if not q:
+            thr = np.float32(0.5) * full.reshape(n, -1).max(axis=1)
+            np.testing.assert_array_equal(got[1].numpy(), (full > thr[:, None, None]).astype(np.uint8))
+        assert not got[1].numpy().all()  # a -0.0 maximum would put every positive pixel in the mask
+
+
+@needs_ext
 def test_all_above_and_all_below() -> None:
     ramp = np.arange(1, 17, dtype=np.float32).reshape(1, 4, 4)
     # probabilities, all > 0: tau = 0 keeps every pixel -> one component covering the image
-    full, mask, boxes, count = _op(ramp / 20, 9, 10, 0.0, False, False, 2, False)
+    _, mask, boxes, count = _op(ramp / 20, 9, 10, 0.0, False, False, 2, False)
     assert mask.all() and count.item() == 1 and boxes[0, 0].tolist() == [0, 0, 9, 8]
-    full, mask, boxes, count = _op(ramp / 20, 9, 10, 0.0, False, True, 2, False)
+    _, mask, boxes, count = _op(ramp / 20, 9, 10, 0.0, False, True, 2, False)
     assert boxes[0, 0].tolist() == [0, 0, 9, 8]  # protocol +1 overshoot clipped at the border
     # tau = 1: nothing is strictly above the max
-    full, mask, boxes, count = _op(ramp, 9, 10, 1.0, True, False, 2, True)
+    _full, mask, boxes, count = _op(ramp, 9, 10, 1.0, True, False, 2, True)
     assert not mask.any() and count.item() == 0 and (boxes == -1).all()
 
 
@@ -87,7 +111,7 @@ def test_all_above_and_all_below() -> None:
     n=st.integers(1, 3), h=st.integers(1, 10), w=st.integers(1, 10), oh=st.integers(1, 33), ow=st.integers(1, 33),
     tau=st.one_of(st.floats(0.0, 1.0), st.sampled_from(np.arange(0, 1, 0.01).tolist())),
     q=st.booleans(), p=st.booleans(), norm=st.booleans(), k=st.integers(1, 6), seed=st.integers(0, 2**31 - 1),
-    kind=st.sampled_from(["normal", "binary", "plateau"]),
+    kind=st.sampled_from(["normal", "binary", "plateau", "relu"]),
 )
 def test_op_matches_reference_hypothesis(
     n: int, h: int, w: int, oh: int, ow: int, tau: float, q: bool, p: bool, norm: bool, k: int, seed: int, kind: str
@@ -97,9 +121,12 @@ def test_op_matches_reference_hypothesis(
         m = rng.standard_normal((n, h, w)).astype(np.float32)
     elif kind == "binary":
         m = (rng.random((n, h, w)) < 0.5).astype(np.float32)
-    else:
+    elif kind == "plateau":
         m = np.round(rng.random((n, h, w)) * 3).astype(np.float32) / 3
-    if not norm:
+    else:  # probability-like maps with -0.0 where they are zero (torch.relu(-0.0) is -0.0)
+        x = rng.standard_normal((n, h, w)).astype(np.float32)
+        m = np.where(x > 0, x / (1 + x), np.float32(-0.0)).astype(np.float32)
+    if not norm and kind != "relu":
         m = np.clip(m, -0.5, 1.5)
     got = _op(m, oh, ow, tau, q, p, k, norm)
     assert_same(ops.PostprocessResult(*got), cam_postprocess_reference(m, oh, ow, tau, q, p, k, norm))
@@ -148,8 +175,8 @@ def test_wrapper_uses_op_and_converts_dtype() -> None:
 
 def test_wrapper_falls_back_to_reference_and_logs_once(monkeypatch: pytest.MonkeyPatch,
                                                        caplog: pytest.LogCaptureFixture) -> None:
-    monkeypatch.setattr(ops, "native_status", lambda: NativeStatus(False, "test: extension hidden", False))
-    ops.log_fallback_once.cache_clear()
+    monkeypatch.setattr(ops.torch_op, "native_status", lambda: NativeStatus(False, "test: extension hidden", False))
+    ops.torch_op.log_fallback_once.cache_clear()
     m = torch.randn(2, 5, 5)
     with caplog.at_level(logging.WARNING, logger="fcam_deploy.ops"):
         r1 = cam_postprocess(m, 9, 9, 0.5, max_boxes=2)
@@ -157,7 +184,7 @@ def test_wrapper_falls_back_to_reference_and_logs_once(monkeypatch: pytest.Monke
     assert [rec.getMessage() for rec in caplog.records].count(
         "fcam_deploy.ops.cam_postprocess: using the NumPy reference (test: extension hidden)") == 1
     assert_same(r1, cam_postprocess_reference(m.numpy(), 9, 9, 0.5, max_boxes=2))
-    ops.log_fallback_once.cache_clear()
+    ops.torch_op.log_fallback_once.cache_clear()
 
 
 @pytest.mark.parametrize(
@@ -196,8 +223,10 @@ def test_cuda_op_matches_cpu_op(flags: tuple[bool, bool, bool]) -> None:
     for n, h, w, oh, ow in [(3, 7, 9, 3, 2), (4, 28, 28, 224, 224), (2, 1, 1, 5, 5), (2, 64, 48, 375, 500)]:
         m = torch.randn(n, h, w)
         m[0, 0, 0] = float("nan") if n > 2 else m[0, 0, 0]
+        if not norm:
+            m = torch.where(m > 0, torch.sigmoid(m), torch.full_like(m, -0.0))  # -0.0 in pass-through maps
         cpu = torch.ops.fcam.cam_postprocess(m, oh, ow, 0.45, q, p, 5, norm)
         gpu = torch.ops.fcam.cam_postprocess(m.cuda(), oh, ow, 0.45, q, p, 5, norm)
-        torch.testing.assert_close(gpu[0].cpu(), cpu[0], rtol=0, atol=1e-5)
+        assert torch.equal(gpu[0].cpu().view(torch.int32), cpu[0].view(torch.int32))  # bit-identical full
         for a, b in zip(gpu[1:], cpu[1:]):
             assert torch.equal(a.cpu(), b)

@@ -34,7 +34,7 @@ def test_probability_maps_pass_through_unnormalised() -> None:
 
 
 def test_protocol_examples_from_the_spec() -> None:
-    # wsol-protocol.md §1.3: 7x7 square at 1..7 with a 3x3 hole -> v1 [1,1,8,8]; single pixel -> [2,2,3,3];
+    # docs/protocol.md §1.3: 7x7 square at 1..7 with a 3x3 hole -> v1 [1,1,8,8]; single pixel -> [2,2,3,3];
     # diagonal chain -> one box [1,1,4,4].
     sq = np.zeros((1, 10, 10), np.float32)
     sq[0, 1:8, 1:8] = 1
@@ -74,14 +74,49 @@ def test_reference_equals_wsol_protocol_boxes(h: int, w: int, oh: int, ow: int, 
         assert sorted(r.boxes[0, : r.count[0]].tolist()) == sorted(outer)
 
 
+def _flood_fill_boxes(mask: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """Independent oracle: 8-connected components by an explicit stack flood fill in raster order, each as
+    (pixel count, first pixel index, inclusive box), ranked as the op contract says (largest first, ties to the
+    earlier first pixel)."""
+    h, w = mask.shape
+    seen = np.zeros((h, w), dtype=bool)
+    comps = []
+    for y in range(h):
+        for x in range(w):
+            if not mask[y, x] or seen[y, x]:
+                continue
+            seen[y, x] = True
+            stack, pixels = [(y, x)], []
+            while stack:
+                cy, cx = stack.pop()
+                pixels.append((cy, cx))
+                for dy in (-1, 0, 1):
+                    for dx in (-1, 0, 1):
+                        ny, nx = cy + dy, cx + dx
+                        if 0 <= ny < h and 0 <= nx < w and mask[ny, nx] and not seen[ny, nx]:
+                            seen[ny, nx] = True
+                            stack.append((ny, nx))
+            ys, xs = [p[0] for p in pixels], [p[1] for p in pixels]
+            comps.append((len(pixels), y * w + x, (min(xs), min(ys), max(xs), max(ys))))
+    comps.sort(key=lambda c: (-c[0], c[1]))
+    return [c[2] for c in comps]
+
+
 @settings(max_examples=200, deadline=None)
 @given(seed=st.integers(0, 2**31 - 1), h=st.integers(1, 14), w=st.integers(1, 14), p=st.floats(0.2, 0.8))
-def test_components_are_scipy_8_connected(seed: int, h: int, w: int, p: float) -> None:
-    from scipy import ndimage
-
+def test_components_are_8_connected_and_ranked(seed: int, h: int, w: int, p: float) -> None:
+    """Count, boxes and order of the components equal a flood-fill oracle (not scipy, which the reference uses)."""
     mask = (np.random.default_rng(seed).random((h, w)) < p).astype(np.float32)
     r = cam_postprocess_reference(mask[None], h, w, 0.5, max_boxes=h * w, normalize=False)
-    _, n = ndimage.label(mask, structure=np.ones((3, 3)))
-    assert r.count[0] == n
-    sizes = [(b[2] - b[0] + 1) * (b[3] - b[1] + 1) for b in r.boxes[0, :n].tolist()]
-    assert all(s >= 1 for s in sizes)
+    expected = _flood_fill_boxes(mask > 0.5)
+    assert r.count[0] == len(expected)
+    assert [tuple(b) for b in r.boxes[0, : r.count[0]].tolist()] == expected
+
+
+def test_flood_fill_oracle_on_a_hand_made_mask() -> None:
+    """The oracle itself: two diagonal-touching pixels are one component; a 2x2 block beats a 3-pixel line."""
+    m = np.zeros((5, 6), dtype=bool)
+    m[0, 0] = m[1, 1] = True  # diagonal neighbours: one component of 2
+    m[3:5, 3:5] = True  # 4 pixels
+    m[0, 3:6] = True  # 3 pixels, starts before the block
+    assert _flood_fill_boxes(m) == [(3, 3, 4, 4), (3, 0, 5, 0), (0, 0, 1, 1)]

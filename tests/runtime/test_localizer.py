@@ -8,22 +8,24 @@ import threading
 import numpy as np
 import pytest
 import torch
-from _runtime_helpers import SIZE, TAU, blob_image, graph_for, meta_for
 from PIL import Image
 
 from fcam_deploy.errors import BackendUnavailableError, ConfigError, FcamError, InputError, ModelFormatError
+from fcam_deploy.ops import cam_postprocess_reference
 from fcam_deploy.runtime import Localizer
 from fcam_deploy.runtime.base import Runner
-from fcam_deploy.runtime.localizer import boxes_from_mask
-from fcam_deploy.runtime.ort import OrtRunner
+from fcam_deploy.runtime.localizer import StageTimes
 from fcam_deploy.runtime.torch_runner import TorchRunner
+from tests._support.models import RUNTIME_SIZE as SIZE
+from tests._support.models import TAU, blob_image, graph_for, model_metadata
+from tests._support.native import skip_or_fail
 
 
 @pytest.fixture(scope="module")
 def fcam_pair(models, onnx_model):
     """(torch Localizer, ORT Localizer) of the same F-CAM graph."""
     _, fcam = models
-    torch_loc = Localizer(TorchRunner.from_graph(graph_for(fcam, "fcam", "onnx"), meta_for("fcam", "onnx")))
+    torch_loc = Localizer(TorchRunner.from_graph(graph_for(fcam, "fcam", "onnx"), model_metadata("fcam", "onnx")))
     ort_loc = Localizer.load(onnx_model("fcam", "onnx"))
     return torch_loc, ort_loc
 
@@ -89,47 +91,95 @@ def test_preprocessing_equals_the_evaluation_transform(fcam_pair) -> None:
     assert sizes == [(77, 51)]
 
 
+def _reference_boxes(model_map: np.ndarray, size: tuple[int, int], tau: float, k: int) -> list[tuple[int, ...]]:
+    """Independent oracle: the NumPy reference op (scipy labelling) from the model-size map to ``size``."""
+    ref = cam_postprocess_reference(model_map[None], size[0], size[1], tau, max_boxes=k, normalize=False)
+    return [tuple(int(v) for v in row) for row in ref.boxes[0][: int(ref.count[0])]]
+
+
 def test_outputs_at_model_size_are_the_graph_outputs(fcam_pair) -> None:
     _, loc = fcam_pair
     img = blob_image(*SIZE, 5)
     raw = loc.runner.run(img[None])
     p = loc.predict(img)
-    np.testing.assert_array_equal(p.map, raw["map"][0])
-    np.testing.assert_array_equal(p.mask, raw["mask"][0].astype(bool))
-    assert list(p.boxes) == boxes_from_mask(raw["mask"][0], 8)
+    np.testing.assert_array_equal(p.map, raw["map"][0])  # bilinear to the same size is the identity
+    np.testing.assert_array_equal(p.mask, raw["mask"][0].astype(bool))  # the graph's rule: map > tau * max
+    assert [tuple(b) for b in p.boxes] == _reference_boxes(raw["map"][0], SIZE, TAU, 8)
     assert p.class_index == int(raw["pred_class"][0])
     logits = raw["logits"][0].astype(np.float64)
     assert p.score == pytest.approx(float(np.exp(logits).max() / np.exp(logits).sum()), rel=1e-6)
 
 
-def test_outputs_at_original_size(fcam_pair) -> None:
+@pytest.mark.parametrize("hw", [(97, 33), (375, 500), (13, 140), (1, 1)])
+def test_outputs_at_original_size(fcam_pair, hw: tuple[int, int]) -> None:
+    """map = F.interpolate of the model-size map; mask and boxes computed at the original size (oracles: torch's
+    bilinear, the threshold rule, scipy-labelled reference boxes)."""
     _, loc = fcam_pair
-    img = blob_image(97, 33, 6)
+    img = blob_image(*hw, 6)
     p = loc.predict(img)
-    assert p.map.shape == p.mask.shape == (97, 33) and p.map.dtype == np.float32
+    assert p.map.shape == p.mask.shape == hw and p.map.dtype == np.float32 and p.mask.dtype == np.bool_
     assert 0.0 <= float(p.map.min()) and float(p.map.max()) <= 1.0
+    model_map = loc.runner.run(loc.preprocess([img])[0])["map"][0]
     ref = torch.nn.functional.interpolate(
-        torch.from_numpy(loc.runner.run(loc.preprocess([img])[0])["map"])[:, None], size=(97, 33),
-        mode="bilinear", align_corners=False,
-    )[0, 0].numpy()
-    np.testing.assert_allclose(p.map, ref, atol=1e-6)
+        torch.from_numpy(model_map)[None, None], size=hw, mode="bilinear", align_corners=False
+    )[0, 0].clamp(0, 1).numpy()
+    np.testing.assert_allclose(p.map, ref, atol=4e-6)  # torch's own operation order: a few ulp apart
+    exact = cam_postprocess_reference(model_map[None], hw[0], hw[1], TAU, normalize=False)
+    np.testing.assert_array_equal(p.map, exact.full[0])  # the spec's operation order, bit for bit
+    np.testing.assert_array_equal(p.mask, p.map > np.float32(TAU) * p.map.max())
+    assert [tuple(b) for b in p.boxes] == _reference_boxes(model_map, hw, TAU, 8)
+    assert len(p.boxes) >= 1 or not p.mask.any()
     for b in p.boxes:
-        assert 0 <= b.x0 <= b.x1 < 33 and 0 <= b.y0 <= b.y1 < 97
-    assert p.to_dict()["size"] == [97, 33]
+        assert 0 <= b.x0 <= b.x1 < hw[1] and 0 <= b.y0 <= b.y1 < hw[0]
+        assert p.mask[b.y0 : b.y1 + 1, b.x0 : b.x1 + 1].any()
+    assert p.to_dict()["size"] == list(hw)
 
 
-def test_boxes_from_mask_match_the_op_reference() -> None:
-    """Same components, extents and ranking as the cam_postprocess reference (the oracle)."""
-    from fcam_deploy.ops._reference import cam_postprocess_reference
+def test_results_are_identical_for_every_thread_and_batch_setting(fcam_pair, onnx_model) -> None:
+    _, ref_loc = fcam_pair
+    images = [blob_image(30 + 7 * i, 90 - 5 * i, 40 + i) for i in range(7)]
+    ref = ref_loc.predict(images)
+    for threads, batch in [(1, 1), (2, 3), (3, 16), (8, 2)]:
+        loc = Localizer.load(onnx_model("fcam", "onnx"), threads=threads, batch_size=batch)
+        assert loc.threads == threads
+        for a, b in zip(loc.predict(images), ref, strict=True):
+            assert a.class_index == b.class_index and a.boxes == b.boxes and a.score == b.score
+            np.testing.assert_array_equal(a.map, b.map)
+            np.testing.assert_array_equal(a.mask, b.mask)
 
-    rng = np.random.default_rng(0)
-    for trial in range(30):
-        h, w = rng.integers(5, 40, size=2)
-        m = (rng.random((h, w)) < rng.uniform(0.05, 0.6)).astype(np.float32)
-        ref = cam_postprocess_reference(m[None] * 0.9 + 0.05, int(h), int(w), 0.5, max_boxes=6, normalize=False)
-        want = [tuple(int(v) for v in row) for row in ref.boxes[0][: int(ref.count[0])]]
-        got = [tuple(b) for b in boxes_from_mask(ref.mask[0], 6)]
-        assert got == want, trial
+
+def test_torch_backend_post_processes_through_the_torch_op(fcam_pair) -> None:
+    """Same launcher on both backends: given the same model-size maps, the torch op and the compiled core agree
+    bit for bit (the two backends' maps themselves differ by float rounding only)."""
+    from fcam_deploy.ops import native_status
+    from fcam_deploy.runtime.postprocess import native_postprocess, torch_op_postprocess
+
+    torch_loc, ort_loc = fcam_pair
+    assert ort_loc.postprocessor is native_postprocess
+    if not native_status().available:
+        skip_or_fail(f"torch extension not built: {native_status().reason}")
+    assert torch_loc.postprocessor is torch_op_postprocess
+    rng = np.random.default_rng(3)
+    maps = rng.random((3, *SIZE), dtype=np.float32)
+    sizes = [(71, 20), SIZE, (5, 300)]
+    a = torch_op_postprocess(maps, sizes, 0.4, 5, 1)
+    b = native_postprocess(maps, sizes, 0.4, 5, 2)
+    for x, y in zip(a.fulls + a.masks, b.fulls + b.masks, strict=True):
+        assert x.dtype == y.dtype
+        np.testing.assert_array_equal(x, y)
+    np.testing.assert_array_equal(a.boxes, b.boxes)
+    np.testing.assert_array_equal(a.count, b.count)
+
+
+def test_stage_times_are_recorded_inside_predict(fcam_pair) -> None:
+    _, loc = fcam_pair
+    times = StageTimes()
+    loc.predict([blob_image(50, 60, i) for i in range(5)], timings=times)
+    loc.predict(blob_image(20, 20, 9), timings=times)
+    assert times.images == 6 and times.calls == 2
+    assert times.preprocess_s > 0 and times.inference_s > 0 and times.postprocess_s > 0
+    assert times.total_s == pytest.approx(times.preprocess_s + times.inference_s + times.postprocess_s)
+    assert sum(times.share(s) for s in ("preprocess", "inference", "postprocess")) == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize(
@@ -235,7 +285,7 @@ def test_predict_is_thread_safe(fcam_pair, which: int) -> None:
 def test_torch_runner_lock_when_not_thread_safe(models) -> None:
     """A runner that says it is not thread-safe is never entered by two threads at once."""
     _, fcam = models
-    inner = TorchRunner.from_graph(graph_for(fcam, "fcam", "onnx"), meta_for("fcam", "onnx"))
+    inner = TorchRunner.from_graph(graph_for(fcam, "fcam", "onnx"), model_metadata("fcam", "onnx"))
     active, peak = [0], [0]
     guard = threading.Lock()
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _runtime_helpers import blob_image
 
 from fcam_deploy.runtime import Localizer
+from tests._support.models import blob_image
 
 
 def _rss_bytes() -> int:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from fcam_deploy.cli import doctor, main
+from tests._support.native import skip_or_fail
 
 
 def _report(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict[str, dict]]:
@@ -30,12 +31,9 @@ def test_doctor_reports_this_machine(monkeypatch: pytest.MonkeyPatch, capsys: py
     assert checks["onnxruntime"]["info"]["providers"] == ort.get_available_providers()
     assert "CPUExecutionProvider" in checks["onnxruntime"]["info"]["providers"]
     assert checks["torch"]["info"]["version"] == torch.__version__
-    try:
-        import tensorrt  # noqa: F401
+    from fcam_deploy.export.tensorrt import tensorrt_unavailable_reason
 
-        has_trt = True
-    except ImportError:
-        has_trt = False
+    has_trt = tensorrt_unavailable_reason() is None  # the bindings, not just an importable `tensorrt` namespace
     assert checks["tensorrt"]["status"] == ("ok" if has_trt else "missing")
     if not has_trt:
         assert checks["tensorrt-engine"]["status"] == "missing"
@@ -89,14 +87,14 @@ def test_doctor_ort_ops_and_torch_extension(capsys: pytest.CaptureFixture[str]) 
     """The custom-op library `make kernels` builds registers with ORT; the extension line mirrors ops.native_status."""
     from fcam_deploy import ops
 
-    rc, checks = _report(capsys, "--no-engine")
+    _, checks = _report(capsys, "--no-engine")
     status = ops.native_status()
     assert checks["torch-extension"]["status"] == ("ok" if status.available else "missing")
     assert checks["torch-extension"]["info"]["cuda_kernel"] == status.cuda
     lib = ops.ort_library_path()
     if lib is None:
-        pytest.skip("libfcam_ort_ops.so not built (make kernels)")
+        skip_or_fail("libfcam_ort_ops.so not built (make kernels)")
     assert str(lib) in checks["ort-custom-ops"]["detail"]  # hinted, not loaded: the check stays 'missing'
     assert checks["ort-custom-ops"]["status"] == "missing"
-    rc, checks = _report(capsys, "--ort-ops", str(lib), "--no-engine")
+    _, checks = _report(capsys, "--ort-ops", str(lib), "--no-engine")
     assert checks["ort-custom-ops"]["status"] == "ok"

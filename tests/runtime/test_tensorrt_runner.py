@@ -38,6 +38,7 @@ class HostMemory:
 
     def __init__(self) -> None:
         self.syncs = 0
+        self.releases = 0
 
     def activate(self) -> contextlib.ExitStack:
         return contextlib.ExitStack()
@@ -62,6 +63,9 @@ class HostMemory:
     @staticmethod
     def download(buf: Any) -> np.ndarray:
         return buf.numpy().copy()
+
+    def release(self) -> None:
+        self.releases += 1
 
 
 @pytest.fixture
@@ -102,7 +106,7 @@ def test_runner_matches_onnxruntime_and_binds_by_name(built: tuple[Any, Path, Pa
     names = [c[0] for c in calls]
     assert names.index("set_input_shape") < names.index("execute_async_v3")
     assert max(i for i, n in enumerate(names) if n == "set_tensor_address") < names.index("execute_async_v3")
-    assert runner._mem.syncs == 1
+    assert runner._mem.syncs == 1 and runner._mem.releases == 1
     runner.close()
     runner.close()  # idempotent
     with pytest.raises(RuntimeError, match="closed"):
@@ -182,10 +186,9 @@ def test_resolve_plugin_libraries(tmp_path: Path) -> None:
 def _real_trt_available() -> str | None:
     if "tensorrt" in sys.modules and not hasattr(sys.modules["tensorrt"], "Builder"):
         return "tensorrt replaced"
-    try:
-        import tensorrt  # noqa: F401
-    except ImportError as exc:
-        return f"tensorrt not installed ({exc})"
+    reason = tx.tensorrt_unavailable_reason()  # a stub-only `tensorrt` namespace package does not count
+    if reason is not None:
+        return reason
     import torch
 
     if not torch.cuda.is_available():
@@ -245,3 +248,19 @@ def test_runner_is_thread_safe(built: tuple[Any, Path, Path]) -> None:
     for s, p in zip(serial, parallel, strict=True):
         for k in s:
             np.testing.assert_array_equal(s[k], p[k])
+
+
+def test_device_memory_without_a_gpu_is_a_typed_error() -> None:
+    """The runner's device memory (cuda-python when installed, else torch) says what is missing on a machine with
+    no NVIDIA driver / GPU, instead of failing later inside TensorRT."""
+    from fcam_deploy.errors import BackendUnavailableError
+
+    try:
+        mem = rt._CudaMemory(0)
+    except BackendUnavailableError as exc:
+        assert "device 0" in str(exc) or "cuda-python" in str(exc)
+    else:  # a machine with a GPU: the memory works
+        buf = mem.upload(np.arange(12, dtype=np.uint8).reshape(3, 4))
+        mem.synchronize()
+        np.testing.assert_array_equal(mem.download(buf), np.arange(12, dtype=np.uint8).reshape(3, 4))
+        mem.release()

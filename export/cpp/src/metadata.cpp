@@ -1,7 +1,16 @@
 // Metadata parsing: fcam_deploy.* key/value pairs, and the small JSON subset they use.
+#include <algorithm>
 #include <cctype>
+#include <cerrno>
+#include <cmath>
 #include <cstdlib>
+#include <iterator>
 #include <sstream>
+#include <thread>
+
+#if defined(__linux__)
+#include <sched.h>
+#endif
 
 #include "internal.hpp"
 
@@ -90,6 +99,9 @@ class JsonReader {
     char* endp = nullptr;
     double v = std::strtod(begin, &endp);
     if (endp == begin) fail("expected a number");
+    // JSON numbers only: strtod would also take "nan", "inf" and hex floats
+    if (!std::isfinite(v) || !(*begin == '-' || std::isdigit(static_cast<unsigned char>(*begin))))
+      fail("expected a finite JSON number");
     i_ += static_cast<size_t>(endp - begin);
     return v;
   }
@@ -149,12 +161,28 @@ std::vector<double> numbers(const std::string& text, const std::string& what) {
   return out;
 }
 
+// A finite number written in full (no trailing text, no "nan"/"inf", which strtod would take).
 double to_double(const std::string& text, const std::string& what, const std::string& source) {
   char* endp = nullptr;
-  double v = std::strtod(text.c_str(), &endp);
-  if (text.empty() || *endp != '\0') bad(source, "metadata " + what + " is not a number: '" + text + "'");
+  errno = 0;
+  const double v = std::strtod(text.c_str(), &endp);
+  if (text.empty() || *endp != '\0' || std::isspace(static_cast<unsigned char>(text[0])) || !std::isfinite(v))
+    bad(source, "metadata " + what + " is not a finite number: '" + text + "'");
   return v;
 }
+
+// A double that must be an integer in [lo, hi]: checked before the conversion, so no out-of-range cast (UB).
+int to_int(double v, int lo, int hi, const std::string& what, const std::string& source) {
+  if (!std::isfinite(v) || v != std::floor(v) || v < lo || v > hi) {
+    std::ostringstream ss;
+    ss.precision(17);
+    ss << "metadata " << what << " must be an integer in [" << lo << ", " << hi << "], got " << v;
+    bad(source, ss.str());
+  }
+  return static_cast<int>(v);
+}
+
+const char* const kMethods[] = {"fcam", "cam", "gradcam", "gradcampp", "xgradcam", "layercam"};
 
 }  // namespace
 
@@ -203,30 +231,39 @@ Metadata parse_metadata(const std::map<std::string, std::string>& props, const s
   auto size = numbers(get("input_size"), source + " input_size");
   auto mean = numbers(get("mean"), source + " mean");
   auto stdv = numbers(get("std"), source + " std");
-  if (size.size() != 2 || mean.size() != 3 || stdv.size() != 3) bad(source, "input_size/mean/std have wrong lengths");
-  m.input_height = static_cast<int>(size[0]);
-  m.input_width = static_cast<int>(size[1]);
+  if (size.size() != 2) bad(source, "metadata input_size must be [H, W], got " + std::to_string(size.size()) + " values");
+  if (mean.size() != 3 || stdv.size() != 3) bad(source, "metadata mean and std must have 3 values each");
+  m.input_height = to_int(size[0], 1, kMaxInputSide, "input_size[0] (H)", source);
+  m.input_width = to_int(size[1], 1, kMaxInputSide, "input_size[1] (W)", source);
   for (int c = 0; c < 3; ++c) {
     m.mean[c] = static_cast<float>(mean[c]);
     m.std[c] = static_cast<float>(stdv[c]);
   }
-  m.tau = static_cast<float>(to_double(get("tau"), "tau", source));
+  m.tau = to_double(get("tau"), "tau", source);
   m.method = get("method");
   m.postprocess = get("postprocess");
-  m.max_boxes = static_cast<int>(to_double(opt("max_boxes", "0"), "max_boxes", source));
+  m.max_boxes = to_int(to_double(opt("max_boxes", "0"), "max_boxes", source), 0, 1 << 24, "max_boxes", source);
   m.input_layout = opt("input_layout", "NHWC-uint8-RGB");
   m.resize = opt("resize", "bilinear");
-  m.dynamic_batch = opt("dynamic_batch", "true") == "true";
+  const std::string dyn = opt("dynamic_batch", "true");
+  m.dynamic_batch = dyn == "true";
 
   std::vector<std::string> problems;
   if (m.class_names.empty()) problems.push_back("no class names");
-  if (m.input_height <= 0 || m.input_width <= 0) problems.push_back("non-positive input_size");
-  if (!(m.tau >= 0.f && m.tau <= 1.f)) problems.push_back("tau outside [0, 1]");
+  for (int c = 0; c < 3; ++c)
+    if (!(stdv[c] > 0.0) || !std::isfinite(static_cast<float>(stdv[c])) || !std::isfinite(m.mean[c])) {
+      problems.push_back("mean/std must be finite with std > 0");
+      break;
+    }
+  if (!(m.tau >= 0.0 && m.tau <= 1.0)) problems.push_back("tau outside [0, 1]");
+  if (std::find(std::begin(kMethods), std::end(kMethods), m.method) == std::end(kMethods))
+    problems.push_back("unknown method '" + m.method + "' (fcam, cam, gradcam, gradcampp, xgradcam, layercam)");
   if (m.postprocess != "none" && m.postprocess != "onnx" && m.postprocess != "custom-op")
     problems.push_back("unknown postprocess '" + m.postprocess + "'");
   if (m.input_layout != "NHWC-uint8-RGB")
     problems.push_back("input_layout '" + m.input_layout + "' (this reader supports 'NHWC-uint8-RGB')");
   if (m.resize != "bilinear") problems.push_back("resize '" + m.resize + "' (this reader supports 'bilinear')");
+  if (dyn != "true" && dyn != "false") problems.push_back("dynamic_batch '" + dyn + "' (true or false)");
   if (!problems.empty()) {
     std::string msg = "invalid fcam-deploy metadata:";
     for (const auto& p : problems) msg += " " + p + ";";
@@ -235,20 +272,66 @@ Metadata parse_metadata(const std::map<std::string, std::string>& props, const s
   return m;
 }
 
-std::vector<std::string> output_names(const Metadata& meta) {
-  std::vector<std::string> names{"logits", "pred_class", "map"};
-  if (meta.postprocess == "onnx" || meta.postprocess == "custom-op") names.push_back("mask");
-  if (meta.postprocess == "custom-op") {
-    names.push_back("boxes");
-    names.push_back("box_count");
-  }
-  return names;
+void check_graph_shapes(const Metadata& meta, const std::vector<std::int64_t>& input_dims,
+                        const std::vector<std::int64_t>& logits_dims, const std::vector<std::int64_t>& map_dims,
+                        const std::string& source) {
+  auto dims_text = [](const std::vector<std::int64_t>& d) {
+    std::string s = "(";
+    for (size_t i = 0; i < d.size(); ++i) s += (i ? ", " : "") + (d[i] < 0 ? std::string("?") : std::to_string(d[i]));
+    return s + ")";
+  };
+  const std::string fix = "; the metadata does not describe this graph (re-export it with `fcam export`)";
+  if (input_dims.size() != 4 || (input_dims[3] >= 0 && input_dims[3] != 3))
+    bad(source, "graph input 'images' is " + dims_text(input_dims) + ", expected (N, H, W, 3)");
+  if ((input_dims[1] >= 0 && input_dims[1] != meta.input_height) ||
+      (input_dims[2] >= 0 && input_dims[2] != meta.input_width))
+    throw Error(ErrorKind::ModelFormat, source + ": metadata input_size [" + std::to_string(meta.input_height) + ", " +
+                                            std::to_string(meta.input_width) + "] but the graph input 'images' is " +
+                                            dims_text(input_dims) + fix);
+  if (logits_dims.size() != 2)
+    throw Error(ErrorKind::ModelFormat, source + ": graph output 'logits' is " + dims_text(logits_dims) +
+                                            ", expected (N, K)" + fix);
+  if (logits_dims[1] >= 0 && logits_dims[1] != static_cast<std::int64_t>(meta.class_names.size()))
+    throw Error(ErrorKind::ModelFormat, source + ": metadata has " + std::to_string(meta.class_names.size()) +
+                                            " class names but the graph has " + std::to_string(logits_dims[1]) +
+                                            " logits" + fix);
+  if (map_dims.size() != 3 || (map_dims[1] >= 0 && map_dims[1] != meta.input_height) ||
+      (map_dims[2] >= 0 && map_dims[2] != meta.input_width))
+    throw Error(ErrorKind::ModelFormat, source + ": graph output 'map' is " + dims_text(map_dims) +
+                                            ", expected (N, " + std::to_string(meta.input_height) + ", " +
+                                            std::to_string(meta.input_width) + ")" + fix);
 }
 
-std::string env_or(const char* name, const std::string& fallback) {
-  if (!fallback.empty()) return fallback;
+int parse_device(const std::string& device) {
+  if (device == "cpu") return -1;
+  if (device == "cuda") return 0;
+  if (device.rfind("cuda:", 0) == 0) {
+    const std::string rest = device.substr(5);
+    if (!rest.empty() && rest.size() <= 5 &&
+        std::all_of(rest.begin(), rest.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+      const long v = std::strtol(rest.c_str(), nullptr, 10);
+      if (v <= 65535) return static_cast<int>(v);
+    }
+  }
+  throw Error(ErrorKind::Input, "device must be 'cpu', 'cuda' or 'cuda:N' with 0 <= N <= 65535, got '" + device + "'");
+}
+
+std::string env(const char* name) {
   const char* v = std::getenv(name);
   return v ? std::string(v) : std::string();
+}
+
+int available_cores() noexcept {
+#if defined(__linux__)
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) == 0) {
+    const int n = CPU_COUNT(&set);
+    if (n > 0) return n;
+  }
+#endif
+  const unsigned hc = std::thread::hardware_concurrency();
+  return hc > 0 ? static_cast<int>(hc) : 1;
 }
 
 }  // namespace detail

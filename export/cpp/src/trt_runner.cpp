@@ -75,21 +75,36 @@ size_t element_size(nvinfer1::DataType t) {
   }
 }
 
+std::vector<std::int64_t> dims_of(const nvinfer1::Dims& d) {
+  std::vector<std::int64_t> out;
+  for (int i = 0; i < d.nbDims; ++i) out.push_back(static_cast<std::int64_t>(d.d[i]));
+  return out;
+}
+
 class TrtRunner final : public Runner {
  public:
-  TrtRunner(const std::string& path, const LocalizerOptions& options) {
-    device_ = 0;
-    if (options.device.rfind("cuda:", 0) == 0) device_ = std::stoi(options.device.substr(5));
+  TrtRunner(const ModelSource& src, const LocalizerOptions& options) {
+    const std::string& name = src.path;
+    device_ = parse_device(options.device);
+    if (device_ < 0) device_ = 0;  // TensorRT always runs on a GPU
     check_cuda(cudaSetDevice(device_), "cudaSetDevice (is a CUDA GPU present?)");
-    const std::string side = read_file(path + ".json", ErrorKind::ModelFormat,
-                                       "sidecar missing; rebuild the engine with `fcam build-engine`, which writes "
-                                       "<plan>.json next to the plan");
-    const auto props = parse_flat_json_object(side, path + ".json");
-    meta_ = parse_metadata(props, path + ".json");
-    outputs_ = output_names(meta_);
+    std::string side, blob;
+    if (src.in_memory()) {
+      if (src.sidecar_json.empty())
+        throw Error(ErrorKind::Input, "TensorRT from memory needs the plan's metadata: pass the text of its sidecar "
+                                      "<plan>.json as metadata_json");
+      side = src.sidecar_json;
+      blob.assign(static_cast<const char*>(src.data), src.size);
+    } else {
+      side = read_file(name + ".json", ErrorKind::ModelFormat,
+                       "sidecar missing; rebuild the engine with `fcam build-engine`, which writes <plan>.json next to "
+                       "the plan");
+    }
+    const auto props = parse_flat_json_object(side, name + ".json");
+    meta_ = parse_metadata(props, name + ".json");
     runtime_.reset(nvinfer1::createInferRuntime(logger_));
     if (!runtime_) throw Error(ErrorKind::BackendUnavailable, "TensorRT could not create a runtime: " + logger_.last_);
-    const std::string plugins = env_or("FCAM_TRT_PLUGINS", options.plugin_library);
+    const std::string plugins = options.plugin_library.empty() ? env("FCAM_TRT_PLUGINS") : options.plugin_library;
     const bool serialized = props.count("fcam_deploy_engine.plugins_serialized") &&
                             props.at("fcam_deploy_engine.plugins_serialized") == "true";
     if (serialized) runtime_->setEngineHostCodeAllowed(true);
@@ -98,16 +113,24 @@ class TrtRunner final : public Runner {
         throw Error(ErrorKind::BackendUnavailable,
                     "TensorRT could not load plugin library " + plugins + ": " + logger_.last_);
     }
-    const std::string blob = read_file(path, ErrorKind::ModelFormat, "cannot read the plan");
+    if (!src.in_memory()) blob = read_file(name, ErrorKind::ModelFormat, "cannot read the plan");
     engine_.reset(runtime_->deserializeCudaEngine(blob.data(), blob.size()));
     if (!engine_)
-      throw Error(ErrorKind::ModelFormat, path + ": TensorRT could not deserialize the plan (other TensorRT version or "
+      throw Error(ErrorKind::ModelFormat, name + ": TensorRT could not deserialize the plan (other TensorRT version or "
                                                  "GPU, or a missing plugin library): " + logger_.last_);
     context_.reset(engine_->createExecutionContext());
     if (!context_) throw Error(ErrorKind::BackendUnavailable, "TensorRT could not create an execution context");
-    for (const auto& name : outputs_)
-      if (engine_->getTensorIOMode(name.c_str()) != nvinfer1::TensorIOMode::kOUTPUT)
-        throw Error(ErrorKind::ModelFormat, path + ": engine lacks output '" + name + "'");
+    for (const char* out : {"logits", "pred_class", "map"})
+      if (engine_->getTensorIOMode(out) != nvinfer1::TensorIOMode::kOUTPUT)
+        throw Error(ErrorKind::ModelFormat, name + ": engine lacks output '" + out + "'");
+    if (engine_->getTensorIOMode("images") != nvinfer1::TensorIOMode::kINPUT ||
+        engine_->getTensorDataType("images") != nvinfer1::DataType::kUINT8)
+      throw Error(ErrorKind::ModelFormat, name + ": engine input 'images' must be uint8 (N, H, W, 3)");
+    check_graph_shapes(meta_, dims_of(engine_->getTensorShape("images")), dims_of(engine_->getTensorShape("logits")),
+                       dims_of(engine_->getTensorShape("map")), name);
+    const nvinfer1::Dims hi = engine_->getProfileShape("images", 0, nvinfer1::OptProfileSelector::kMAX);
+    const nvinfer1::Dims in = engine_->getTensorShape("images");
+    max_batch_ = in.d[0] > 0 ? static_cast<int>(in.d[0]) : (hi.nbDims == 4 && hi.d[0] > 0 ? static_cast<int>(hi.d[0]) : 1);
     check_cuda(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
   }
 
@@ -131,22 +154,35 @@ class TrtRunner final : public Runner {
     input_.reserve(in_bytes);
     check_cuda(cudaMemcpyAsync(input_.ptr, images, in_bytes, cudaMemcpyHostToDevice, stream_), "cudaMemcpyAsync");
     context_->setTensorAddress("images", input_.ptr);
-    outputs_dev_.resize(outputs_.size());
+    // Every output tensor needs an address; only logits, pred_class and map are copied back.
+    std::vector<std::string> all_outputs;
+    for (int t = 0; t < engine_->getNbIOTensors(); ++t) {
+      const char* tn = engine_->getIOTensorName(t);
+      if (engine_->getTensorIOMode(tn) == nvinfer1::TensorIOMode::kOUTPUT) all_outputs.emplace_back(tn);
+    }
+    outputs_dev_.resize(all_outputs.size());
     std::vector<std::vector<char>> host(outputs_.size());
     std::vector<nvinfer1::Dims> dims(outputs_.size());
-    for (size_t i = 0; i < outputs_.size(); ++i) {
-      const char* name = outputs_[i].c_str();
-      dims[i] = context_->getTensorShape(name);
+    std::vector<size_t> dev_index(outputs_.size());
+    for (size_t j = 0; j < all_outputs.size(); ++j) {
+      const char* name = all_outputs[j].c_str();
+      const nvinfer1::Dims d = context_->getTensorShape(name);
       size_t count = 1;
-      for (int d = 0; d < dims[i].nbDims; ++d) count *= static_cast<size_t>(dims[i].d[d]);
+      for (int k = 0; k < d.nbDims; ++k) count *= static_cast<size_t>(d.d[k] > 0 ? d.d[k] : 0);
       const size_t bytes = count * element_size(engine_->getTensorDataType(name));
-      outputs_dev_[i].reserve(bytes);
-      host[i].resize(bytes);
-      context_->setTensorAddress(name, outputs_dev_[i].ptr);
+      outputs_dev_[j].reserve(bytes > 0 ? bytes : 1);
+      context_->setTensorAddress(name, outputs_dev_[j].ptr);
+      for (size_t i = 0; i < outputs_.size(); ++i)
+        if (outputs_[i] == all_outputs[j]) {
+          dims[i] = d;
+          host[i].resize(bytes);
+          dev_index[i] = j;
+        }
     }
     if (!context_->enqueueV3(stream_)) throw Error(ErrorKind::Runtime, "TensorRT enqueueV3 failed: " + logger_.last_);
     for (size_t i = 0; i < outputs_.size(); ++i)
-      check_cuda(cudaMemcpyAsync(host[i].data(), outputs_dev_[i].ptr, host[i].size(), cudaMemcpyDeviceToHost, stream_),
+      check_cuda(cudaMemcpyAsync(host[i].data(), outputs_dev_[dev_index[i]].ptr, host[i].size(), cudaMemcpyDeviceToHost,
+                                 stream_),
                  "cudaMemcpyAsync");
     check_cuda(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
     RawOutputs r;
@@ -173,14 +209,6 @@ class TrtRunner final : public Runner {
       } else if (name == "map") {
         r.map.resize(bytes / 4);
         std::memcpy(r.map.data(), p, bytes);
-      } else if (name == "boxes") {
-        r.has_boxes = true;
-        r.max_boxes = static_cast<int>(dims[i].d[1]);
-        r.boxes.resize(bytes / 4);
-        std::memcpy(r.boxes.data(), p, bytes);
-      } else if (name == "box_count") {
-        r.box_count.resize(bytes / 4);
-        std::memcpy(r.box_count.data(), p, bytes);
       }
     }
     return r;
@@ -191,6 +219,7 @@ class TrtRunner final : public Runner {
   std::vector<std::string> providers() const override { return {"tensorrt:cuda:" + std::to_string(device_)}; }
   bool fell_back_to_cpu() const override { return false; }
   bool thread_safe() const override { return false; }  // one execution context: the Localizer serialises calls
+  int max_batch() const override { return max_batch_; }
 
  private:
   TrtLogger logger_;
@@ -202,20 +231,22 @@ class TrtRunner final : public Runner {
   DeviceBuffer input_;
   std::vector<DeviceBuffer> outputs_dev_;
   Metadata meta_;
-  std::vector<std::string> outputs_;
+  // Only these are fetched: the Localizer post-processes the map itself (the graph's mask / boxes are not used).
+  std::vector<std::string> outputs_{"logits", "pred_class", "map"};
+  int max_batch_ = 1;
 };
 
 }  // namespace
 
-std::unique_ptr<Runner> make_trt_runner(const std::string& path, const LocalizerOptions& options) {
-  return std::make_unique<TrtRunner>(path, options);
+std::unique_ptr<Runner> make_trt_runner(const ModelSource& source, const LocalizerOptions& options) {
+  return std::make_unique<TrtRunner>(source, options);
 }
 
 #else
 
-std::unique_ptr<Runner> make_trt_runner(const std::string& path, const LocalizerOptions&) {
+std::unique_ptr<Runner> make_trt_runner(const ModelSource& source, const LocalizerOptions&) {
   throw Error(ErrorKind::BackendUnavailable,
-              path + ": this fcam_localizer was built without TensorRT; rebuild with TENSORRT_ROOT pointing at a "
+              source.path + ": this fcam_localizer was built without TensorRT; rebuild with TENSORRT_ROOT pointing at a "
                      "TensorRT 10.x/11.x install (include/NvInfer.h, lib/libnvinfer.so) and the CUDA toolkit");
 }
 

@@ -9,7 +9,9 @@ constexpr const char* kTorchOp = "cam_postprocess";
 constexpr const char* kTorchLatticeOp = "lattice_filter";  // the dense-CRF filter (lattice_filter.h)
 constexpr const char* kOnnxDomain = "fcam";
 constexpr const char* kOnnxOp = "CamPostprocess";
-constexpr int kOnnxOpsetVersion = 1;
+// Version 2: the node outputs the mask as int32 0/1 (a TensorRT plugin may not declare UINT8); the exported
+// graph casts it to uint8 with a standard Cast. Version-1 graphs (uint8 node output) must be re-exported.
+constexpr int kOnnxOpsetVersion = 2;
 constexpr const char* kTrtPluginName = "FcamCamPostprocess";
 constexpr const char* kTrtPluginVersion = "1";
 constexpr const char* kTrtPluginNamespace = "fcam";

@@ -35,6 +35,14 @@ FCAM_HD AxisTap axisTap(int dst, int in_size, int out_size) {
   return t;
 }
 
+// Clamp to [0, 1] that also maps -0.0 (and NaN) to +0.0: `full` never holds -0.0, whose bit pattern
+// (0x80000000) would otherwise win the launchers' bit-pattern / fmaxf maximum (torch.relu(-0.0) is -0.0, so
+// F-CAM probabilities can carry it). Used for the pass-through values (normalize=false) and every output pixel.
+FCAM_HD float clampUnit(float v) { return v > 0.0f ? (v < 1.0f ? v : 1.0f) : 0.0f; }
+
+// Pass-through value (normalize=false): clamped to [0, 1], -0.0 -> +0.0.
+FCAM_HD float clamp01(float v) { return clampUnit(v); }
+
 // One output pixel from a normalised low-res map `v` (row-major in_w stride).
 FCAM_HD float bilinear(const float* v, int in_w, const AxisTap& ty, const AxisTap& tx) {
   const float v00 = v[ty.i0 * in_w + tx.i0];
@@ -43,10 +51,7 @@ FCAM_HD float bilinear(const float* v, int in_w, const AxisTap& ty, const AxisTa
   const float v11 = v[ty.i1 * in_w + tx.i1];
   const float top = tx.l0 * v00 + tx.l1 * v01;
   const float bot = tx.l0 * v10 + tx.l1 * v11;
-  float r = ty.l0 * top + ty.l1 * bot;
-  if (r > 1.0f) r = 1.0f;  // weights summing to 1 + ulp must not leave [0, 1]
-  if (r < 0.0f) r = 0.0f;
-  return r;
+  return clampUnit(ty.l0 * top + ty.l1 * bot);  // weights summing to 1 + ulp must not leave [0, 1]
 }
 
 // Min-max normalisation in float64, rounded once to float32: (v - lo) * (1 / (hi - lo)). The caller passes
@@ -55,9 +60,6 @@ FCAM_HD double inverseRange(double lo, double hi) { return hi - lo > 0.0 ? 1.0 /
 FCAM_HD float normalise(float v, double lo, double inv_range) {
   return static_cast<float>((static_cast<double>(v) - lo) * inv_range);
 }
-
-// Pass-through value (normalize=false): clamped to [0, 1].
-FCAM_HD float clamp01(float v) { return v < 0.0f ? 0.0f : (v > 1.0f ? 1.0f : v); }
 
 // Foreground test of one pixel. Float path: full > float32(tau) * max (float32 product).
 // Quantised path (WSOL protocol): u8 = trunc(full * 255.f), fg iff u8 > thr8 with thr8 = int(tau * max_u8).
@@ -119,6 +121,44 @@ FCAM_HD uint64_t rankKey(bool protocol, int64_t primary, int64_t start_index) {
   const uint64_t tie = protocol ? static_cast<uint64_t>(start_index)
                                 : static_cast<uint64_t>(0x7fffffffLL - start_index);
   return (static_cast<uint64_t>(primary) << 32) | (tie & 0xffffffffULL);
+}
+
+// Byte offsets of the CUDA launcher's scratch sub-buffers inside its workspace (each 256-byte aligned). Host
+// arithmetic shared by camPostprocessCudaWorkspaceSize / validateCudaWorkspace (CPU library, testable without a
+// GPU) and the CUDA launcher, which carves its pointers from it. Assumes validateParams(p) == kOk.
+struct WorkspaceLayout {
+  size_t norm;   // [N, h*w] float   normalised low-res maps
+  size_t label;  // [N, H*W] int32   union-find parent (map-local index), -1 background
+  size_t cnt;    // [N, H*W] int32   stats at roots
+  size_t minx;
+  size_t maxx;
+  size_t maxy;
+  size_t roots;  // [N, H*W] int32   compact root list per map
+  size_t keys;   // [N, H*W] uint64  rank keys of that list (needs 8-byte alignment of the workspace)
+  size_t mask8;  // [N, H*W] uint8   internal 0/1 mask when the mask output is int32 (else == total, unused)
+  size_t total;
+};
+
+inline size_t alignUp256(size_t v) { return (v + 255) & ~size_t(255); }
+
+inline WorkspaceLayout workspaceLayout(int64_t n, int64_t in_h, int64_t in_w, int64_t out_h, int64_t out_w,
+                                       bool int32_mask) {
+  const size_t in_px = size_t(n) * size_t(in_h) * size_t(in_w);
+  const size_t out_px = size_t(n) * size_t(out_h) * size_t(out_w);
+  WorkspaceLayout l;
+  size_t off = 0;
+  auto take = [&](size_t bytes) { const size_t at = off; off += alignUp256(bytes); return at; };
+  l.norm = take(in_px * sizeof(float));
+  l.label = take(out_px * sizeof(int32_t));
+  l.cnt = take(out_px * sizeof(int32_t));
+  l.minx = take(out_px * sizeof(int32_t));
+  l.maxx = take(out_px * sizeof(int32_t));
+  l.maxy = take(out_px * sizeof(int32_t));
+  l.roots = take(out_px * sizeof(int32_t));
+  l.keys = take(out_px * sizeof(uint64_t));
+  l.mask8 = int32_mask ? take(out_px) : off;
+  l.total = off;
+  return l;
 }
 
 }  // namespace detail

@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <limits>
 #include <system_error>
@@ -19,6 +20,7 @@ const char* statusString(Status s) {
     case Status::kInvalidArgument: return "invalid argument";
     case Status::kCudaError: return "CUDA error";
     case Status::kOutOfMemory: return "out of memory";
+    case Status::kBadWorkspace: return "workspace is null, too small or not 8-byte aligned";
   }
   return "unknown status";
 }
@@ -32,8 +34,26 @@ Status validateParams(const CamPostprocessParams& p) {
     return Status::kInvalidArgument;
   }
   if (p.max_boxes > (int64_t(1) << 24)) return Status::kInvalidArgument;
-  if (p.n > 0 && p.out_h * p.out_w > std::numeric_limits<int64_t>::max() / 8 / p.n) {
+  if (p.mask_type != MaskType::kUint8 && p.mask_type != MaskType::kInt32) return Status::kInvalidArgument;
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max() / 8;
+  if (p.n > 0 && (p.out_h * p.out_w > kMax / p.n || p.in_h * p.in_w > kMax / p.n || p.max_boxes * 4 > kMax / p.n)) {
     return Status::kInvalidArgument;
+  }
+  return Status::kOk;
+}
+
+size_t camPostprocessCudaWorkspaceSize(const CamPostprocessParams& p) {
+  if (validateParams(p) != Status::kOk) return 0;
+  return detail::workspaceLayout(p.n, p.in_h, p.in_w, p.out_h, p.out_w, p.mask_type == MaskType::kInt32).total;
+}
+
+Status validateCudaWorkspace(const CamPostprocessParams& p, const void* workspace, size_t workspace_bytes) {
+  const Status st = validateParams(p);
+  if (st != Status::kOk) return st;
+  if (p.n == 0) return Status::kOk;  // nothing to do, no scratch needed
+  if (!workspace || workspace_bytes < camPostprocessCudaWorkspaceSize(p) ||
+      reinterpret_cast<uintptr_t>(workspace) % kCudaWorkspaceAlignment != 0) {
+    return Status::kBadWorkspace;
   }
   return Status::kOk;
 }
@@ -50,6 +70,7 @@ struct Scratch {
   std::vector<int32_t> cnt, minx, maxx, maxy;
   std::vector<int32_t> roots;
   std::vector<uint64_t> keys, bits;
+  std::vector<uint8_t> mask8;  // the map's 0/1 mask when the mask output is int32
 };
 
 int32_t findRoot(std::vector<int32_t>& parent, int32_t i) {
@@ -124,8 +145,9 @@ void rowRuns(const uint8_t* m, int ow, int y, Scratch& s) {
 #define FCAM_CPU_CLONES
 #endif
 
-FCAM_CPU_CLONES void processMap(const float* in, float* full, uint8_t* mask, int32_t* boxes, int32_t* count,
-                const CamPostprocessParams& p, Scratch& s) {
+// `mask` is this map's uint8 mask (the output, or s.mask8 when the output is `mask32`, which is then filled too).
+FCAM_CPU_CLONES void processMap(const float* in, float* full, uint8_t* mask, int32_t* mask32, int32_t* boxes,
+                                int32_t* count, const CamPostprocessParams& p, Scratch& s) {
   const int ih = static_cast<int>(p.in_h), iw = static_cast<int>(p.in_w);
   const int oh = static_cast<int>(p.out_h), ow = static_cast<int>(p.out_w);
   const int64_t in_px = static_cast<int64_t>(ih) * iw;
@@ -171,7 +193,7 @@ FCAM_CPU_CLONES void processMap(const float* in, float* full, uint8_t* mask, int
     float* h = s.hrow.data() + static_cast<int64_t>(r) * ow;
     for (int x = 0; x < ow; ++x) h[x] = xl0[x] * v[xi0[x]] + xl1[x] * v[xi1[x]];
   }
-  uint32_t max_bits = 0;  // values are >= 0, so their bit patterns order like the floats
+  uint32_t max_bits = 0;  // values are +0.0 or positive (never -0.0), so their bit patterns order like the floats
   for (int y = 0; y < oh; ++y) {
     const detail::AxisTap& t = s.ty[y];
     const float* a = s.hrow.data() + static_cast<int64_t>(t.i0) * ow;
@@ -180,8 +202,8 @@ FCAM_CPU_CLONES void processMap(const float* in, float* full, uint8_t* mask, int
     const float l0 = t.l0, l1 = t.l1;
     for (int x = 0; x < ow; ++x) {
       float r = l0 * a[x] + l1 * b[x];
-      r = r > 1.0f ? 1.0f : r;
-      r = r < 0.0f ? 0.0f : r;
+      r = r > 0.0f ? r : 0.0f;  // = detail::clampUnit (-0.0 and NaN become +0.0), written so that it vectorises:
+      r = r < 1.0f ? r : 1.0f;  // the bit-pattern max below is then exact
       row[x] = r;
     }
     for (int x = 0; x < ow; ++x) {
@@ -205,6 +227,10 @@ FCAM_CPU_CLONES void processMap(const float* in, float* full, uint8_t* mask, int
       for (int x = 0; x < ow; ++x) m[x] = detail::quantise(row[x]) > thr8 ? 1 : 0;
     } else {
       for (int x = 0; x < ow; ++x) m[x] = row[x] > thr ? 1 : 0;
+    }
+    if (mask32) {
+      int32_t* m32 = mask32 + static_cast<int64_t>(y) * ow;
+      for (int x = 0; x < ow; ++x) m32[x] = m[x];
     }
     s.row_start[y] = static_cast<int32_t>(s.rx0.size());
     rowRuns(m, ow, y, s);
@@ -278,26 +304,18 @@ FCAM_CPU_CLONES void processMap(const float* in, float* full, uint8_t* mask, int
   }
 }
 
-}  // namespace
-
-Status camPostprocessCpu(const float* maps, float* full, uint8_t* mask, int32_t* boxes, int32_t* count,
-                         const CamPostprocessParams& p, int num_threads) {
-  const Status st = validateParams(p);
-  if (st != Status::kOk) return st;
-  if (p.n == 0) return Status::kOk;
-  if (!maps || !full || !mask || !boxes || !count) return Status::kInvalidArgument;
-  const int64_t in_px = p.in_h * p.in_w, out_px = p.out_h * p.out_w;
+// Runs job(m, scratch) for m in [0, n) on up to num_threads std::threads (0 = all cores), one scratch set per
+// thread, maps handed out through an atomic counter. Returns kOutOfMemory when a worker could not allocate.
+template <typename Job>
+Status forEachMap(int64_t n, int num_threads, const Job& job) {
   int threads = num_threads > 0 ? num_threads : static_cast<int>(std::thread::hardware_concurrency());
-  threads = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads, p.n)));
+  threads = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads, n)));
   std::atomic<int64_t> next{0};
   std::atomic<bool> oom{false};
   auto worker = [&]() {
     try {
       Scratch s;
-      for (int64_t m = next.fetch_add(1); m < p.n && !oom.load(); m = next.fetch_add(1)) {
-        processMap(maps + m * in_px, full + m * out_px, mask + m * out_px, boxes + m * p.max_boxes * 4,
-                   count + m, p, s);
-      }
+      for (int64_t m = next.fetch_add(1); m < n && !oom.load(); m = next.fetch_add(1)) job(m, s);
     } catch (const std::bad_alloc&) {
       oom.store(true);
     }
@@ -318,6 +336,48 @@ Status camPostprocessCpu(const float* maps, float* full, uint8_t* mask, int32_t*
   worker();
   for (auto& t : pool) t.join();
   return oom.load() ? Status::kOutOfMemory : Status::kOk;
+}
+
+}  // namespace
+
+Status camPostprocessCpu(const float* maps, float* full, void* mask, int32_t* boxes, int32_t* count,
+                         const CamPostprocessParams& p, int num_threads) {
+  const Status st = validateParams(p);
+  if (st != Status::kOk) return st;
+  if (p.n == 0) return Status::kOk;
+  if (!maps || !full || !mask || !boxes || !count) return Status::kInvalidArgument;
+  const int64_t in_px = p.in_h * p.in_w, out_px = p.out_h * p.out_w;
+  const bool m32 = p.mask_type == MaskType::kInt32;
+  return forEachMap(p.n, num_threads, [&](int64_t m, Scratch& s) {
+    if (m32 && s.mask8.size() < static_cast<size_t>(out_px)) s.mask8.resize(static_cast<size_t>(out_px));
+    uint8_t* m8 = m32 ? s.mask8.data() : static_cast<uint8_t*>(mask) + m * out_px;
+    int32_t* mo32 = m32 ? static_cast<int32_t*>(mask) + m * out_px : nullptr;
+    processMap(maps + m * in_px, full + m * out_px, m8, mo32, boxes + m * p.max_boxes * 4, count + m, p, s);
+  });
+}
+
+Status camPostprocessCpuSized(const float* maps, const int64_t* out_sizes, float* const* full, uint8_t* const* mask,
+                              int32_t* boxes, int32_t* count, const CamPostprocessParams& p, int num_threads) {
+  if (p.n < 0 || p.mask_type != MaskType::kUint8) return Status::kInvalidArgument;  // uint8 masks only
+  if (p.n == 0) return Status::kOk;
+  if (!maps || !out_sizes || !full || !mask || !boxes || !count) return Status::kInvalidArgument;
+  for (int64_t m = 0; m < p.n; ++m) {  // every map's size is checked before any work starts
+    CamPostprocessParams q = p;
+    q.n = 1;
+    q.out_h = out_sizes[2 * m];
+    q.out_w = out_sizes[2 * m + 1];
+    const Status st = validateParams(q);
+    if (st != Status::kOk) return st;
+    if (!full[m] || !mask[m]) return Status::kInvalidArgument;
+  }
+  const int64_t in_px = p.in_h * p.in_w;
+  return forEachMap(p.n, num_threads, [&](int64_t m, Scratch& s) {
+    CamPostprocessParams q = p;
+    q.n = 1;
+    q.out_h = out_sizes[2 * m];
+    q.out_w = out_sizes[2 * m + 1];
+    processMap(maps + m * in_px, full[m], mask[m], nullptr, boxes + m * p.max_boxes * 4, count + m, q, s);
+  });
 }
 
 }  // namespace fcam

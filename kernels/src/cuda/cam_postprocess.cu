@@ -25,6 +25,8 @@ constexpr int kMapThreads = 1024;  // one block per map: as many loads in flight
 constexpr int kSelectThreads = 512;
 constexpr int kPixThreads = 256;
 
+// Scratch pointers carved from the caller's workspace (offsets: detail::workspaceLayout, shared with the host
+// functions camPostprocessCudaWorkspaceSize / validateCudaWorkspace).
 struct Workspace {
   float* norm;      // [N, h*w] normalised low-res maps
   int32_t* label;   // [N, H*W] union-find parent (map-local index), -1 background
@@ -34,34 +36,23 @@ struct Workspace {
   int32_t* maxy;
   int32_t* roots;   // [N, H*W] compact root list per map
   uint64_t* keys;   // [N, H*W] rank keys of that list
+  uint8_t* mask8;   // [N, H*W] the 0/1 mask the labelling reads (the output itself when it is uint8)
 };
 
-size_t alignUp(size_t v) { return (v + 255) & ~size_t(255); }
-
-size_t layout(const CamPostprocessParams& p, char* base, Workspace* ws) {
-  const size_t in_px = size_t(p.n) * size_t(p.in_h) * size_t(p.in_w);
-  const size_t out_px = size_t(p.n) * size_t(p.out_h) * size_t(p.out_w);
-  size_t off = 0;
-  auto take = [&](size_t bytes) { char* ptr = base ? base + off : nullptr; off += alignUp(bytes); return ptr; };
-  char* norm = take(in_px * sizeof(float));
-  char* label = take(out_px * sizeof(int32_t));
-  char* cnt = take(out_px * sizeof(int32_t));
-  char* minx = take(out_px * sizeof(int32_t));
-  char* maxx = take(out_px * sizeof(int32_t));
-  char* maxy = take(out_px * sizeof(int32_t));
-  char* roots = take(out_px * sizeof(int32_t));
-  char* keys = take(out_px * sizeof(uint64_t));
-  if (ws) {
-    ws->norm = reinterpret_cast<float*>(norm);
-    ws->label = reinterpret_cast<int32_t*>(label);
-    ws->cnt = reinterpret_cast<int32_t*>(cnt);
-    ws->minx = reinterpret_cast<int32_t*>(minx);
-    ws->maxx = reinterpret_cast<int32_t*>(maxx);
-    ws->maxy = reinterpret_cast<int32_t*>(maxy);
-    ws->roots = reinterpret_cast<int32_t*>(roots);
-    ws->keys = reinterpret_cast<uint64_t*>(keys);
-  }
-  return off;
+Workspace carve(const CamPostprocessParams& p, char* base, void* mask_out) {
+  const bool m32 = p.mask_type == MaskType::kInt32;
+  const detail::WorkspaceLayout l = detail::workspaceLayout(p.n, p.in_h, p.in_w, p.out_h, p.out_w, m32);
+  Workspace ws;
+  ws.norm = reinterpret_cast<float*>(base + l.norm);
+  ws.label = reinterpret_cast<int32_t*>(base + l.label);
+  ws.cnt = reinterpret_cast<int32_t*>(base + l.cnt);
+  ws.minx = reinterpret_cast<int32_t*>(base + l.minx);
+  ws.maxx = reinterpret_cast<int32_t*>(base + l.maxx);
+  ws.maxy = reinterpret_cast<int32_t*>(base + l.maxy);
+  ws.roots = reinterpret_cast<int32_t*>(base + l.roots);
+  ws.keys = reinterpret_cast<uint64_t*>(base + l.keys);
+  ws.mask8 = m32 ? reinterpret_cast<uint8_t*>(base + l.mask8) : static_cast<uint8_t*>(mask_out);
+  return ws;
 }
 
 __device__ __forceinline__ float warpMax(float v) {
@@ -86,9 +77,10 @@ __device__ float blockMax(float v, float* sh) {
 }
 __device__ float blockMin(float v, float* sh) { return -blockMax(-v, sh); }
 
-__global__ void __launch_bounds__(kMapThreads) mapKernel(const float* __restrict__ maps, float* __restrict__ full, uint8_t* __restrict__ mask,
-                          Workspace ws, int ih, int iw, int oh, int ow, double tau, bool quantize,
-                          bool normalize) {
+// mask32: the int32 mask output (MaskType::kInt32) or null; the uint8 mask is always written to ws.mask8.
+__global__ void __launch_bounds__(kMapThreads) mapKernel(const float* __restrict__ maps, float* __restrict__ full,
+                                                         int32_t* __restrict__ mask32, Workspace ws, int ih, int iw,
+                                                         int oh, int ow, double tau, bool quantize, bool normalize) {
   __shared__ float sh[32];
   __shared__ int bad;
   const int64_t n = blockIdx.x;
@@ -96,7 +88,8 @@ __global__ void __launch_bounds__(kMapThreads) mapKernel(const float* __restrict
   const float* in = maps + n * in_px;
   float* norm = ws.norm + n * in_px;
   float* out = full + n * out_px;
-  uint8_t* m = mask + n * out_px;
+  uint8_t* m = ws.mask8 + n * out_px;
+  int32_t* m32 = mask32 ? mask32 + n * out_px : nullptr;
   int32_t* label = ws.label + n * out_px;
 
   if (threadIdx.x == 0) bad = 0;
@@ -131,6 +124,7 @@ __global__ void __launch_bounds__(kMapThreads) mapKernel(const float* __restrict
     for (int i = threadIdx.x; i < out_px; i += blockDim.x) {
       const bool fg = detail::quantise(out[i]) > thr;
       m[i] = fg ? 1 : 0;
+      if (m32) m32[i] = fg ? 1 : 0;
       label[i] = fg ? i : -1;
     }
   } else {
@@ -138,6 +132,7 @@ __global__ void __launch_bounds__(kMapThreads) mapKernel(const float* __restrict
     for (int i = threadIdx.x; i < out_px; i += blockDim.x) {
       const bool fg = out[i] > thr;
       m[i] = fg ? 1 : 0;
+      if (m32) m32[i] = fg ? 1 : 0;
       label[i] = fg ? i : -1;
     }
   }
@@ -291,35 +286,34 @@ __global__ void __launch_bounds__(kSelectThreads) selectKernel(const uint8_t* __
 
 }  // namespace
 
-size_t camPostprocessCudaWorkspaceSize(const CamPostprocessParams& p) {
-  if (validateParams(p) != Status::kOk) return 0;
-  return layout(p, nullptr, nullptr);
-}
-
-int camPostprocessCuda(const float* maps, float* full, uint8_t* mask, int32_t* boxes, int32_t* count,
+int camPostprocessCuda(const float* maps, float* full, void* mask, int32_t* boxes, int32_t* count,
                        const CamPostprocessParams& p, void* workspace, size_t workspace_bytes,
                        CUstream_st* stream) {
-  if (validateParams(p) != Status::kOk) return -1;
+  const Status st = validateCudaWorkspace(p, workspace, workspace_bytes);  // params, size and alignment
+  if (st != Status::kOk) return -static_cast<int>(st);
   if (p.n == 0) return 0;
-  const size_t need = layout(p, nullptr, nullptr);
-  if (!workspace || workspace_bytes < need || !maps || !full || !mask || !boxes || !count) return -1;
-  if (p.n > INT_MAX) return -1;
-  Workspace ws;
-  layout(p, static_cast<char*>(workspace), &ws);
+  if (!maps || !full || !mask || !boxes || !count || p.n > INT_MAX) return -static_cast<int>(Status::kInvalidArgument);
+  const Workspace ws = carve(p, static_cast<char*>(workspace), mask);
+  int32_t* mask32 = p.mask_type == MaskType::kInt32 ? static_cast<int32_t*>(mask) : nullptr;
   cudaStream_t s = reinterpret_cast<cudaStream_t>(stream);
   const int ih = int(p.in_h), iw = int(p.in_w), oh = int(p.out_h), ow = int(p.out_w);
   const int64_t total = p.n * p.out_h * p.out_w;
   const int64_t blocks64 = (total + kPixThreads - 1) / kPixThreads;
-  if (blocks64 > INT_MAX) return -1;  // > 2^39 pixels in one call: split the batch
+  if (blocks64 > INT_MAX) return -static_cast<int>(Status::kInvalidArgument);  // > 2^39 pixels: split the batch
   const unsigned pix_blocks = unsigned(blocks64);
-  mapKernel<<<unsigned(p.n), kMapThreads, 0, s>>>(maps, full, mask, ws, ih, iw, oh, ow, p.tau, p.quantize_uint8,
+  mapKernel<<<unsigned(p.n), kMapThreads, 0, s>>>(maps, full, mask32, ws, ih, iw, oh, ow, p.tau, p.quantize_uint8,
                                                  p.normalize);
-  mergeKernel<<<pix_blocks, kPixThreads, 0, s>>>(mask, ws.label, total, oh, ow);
+  mergeKernel<<<pix_blocks, kPixThreads, 0, s>>>(ws.mask8, ws.label, total, oh, ow);
   compressKernel<<<pix_blocks, kPixThreads, 0, s>>>(ws, total, oh * ow);
   statsKernel<<<pix_blocks, kPixThreads, 0, s>>>(ws, total, ow, oh * ow);
-  selectKernel<<<unsigned(p.n), kSelectThreads, 0, s>>>(mask, boxes, count, ws, oh, ow, int(p.max_boxes),
+  selectKernel<<<unsigned(p.n), kSelectThreads, 0, s>>>(ws.mask8, boxes, count, ws, oh, ow, int(p.max_boxes),
                                                         p.protocol_boxes);
   return int(cudaGetLastError());
+}
+
+const char* camPostprocessCudaErrorString(int code) {
+  if (code <= 0) return statusString(static_cast<Status>(-code));
+  return cudaGetErrorString(static_cast<cudaError_t>(code));
 }
 
 }  // namespace fcam

@@ -11,7 +11,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
-    const fcam::Image img = fcam::load_image(argv[1]);
+    const fcam::Image img = fcam::load_image(argv[1]);  // resized through an ImageView of it
     const fcam::Image out = fcam::resize_bilinear(img, std::atoi(argv[2]), std::atoi(argv[3]));
     std::FILE* f = std::fopen(argv[4], "wb");
     if (!f) return 3;
