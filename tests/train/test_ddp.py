@@ -32,7 +32,7 @@ def _cfgs(epochs: int = 1):  # type: ignore[no-untyped-def]
                                                  "resize_size": 36, "epochs": epochs, "batch_size": 8,
                                                  "optim": {"lr": 0.002}})
     f = load_train_config("fcam", "demo", {"epochs": epochs, "batch_size": 8, "resize_size": 36,
-                                           "crf": {"grid": 8, "lam": 2e-7}})
+                                           "crf": {"kernel": "pooled", "grid": 8, "lam": 2e-7, "scale_lam_with_size": False}})
     return c, f
 
 

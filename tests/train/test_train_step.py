@@ -54,7 +54,7 @@ def _cfg(epochs: int):  # type: ignore[no-untyped-def]
         "epochs": epochs, "batch_size": 4, "resize_size": SIZE,
         "optim": {"lr": LR, "momentum": 0.0, "nesterov": False, "weight_decay": 0.0},
         "seeds": {"n_fg": n, "n_bg": n, "dilate_k": 1},
-        "crf": {"grid": 8, "lam": 2e-7},
+        "crf": {"kernel": "pooled", "grid": 8, "lam": 2e-7, "scale_lam_with_size": False},
     })
 
 
