@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 OUT    ?= demo-out
 
-.PHONY: venv sysdeps kernels cpp aarch64 aarch64-deps demo demo-quick test test-fast typecheck-trt clean
+.PHONY: venv sysdeps kernels cpp aarch64 aarch64-deps demo demo-quick lint test test-fast typecheck-trt clean
 
 # What the native builds need (C++ toolchain, CMake, image codecs for the C++ sample app, npm to fetch ONNX
 # Runtime's C/C++ headers). Tools count as present when on PATH (npm may come with a non-Debian Node.js);
@@ -68,6 +68,14 @@ demo: venv kernels
 demo-quick: venv kernels
 	$(VENV)/bin/fcam demo --out $(OUT) --quick
 
+# Lint and type checks, zero findings (settings: [tool.ruff] and [tool.mypy] in pyproject.toml; tool versions pinned
+# in constraints.txt, since a ruff release can change its default rule set). About 30 s on 2 cores.
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check fcam_deploy tests benchmarks
+	$(VENV)/bin/mypy
+
+# `test: lint kernels cpp` is enabled after the repository-wide ruff format (until then the format check fails)
 test: kernels cpp
 	FCAM_REQUIRE_CPP=1 FCAM_REQUIRE_KERNELS=1 $(PY) -m pytest -q
 

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import importlib
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the subpackages, imported on first attribute access (below); named here for type checkers
+    from fcam_deploy import bench, cams, cli, data, errors, export, metrics, models, ops, runtime, train
 
 __all__ = [
     "__version__",

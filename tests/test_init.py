@@ -9,7 +9,7 @@ HEAVY = ("onnxruntime", "tensorrt", "matplotlib", "cv2", "onnx", "polygraphy")
 
 
 def _imported_after(code: str) -> set[str]:
-    probe = code + "\nimport sys\nprint(' '.join(sorted(m for m in %r if m in sys.modules)))\n" % (HEAVY,)
+    probe = code + f"\nimport sys\nprint(' '.join(sorted(m for m in {HEAVY!r} if m in sys.modules)))\n"
     out = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True)
     return set(out.stdout.split())
 

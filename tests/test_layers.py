@@ -37,19 +37,31 @@ def _area(module: str) -> str | None:
     return parts[1] if len(parts) > 1 else "__init__"
 
 
-def _imports(path: Path) -> list[tuple[int, str, bool]]:
-    """(line, imported fcam_deploy module or top-level name, at module level?) of every import in ``path``."""
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _imports(path: Path) -> list[tuple[int, str, bool, bool]]:
+    """(line, imported fcam_deploy module or top-level name, at module level?, only under ``if TYPE_CHECKING:``?)
+    of every import in ``path``."""
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    type_only = {
+        id(inner)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and _is_type_checking(node.test)
+        for stmt in node.body
+        for inner in ast.walk(stmt)
+    }
     rel = path.relative_to(PKG.parent).with_suffix("")
-    pkg_parts = list(rel.parts[:-1]) if rel.name != "__init__" else list(rel.parts[:-1])
-    if rel.name == "__init__":
-        pkg_parts = list(rel.parts[:-1])
+    pkg_parts = list(rel.parts[:-1])  # the package a relative import starts from (for a module and an __init__)
     out = []
     top_level = {id(n) for n in tree.body}
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for a in node.names:
-                out.append((node.lineno, a.name, id(node) in top_level))
+                out.append((node.lineno, a.name, id(node) in top_level, id(node) in type_only))
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 base = pkg_parts[: len(pkg_parts) - node.level + 1]
@@ -60,7 +72,7 @@ def _imports(path: Path) -> list[tuple[int, str, bool]]:
             if node.module and mod.startswith("fcam_deploy"):
                 names += [f"{mod}.{a.name}" for a in node.names]
             for name in names:
-                out.append((node.lineno, name, id(node) in top_level))
+                out.append((node.lineno, name, id(node) in top_level, id(node) in type_only))
     return out
 
 
@@ -74,10 +86,12 @@ def test_layers_point_one_way() -> None:
         src_area = _area(".".join(path.relative_to(PKG.parent).with_suffix("").parts))
         assert src_area is not None
         src_area = src_area if src_area in LAYER else "__init__"
-        for line, mod, _ in _imports(path):
+        for line, mod, _, type_only in _imports(path):
             dst = _area(mod)
             if dst is None or dst == src_area or dst not in LAYER:
                 continue
+            if path == PKG / "__init__.py" and type_only and mod == f"fcam_deploy.{dst}":
+                continue  # the package root names its subpackages for type checkers (imported lazily on access)
             if dst in ("cli", "__main__") and src_area not in ("cli", "__main__"):
                 problems.append(f"{path.relative_to(PKG.parent)}:{line} imports {mod} (nothing imports the CLI)")
             elif LAYER[dst] > LAYER[src_area] or (
@@ -92,14 +106,22 @@ def test_layers_point_one_way() -> None:
 def test_runtime_modules_do_not_import_the_training_stack_at_module_level() -> None:
     problems = []
     for path in sorted((PKG / "runtime").glob("*.py")):
-        for line, mod, top in _imports(path):
-            if mod.split(".")[0] in ("torch", "torchvision", "cv2", "scipy", "matplotlib", "onnx"):
-                if top and path.name not in RUNTIME_TORCH_MODULES:
-                    problems.append(f"runtime/{path.name}:{line} imports {mod}")
+        for line, mod, top, _ in _imports(path):
+            heavy = mod.split(".")[0] in ("torch", "torchvision", "cv2", "scipy", "matplotlib", "onnx")
+            if heavy and top and path.name not in RUNTIME_TORCH_MODULES:
+                problems.append(f"runtime/{path.name}:{line} imports {mod}")
     assert not problems, "\n".join(problems)
 
 
-@pytest.mark.parametrize("bad", ["from fcam_deploy.export.graph import X", "import fcam_deploy.train.engine"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "from fcam_deploy.export.graph import X",
+        "import fcam_deploy.train.engine",
+        # a type-only import still points up (only the package root may name its subpackages that way)
+        "from typing import TYPE_CHECKING\n    if TYPE_CHECKING:\n        from fcam_deploy.export import graph",
+    ],
+)
 def test_the_checker_sees_a_violation(tmp_path: Path, bad: str) -> None:
     """The walker is not vacuous: a runtime module importing export/train is reported."""
     fake = PKG / "runtime" / "_layer_probe_tmp.py"

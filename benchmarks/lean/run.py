@@ -157,17 +157,17 @@ def main(argv: list[str] | None = None) -> int:
         doc["speedup_vs_before"] = summary["before"]["wall_s"] / summary["lean"]["wall_s"]
     doc["speedup_vs_full"] = summary["full"]["wall_s"] / summary["lean"]["wall_s"]
     (args.out / "results.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-    lines = ["# Lean install: size and cold start", "", f"Command: `{doc['command']}` ({doc['date']}, "
+    lines = ["# Lean install: size and cold start", "", (f"Command: `{doc['command']}` ({doc['date']}, "
              f"{doc['machine']['cpus']} CPUs, Python {doc['machine']['python']}); medians of {args.repeats} fresh "
-             "processes per install, interleaved.", "",
+             "processes per install, interleaved."), "",
              f"Venv size: lean **{sizes['lean']:.0f} MB**, full {sizes['full']:.0f} MB.", "",
              "| install | cold start (spawn to exit) | import | load | first predict | peak RSS | torch imported |",
              "|---|---|---|---|---|---|---|"]
     for k, v in summary.items():
         lines.append(f"| {k} | **{v['wall_s']:.2f} s** | {v['import_s']:.2f} s | {v['load_s']:.2f} s | "
                      f"{v['first_predict_s']:.3f} s | {v['peak_rss_mb']:.0f} MB | {v['torch_imported']} |")
-    lines += ["", f"Same class and boxes from the lean and the full install: {same} (the older runtime computed boxes at the "
-              "model size, so its boxes differ by design).",
+    lines += ["", (f"Same class and boxes from the lean and the full install: {same} (the older runtime computed boxes "
+                   "at the model size, so its boxes differ by design)."),
               f"Lean vs full (same code, different venv): {doc['speedup_vs_full']:.2f}x."]
     if "speedup_vs_before" in doc:
         lines.append(f"Lean vs before (commit {args.before}, full venv; its runtime imported torch): "

@@ -19,7 +19,10 @@ import json
 import os
 import platform
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -64,7 +67,7 @@ def protocol_path(maps: np.ndarray, out_h: int, out_w: int, tau: float) -> list[
     return boxes
 
 
-def best_time(fn, repeats: int, clock=time.perf_counter) -> float:  # type: ignore[no-untyped-def]
+def best_time(fn: Callable[[], object], repeats: int, clock: Callable[[], float] = time.perf_counter) -> float:
     """Best (minimum) time of `repeats` calls on `clock`: the machine is shared, so the minimum is the least noisy."""
     ts = []
     for _ in range(repeats):
@@ -93,7 +96,7 @@ def main() -> int:
     ort_lib = ort_library_path()
     os.environ["FCAM_CPU_THREADS"] = "1"  # read by the ORT kernel when the session is created
 
-    def ort_session(oh: int, ow: int, tau: float):  # type: ignore[no-untyped-def]
+    def ort_session(oh: int, ow: int, tau: float) -> Any:  # an onnxruntime.InferenceSession
         import onnxruntime as ort
         from onnx import TensorProto, helper
 
@@ -119,10 +122,8 @@ def main() -> int:
         maps = cam_like_maps(args.n, h, w, seed=h)
         t = torch.from_numpy(maps)
 
-        def run_op() -> tuple[torch.Tensor, ...]:
-            return op(t, oh, ow, args.tau, True, True, 1, True)
-
-        full, mask, boxes, count = run_op()
+        run_op = partial(op, t, oh, ow, args.tau, True, True, 1, True)
+        full, _mask, boxes, _count = run_op()
         same_map = sum(protocol_box(full[i].numpy(), args.tau) != boxes[i, 0].tolist() for i in range(args.n))
         proto = protocol_path(maps, oh, ow, args.tau)
         full_path = sum(proto[i] != boxes[i, 0].tolist() for i in range(args.n))
@@ -135,16 +136,16 @@ def main() -> int:
             # Primary, fair on a loaded machine: both sides on ONE thread, CPU time of this process.
             cv2.setNumThreads(1)
             torch.set_num_threads(1)
-            timings["protocol_cpu_s"] = best_time(lambda: protocol_path(maps, oh, ow, args.tau), args.repeats,
+            timings["protocol_cpu_s"] = best_time(partial(protocol_path, maps, oh, ow, args.tau), args.repeats,
                                                   time.process_time)
             timings["op_cpu_s"] = best_time(run_op, args.repeats, time.process_time)
             if ort_sess is not None:
-                timings["ort_op_cpu_s"] = best_time(lambda: ort_sess.run(None, {"maps": maps}), args.repeats,
+                timings["ort_op_cpu_s"] = best_time(partial(ort_sess.run, None, {"maps": maps}), args.repeats,
                                                     time.process_time)
             # Wall clock (noisy when other jobs share the cores): protocol with cv2's threads, op on all threads.
             cv2.setNumThreads(cv2_threads)
             torch.set_num_threads(threads_all)
-            timings["protocol_wall_s"] = best_time(lambda: protocol_path(maps, oh, ow, args.tau), args.repeats)
+            timings["protocol_wall_s"] = best_time(partial(protocol_path, maps, oh, ow, args.tau), args.repeats)
             timings["op_wall_s"] = best_time(run_op, args.repeats)
         rows.append({
             "case": name, "n": args.n, "in": [h, w], "out": [oh, ow], "tau": args.tau, **timings,
@@ -171,20 +172,21 @@ def main() -> int:
     (args.out / "cpu.json").write_text(json.dumps({"command": cmd, "env": env, "rows": rows}, indent=2) + "\n")
     lines = [
         "# cam_postprocess CPU benchmark", "",
-        f"Command: `{cmd}` ({env['date_utc']}, {env['cpus']} CPUs shared with other jobs, torch {env['torch']}, "
-        f"OpenCV {env['opencv']}). N={args.n} CAM-like maps, tau={args.tau}, best of {args.repeats} (shared machine: the minimum is the least noisy).", "",
-        "Protocol path = per-map min-max + cv2.resize(INTER_LINEAR) + uint8 + cv2.threshold + cv2.findContours"
-        " + largest cv2.contourArea + boundingRect (+1). Op = torch.ops.fcam.cam_postprocess(quantize_uint8=True,"
-        " protocol_boxes=True).", "",
-        "Primary figure: both sides on one thread, CPU time of the process (`time.process_time`), best of the"
-        " repeats: the cores are shared with other jobs, which makes wall time mostly waiting. Wall-clock columns"
-        " (protocol with OpenCV's threads, op on all torch threads) are given for information.", "",
-        "The op is timed twice: as the torch op (fresh output tensors each call, so the kernel's page faults on 5"
-        " bytes/pixel of new memory are included) and as the ORT custom op (outputs from ORT's arena, as in"
-        " deployment; FCAM_CPU_THREADS=1).", "",
-        "| case | protocol CPU 1 thread (ms) | torch op CPU 1 thread (ms) | speedup | ORT op CPU 1 thread (ms) |"
-        " **ORT speedup** | protocol wall (ms) | torch op wall, all threads (ms) | wall speedup |"
-        " box mismatches (same map) | box mismatches (cv2.resize path) |",
+        (f"Command: `{cmd}` ({env['date_utc']}, {env['cpus']} CPUs shared with other jobs, torch {env['torch']}, "
+         f"OpenCV {env['opencv']}). N={args.n} CAM-like maps, tau={args.tau}, best of {args.repeats} (shared "
+         "machine: the minimum is the least noisy)."), "",
+        ("Protocol path = per-map min-max + cv2.resize(INTER_LINEAR) + uint8 + cv2.threshold + cv2.findContours"
+         " + largest cv2.contourArea + boundingRect (+1). Op = torch.ops.fcam.cam_postprocess(quantize_uint8=True,"
+         " protocol_boxes=True)."), "",
+        ("Primary figure: both sides on one thread, CPU time of the process (`time.process_time`), best of the"
+         " repeats: the cores are shared with other jobs, which makes wall time mostly waiting. Wall-clock columns"
+         " (protocol with OpenCV's threads, op on all torch threads) are given for information."), "",
+        ("The op is timed twice: as the torch op (fresh output tensors each call, so the kernel's page faults on 5"
+         " bytes/pixel of new memory are included) and as the ORT custom op (outputs from ORT's arena, as in"
+         " deployment; FCAM_CPU_THREADS=1)."), "",
+        ("| case | protocol CPU 1 thread (ms) | torch op CPU 1 thread (ms) | speedup | ORT op CPU 1 thread (ms) |"
+         " **ORT speedup** | protocol wall (ms) | torch op wall, all threads (ms) | wall speedup |"
+         " box mismatches (same map) | box mismatches (cv2.resize path) |"),
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
@@ -195,9 +197,9 @@ def main() -> int:
             f"{r['box_mismatch_same_map']}/{r['n']} | "
             f"{r['box_mismatch_cv2_resize_path']}/{r['n']} |"
         )
-    lines += ["", "Goal: >= 5x with identical boxes. 'Same map' runs the protocol's box step on the op's own map"
-              " (must be 0); the cv2.resize column counts maps where cv2's bilinear rounding differs from torch's"
-              " enough to move the box.", ""]
+    lines += ["", ("Goal: >= 5x with identical boxes. 'Same map' runs the protocol's box step on the op's own map"
+                   " (must be 0); the cv2.resize column counts maps where cv2's bilinear rounding differs from torch's"
+                   " enough to move the box."), ""]
     (args.out / "cpu.md").write_text("\n".join(lines))
     return 0
 

@@ -184,7 +184,7 @@ def _plots(doc: dict[str, Any], out: Path) -> list[Path]:
                 pts.append((t, r["MaxBoxAccV2"], r["method"]))
                 ax.scatter(t, r["MaxBoxAccV2"])
                 ax.annotate(r["method"], (t, r["MaxBoxAccV2"]), fontsize=8)
-        front = []
+        front: list[tuple[float, float]] = []
         for t, a, _ in sorted(pts):
             if not front or a > front[-1][1]:
                 front.append((t, a))

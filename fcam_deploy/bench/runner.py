@@ -12,8 +12,9 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -23,6 +24,9 @@ from fcam_deploy.bench.latency import LatencyStats, measure_latency, peak_rss_mb
 from fcam_deploy.bench.manifest import environment_manifest
 from fcam_deploy.bench.suite import SuiteConfig
 from fcam_deploy.errors import ConfigError
+
+if TYPE_CHECKING:
+    from fcam_deploy.models import FCAM, CAMClassifier
 
 __all__ = ["SCHEMA_VERSION", "BenchModel", "run_suite"]
 
@@ -60,6 +64,19 @@ def _latency_record(stats: LatencyStats, rss: float, **keys: Any) -> dict[str, A
         "peak_rss_mb": rss,
         "samples_ms": stats.samples_ms,
     }
+
+
+def _cam_classifier(model: CAMClassifier | FCAM) -> CAMClassifier:
+    """The CAM classifier of a checkpoint's model (an F-CAM model wraps its frozen classifier)."""
+    from fcam_deploy.models import FCAM
+
+    return model.classifier if isinstance(model, FCAM) else model
+
+
+def _no_grad_call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)`` under ``torch.no_grad()`` (a timed forward-only call)."""
+    with torch.no_grad():
+        return fn(*args, **kwargs)
 
 
 def _timed(fn: Callable[[], Any], cfg: SuiteConfig, batch: int, sync: Callable[[], None] | None) -> tuple[LatencyStats, float]:
@@ -133,13 +150,13 @@ class _Run:
         return self._onnx_cache[key]
 
     # -- legs ----------------------------------------------------------------------------------------
-    def flops(self, bm: BenchModel, model: torch.nn.Module, method: str, size: int) -> None:
+    def flops(self, bm: BenchModel, model: CAMClassifier | FCAM, method: str, size: int) -> None:
         from fcam_deploy.cams import compute_maps
         from fcam_deploy.export.onnx_export import build_graph
 
         rec: dict[str, Any] = {"kind": "flops", "model": bm.label, "arch": bm.arch, "method": method,
                                "resolution": size}
-        clf = model.classifier if hasattr(model, "classifier") else model
+        clf = _cam_classifier(model)
         rec["params_m"] = count_parameters(model if method == "fcam" else clf) / 1e6
         x = torch.zeros(1, 3, size, size)
         if method in EXPORTABLE:
@@ -179,12 +196,12 @@ class _Run:
         with torch.no_grad():
             self.prototypes = fit_lpcam(clf, loader, seed=0, max_vectors_per_class=4000, split_scales=(1.0,))
 
-    def latency(self, bm: BenchModel, model: torch.nn.Module, method: str, size: int) -> None:
+    def latency(self, bm: BenchModel, model: CAMClassifier | FCAM, method: str, size: int) -> None:
         from fcam_deploy.cams import compute_maps
         from fcam_deploy.export.onnx_export import build_graph
 
         cfg = self.cfg
-        clf = model.classifier if hasattr(model, "classifier") else model
+        clf = _cam_classifier(model)
         keys = {"model": bm.label, "arch": bm.arch, "method": method, "resolution": size, "scope": "model"}
         for backend in cfg.backends:
             if backend == "torch-autograd" and method not in GRADIENT_METHODS:
@@ -202,43 +219,31 @@ class _Run:
                 if backend in ("torch", "torch-compile") and method in EXPORTABLE else None
             for batch in cfg.batches:
                 u8 = _uint8_batch(batch, size, size)
+                fn: Callable[[], Any]
                 if backend == "torch" and method in EXPORTABLE:
-                    graph = eager
-
-                    def fn(graph: Any = graph, u8: torch.Tensor = u8) -> Any:
-                        with torch.no_grad():
-                            return graph(u8)
+                    assert eager is not None  # built above for the exportable methods
+                    fn = partial(_no_grad_call, eager, u8)
                 elif backend == "torch":  # scorecam, lpcam: torch only
                     x = torch.randn(batch, 3, size, size)
                     kw = {"prototypes": self.prototypes} if method == "lpcam" else {}
-
-                    def fn(x: torch.Tensor = x, kw: dict[str, Any] = kw) -> Any:
-                        with torch.no_grad():
-                            return compute_maps(clf, x, method, **kw)
+                    fn = partial(_no_grad_call, compute_maps, clf, x, method, **kw)
                 elif backend == "torch-autograd":
                     x = torch.randn(batch, 3, size, size)
-
-                    def fn(x: torch.Tensor = x) -> Any:
-                        return compute_maps(clf, x, method, impl="autograd")
+                    fn = partial(compute_maps, clf, x, method, impl="autograd")
                 elif backend == "torch-compile":
+                    assert eager is not None  # built above for the exportable methods
                     compiled = torch.compile(eager, dynamic=False)
                     t0 = time.perf_counter()
                     with torch.no_grad():
                         compiled(u8)
                     compile_s = time.perf_counter() - t0
-
-                    def fn(compiled: Any = compiled, u8: torch.Tensor = u8) -> Any:
-                        with torch.no_grad():
-                            return compiled(u8)
+                    fn = partial(_no_grad_call, compiled, u8)
                     keys_c = {**keys, "compile_s": compile_s}
                 else:  # onnxruntime
                     from fcam_deploy.runtime.ort import make_session
 
                     sess = make_session(self.onnx_for(bm, method, MODEL_GRAPH, size), "cpu", None, needs_custom_ops=False)
-                    feed = {"images": u8.numpy()}
-
-                    def fn(sess: Any = sess, feed: dict[str, np.ndarray] = feed) -> Any:
-                        return sess.run(None, feed)
+                    fn = partial(sess.run, None, {"images": u8.numpy()})
                 stats, rss = _timed(fn, cfg, batch, None)
                 extra = keys_c if backend == "torch-compile" else keys
                 self.records.append(_latency_record(stats, rss, backend=backend, **extra))
@@ -329,7 +334,7 @@ class _Run:
         self.records.append(rec)
         return rec
 
-    def peers(self, bm: BenchModel, model: torch.nn.Module, size: int, mean: Any, std: Any) -> dict[str, Any]:
+    def peers(self, bm: BenchModel, model: CAMClassifier | FCAM, size: int, mean: Any, std: Any) -> dict[str, Any]:
         """Per-image cost of GradCAM / GradCAM++ from the ``grad-cam`` package and TorchCAM (autograd, torch eager)
         vs this project's exported closed forms on ONNX Runtime: same weights, same images (model input size,
         batch 1), maps compared after a final min-max. One process; ORT's spinning is off and every timing block
@@ -340,7 +345,7 @@ class _Run:
         from fcam_deploy.runtime.ort import OrtRunner
 
         cfg = self.cfg
-        clf = model.classifier if hasattr(model, "classifier") else model
+        clf = _cam_classifier(model)
         out: dict[str, Any] = {}
         missing = [m for m in ("pytorch_grad_cam", "torchcam") if importlib.util.find_spec(m) is None]
         if missing:
@@ -401,7 +406,7 @@ class _Run:
                 tc_stats, _ = _timed(lambda: tc_call(xs[0]), cfg, 1, None)
             finally:
                 extractor.remove_hooks()
-            ort_stats, _ = _timed(lambda r=runner: r.run(batches[0]), cfg, 1, None)
+            ort_stats, _ = _timed(partial(runner.run, batches[0]), cfg, 1, None)
             runner.close()
             diff_pkg = max(float(np.abs(minmax(a) - minmax(b)).max()) for a, b in zip(ours, pkg, strict=True))
             diff_tc = max(float(np.abs(minmax(a) - minmax(b)).max()) for a, b in zip(ours, tcs, strict=True))
@@ -414,7 +419,7 @@ class _Run:
             out[method] = rec
         return out
 
-    def localization(self, bm: BenchModel, model: torch.nn.Module, method: str, mean: Any, std: Any) -> None:
+    def localization(self, bm: BenchModel, model: CAMClassifier | FCAM, method: str, mean: Any, std: Any) -> None:
         from fcam_deploy.data import open_dataset
         from fcam_deploy.metrics.model_eval import evaluate_model
 
@@ -454,7 +459,7 @@ class _Run:
         maps = [_blob_map(rng, 224, 224) for _ in range(n)]
         boxes = [[(int(rng.integers(0, 100)), int(rng.integers(0, 100)), int(rng.integers(120, 224)),
                    int(rng.integers(120, 224)))] for _ in range(n)]
-        out = {}
+        out: dict[str, list[float]] = {}
         results = {}
         for engine in ("fast", "reference", "fast"):
             t0 = time.perf_counter()
@@ -573,7 +578,7 @@ def run_suite(
     ratios: dict[str, Any] = {}
     for bm in models:
         model, ck = load_checkpoint(bm.checkpoint)
-        clf = model.classifier if hasattr(model, "classifier") else model
+        clf = _cam_classifier(model)
         native = int(ck.input_size[0])
         sizes = sorted({native if r == 0 else r for r in cfg.resolutions})
         run.prototypes = None

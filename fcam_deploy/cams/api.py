@@ -57,7 +57,7 @@ def make_extractor(model: nn.Module, method: str, **kw: Any) -> BaseExtractor | 
             raise InputError(f"method 'fcam' takes only the upsample= option, got {extra}")
         return FCAMMap(model, **kw)
     try:
-        return METHODS[method](model, **kw)  # type: ignore[call-arg]
+        return METHODS[method](model, **kw)
     except TypeError as exc:
         raise InputError(f"bad option for method {method!r}: {exc}") from exc
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from fcam_deploy.errors import ConfigError, MetadataError
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("data", help="dataset tools: synthetic WSOL set, dataset validation")
     dsub = p.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
     s = dsub.add_parser(

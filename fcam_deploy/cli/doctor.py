@@ -51,7 +51,7 @@ class Check:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "doctor",
         help="report versions, GPUs, native libraries; verify the TensorRT leg against ONNX Runtime",

@@ -6,11 +6,14 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TypeVar
 
 __all__ = ["register"]
 
+_T = TypeVar("_T")
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from fcam_deploy.runtime.base import METHODS, POSTPROCESS_MODES
 
     p = sub.add_parser(
@@ -103,18 +106,18 @@ def _run(args: argparse.Namespace) -> int:
 
     prof = load_profile(args.profile) if args.profile else ExportProfile(name="defaults")
 
-    def pick(flag: object, default: object) -> object:
+    def pick(flag: _T | None, default: _T) -> _T:
         return default if flag is None else flag
 
     meta = export_checkpoint(
         args.checkpoint,
         args.out,
-        method=pick(args.method, prof.method),  # type: ignore[arg-type]
-        postprocess=pick(args.postprocess, prof.postprocess),  # type: ignore[arg-type]
-        opset=pick(args.opset, prof.opset),  # type: ignore[arg-type]
-        dynamic_batch=pick(args.dynamic_batch, prof.dynamic_batch),  # type: ignore[arg-type]
+        method=pick(args.method, prof.method),
+        postprocess=pick(args.postprocess, prof.postprocess),
+        opset=pick(args.opset, prof.opset),
+        dynamic_batch=pick(args.dynamic_batch, prof.dynamic_batch),
         size=tuple(args.size) if args.size else prof.size,
-        max_boxes=pick(args.max_boxes, prof.max_boxes),  # type: ignore[arg-type]
+        max_boxes=pick(args.max_boxes, prof.max_boxes),
     )
     triton = _triton(args, args.out) if args.triton_repo is not None else None
     print(

@@ -9,7 +9,7 @@ from pathlib import Path
 __all__ = ["register"]
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "parity",
         help="compare an exported .onnx (ORT CPU) with PyTorch on a dataset split (Polygraphy comparator)",

@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,7 @@ def _positive_int(text: str) -> int:
     return v
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "predict",
         help="localize images with a checkpoint, .onnx or .plan; write overlays + JSON",
@@ -79,12 +80,13 @@ def _load_rgb(path: Path, max_pixels: int) -> Any:
     """Decode ``path`` to a writable uint8 (h, w, 3) RGB array (one copy of the pixels kept)."""
     import numpy as np
 
+    loader: Callable[..., Any] | None
     try:
-        from fcam_deploy.data import load_image_rgb
+        from fcam_deploy.data import load_image_rgb as loader
     except ImportError:  # the lean install has no data package: same checks, fewer modes
-        load_image_rgb = None
-    if load_image_rgb is not None:
-        img = load_image_rgb(path, max_pixels=max_pixels)
+        loader = None
+    if loader is not None:
+        img = loader(path, max_pixels=max_pixels)
     else:
         from PIL import Image, UnidentifiedImageError
 

@@ -9,7 +9,7 @@ from pathlib import Path
 __all__ = ["register"]
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "quantize",
         help="INT8 post-training quantization of an exported .onnx (ORT CPU, calibrated on the training split)",

@@ -21,7 +21,7 @@ from fcam_deploy.errors import ConfigError, InputError
 __all__ = ["register", "resolve_metadata", "write_json_atomic"]
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "score",
         help="score saved maps (<image_id>.npy) with MaxBoxAcc / MaxBoxAccV2 / PxAP",

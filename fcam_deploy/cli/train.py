@@ -20,7 +20,7 @@ from typing import Any
 from fcam_deploy.errors import ConfigError
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("train", help="train a CAM classifier (stage 1) or an F-CAM decoder (stage 2)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     st = p.add_subparsers(dest="stage", metavar="STAGE", required=True)

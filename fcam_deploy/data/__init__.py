@@ -13,7 +13,30 @@ Public names (imported lazily on first access, so ``import fcam_deploy.data`` do
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from fcam_deploy._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from fcam_deploy.data.dataset import WSOLDataset, item_generator
+    from fcam_deploy.data.images import DEFAULT_MAX_PIXELS, decode_image_rgb, image_size, load_image_rgb, load_mask
+    from fcam_deploy.data.metadata import Box, WSOLMetadata, load_metadata, load_part_masks, open_dataset
+    from fcam_deploy.data.synth import (
+        PATTERNS,
+        SynthConfig,
+        SynthSample,
+        SynthSummary,
+        generate_synthetic,
+        render_sample,
+    )
+    from fcam_deploy.data.transforms import (
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+        CropFlip,
+        eval_transform,
+        sample_crop_flip,
+        train_transform,
+    )
 
 _EXPORTS: dict[str, str] = {
     "Box": "metadata",

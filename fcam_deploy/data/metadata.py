@@ -130,8 +130,8 @@ def _read_lines(path: Path, *, required: bool = True) -> list[str] | None:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise MetadataError(path, line, f"not valid UTF-8 ({exc.reason})", "save the file as UTF-8") from None
+        lineno = data[: exc.start].count(b"\n") + 1
+        raise MetadataError(path, lineno, f"not valid UTF-8 ({exc.reason})", "save the file as UTF-8") from None
     if not text:
         return []
     lines = text.split("\n")

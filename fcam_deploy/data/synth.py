@@ -235,7 +235,7 @@ class SynthConfig:
         unknown = set(data) - names
         if unknown:
             raise ConfigError(f"unknown SynthConfig keys {sorted(unknown)} (known: {sorted(names)})")
-        kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items()}
+        kw: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items()}
         return cls(**kw)
 
 
@@ -284,9 +284,9 @@ def _hsv_rgb(h_deg: float, s: float, v: float) -> NDArray[np.float32]:
     return np.array([r * 255.0, g * 255.0, b * 255.0], dtype=np.float32)
 
 
-def _pts(xy: NDArray[np.float64]) -> NDArray[np.int32]:
-    """Float (N, 2) points -> cv2 fixed-point int32 (1, N, 2)."""
-    return np.round(xy * _SCALE).astype(np.int32).reshape(1, -1, 2)
+def _pts(xy: NDArray[np.float64]) -> list[NDArray[np.int32]]:
+    """Float (N, 2) points -> one cv2 polygon: ``[int32 (N, 2)]`` in fixed point (``shift=_SHIFT``)."""
+    return [np.round(xy * _SCALE).astype(np.int32).reshape(-1, 2)]
 
 
 def _fill_poly(canvas: NDArray[np.uint8], xy: NDArray[np.float64]) -> None:
@@ -315,7 +315,7 @@ def _smooth_field(rng: np.random.Generator, size: int, grid: int, channels: int 
     import cv2
 
     g = rng.standard_normal((grid, grid, channels)).astype(np.float32)
-    up = cv2.resize(g, (size, size), interpolation=cv2.INTER_CUBIC)
+    up = np.asarray(cv2.resize(g, (size, size), interpolation=cv2.INTER_CUBIC), dtype=np.float32)  # no copy
     return up.reshape(size, size, channels)
 
 
@@ -616,15 +616,15 @@ def render_sample(config: SynthConfig, label: int, rng: np.random.Generator) -> 
     if config.blur_sigma > 0:
         import cv2
 
-        img = cv2.GaussianBlur(img, (0, 0), config.blur_sigma)
+        img = np.asarray(cv2.GaussianBlur(img, (0, 0), config.blur_sigma), dtype=np.float32)  # float32 in: no copy
     if config.noise_sigma > 0:
         img = img + _pixel_noise(rng, img.shape, config.noise_sigma)
     out = np.clip(np.rint(img), 0, 255).astype(np.uint8)
 
     boxes: list[tuple[int, int, int, int]] = []
-    for m in instance_masks:
-        ys = np.flatnonzero(m.any(axis=1))
-        xs = np.flatnonzero(m.any(axis=0))
+    for inst in instance_masks:
+        ys = np.flatnonzero(inst.any(axis=1))
+        xs = np.flatnonzero(inst.any(axis=0))
         boxes.append((int(xs[0]), int(ys[0]), int(xs[-1]), int(ys[-1])))
     return SynthSample(image=out, instance_masks=instance_masks, head_mask=head_all.astype(bool), boxes=boxes,
                        label=label)

@@ -11,7 +11,15 @@ Names are imported lazily (nothing heavy at ``import fcam_deploy.export``).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from fcam_deploy._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from fcam_deploy.export.graph import LocalizationGraph, build_graph
+    from fcam_deploy.export.onnx_export import export_checkpoint, export_graph, read_onnx_metadata
+    from fcam_deploy.export.parity import ParityReport, run_parity
+    from fcam_deploy.export.profiles import ExportProfile, load_profile
 
 _EXPORTS: dict[str, str] = {
     "LocalizationGraph": "graph",

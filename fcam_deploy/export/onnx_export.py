@@ -58,9 +58,7 @@ def export_graph(
     meta = ModelMetadata(**{**meta.__dict__, "opset": int(opset), "dynamic_batch": bool(dynamic_batch)})
     h, w = meta.input_size
     example = torch.randint(0, 256, (2 if dynamic_batch else 1, h, w, 3), dtype=torch.uint8)
-    kwargs: dict[str, object] = {}
-    if dynamic_batch:
-        kwargs["dynamic_shapes"] = {"images": {0: torch.export.Dim("batch", min=1, max=4096)}}
+    dynamic_shapes = {"images": {0: torch.export.Dim("batch", min=1, max=4096)}} if dynamic_batch else None
     graph = graph.eval()
     chatter = io.StringIO()
     with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(chatter):
@@ -74,7 +72,7 @@ def export_graph(
             opset_version=opset,
             optimize=True,
             verbose=False,
-            **kwargs,
+            dynamic_shapes=dynamic_shapes,
         )
     log.debug("torch.onnx.export: %s", chatter.getvalue())
     if program is None:

@@ -136,7 +136,9 @@ def load_split_batches(
     return batches, ids, meta
 
 
-def _tie_aware_diff(ref: dict[str, np.ndarray], got: dict[str, np.ndarray], tau: float, tie_atol: float) -> dict:
+def _tie_aware_diff(
+    ref: dict[str, np.ndarray], got: dict[str, np.ndarray], tau: float, tie_atol: float
+) -> dict[str, int]:
     """Mask/box mismatches outside tie pixels for one batch."""
     out = {"mask_pixels_differ": 0, "mask_pixels_differ_non_tie": 0, "tie_pixels": 0, "box_images_differ": 0,
            "box_images_differ_non_tie": 0}

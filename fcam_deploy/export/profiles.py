@@ -18,6 +18,7 @@ maps 1:1 onto :class:`ExportProfile`; command-line flags given explicitly overri
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,9 +78,9 @@ def load_profile(path: str | Path) -> ExportProfile:
     Raises:
         ConfigError: unreadable file, unknown tables/keys, or invalid values.
     """
-    try:
+    if sys.version_info >= (3, 11):
         import tomllib
-    except ModuleNotFoundError:  # Python 3.10: the same parser, installed as a dependency there
+    else:  # Python 3.10: the same parser, installed as a dependency there
         import tomli as tomllib
     path = Path(path)
     try:

@@ -112,7 +112,7 @@ def quantize_int8(
     if n_images == 0:
         raise InputError("no calibration images (pass at least one uint8 (n, H, W, 3) batch)")
 
-    class _Reader(CalibrationDataReader):  # type: ignore[misc]
+    class _Reader(CalibrationDataReader):
         def __init__(self) -> None:
             self._it = iter(batches)
 

@@ -42,7 +42,7 @@ def _best_iou(x0: int, y0: int, x1: int, y1: int, gt: np.ndarray) -> float:
 
 
 @njit(cache=True, nogil=True)
-def _counting_order(flat: np.ndarray):  # type: ignore[no-untyped-def]
+def _counting_order(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     """Pixels sorted by value (stable counting sort): ``order[counts[v]:counts[v+1]]`` have value v."""
     n = flat.shape[0]
     counts = np.zeros(257, np.int64)
@@ -63,7 +63,19 @@ def _counting_order(flat: np.ndarray):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True)
-def _fg_pass(flat, counts, order, top, h, w, gt, want_area, best_out, area_iou, area_tie):  # type: ignore[no-untyped-def]
+def _fg_pass(
+    flat: np.ndarray,
+    counts: np.ndarray,
+    order: np.ndarray,
+    top: int,
+    h: int,
+    w: int,
+    gt: np.ndarray,
+    want_area: bool,
+    best_out: np.ndarray,
+    area_iou: np.ndarray,
+    area_tie: np.ndarray,
+) -> None:
     """Foreground ``flat > L``, 8-connected, for L = top-1 .. 0 (pixels of value v join at L = v - 1).
 
     best_out[L]: best IoU of any component box ``(x0, y0, min(x1+1, W-1), min(y1+1, H-1))``.
@@ -175,7 +187,17 @@ def _fg_pass(flat, counts, order, top, h, w, gt, want_area, best_out, area_iou, 
 
 
 @njit(cache=True, nogil=True)
-def _hole_pass(flat, counts, order, top, h, w, gt, hole_best, n_holes):  # type: ignore[no-untyped-def]
+def _hole_pass(
+    flat: np.ndarray,
+    counts: np.ndarray,
+    order: np.ndarray,
+    top: int,
+    h: int,
+    w: int,
+    gt: np.ndarray,
+    hole_best: np.ndarray,
+    n_holes: np.ndarray,
+) -> None:
     """Holes of ``flat > L``: 4-connected components of ``flat <= L`` not reaching the image border, for
     L = 0 .. top-1 (union-find in increasing value order; node n is the outside of the image).
 
@@ -270,7 +292,7 @@ def _hole_pass(flat, counts, order, top, h, w, gt, hole_best, n_holes):  # type:
 
 
 @njit(cache=True, nogil=True)
-def _fill_holes(flat, h, w):  # type: ignore[no-untyped-def]
+def _fill_holes(flat: np.ndarray, h: int, w: int) -> np.ndarray:
     """``c(p)`` = the lowest level L at which p joins the border-connected background of ``flat <= L``
     (min over 4-paths to the border of the path maximum): priority flood with a bucket queue. ``{c > L}`` is
     ``{flat > L}`` with every hole filled."""
@@ -320,7 +342,9 @@ def _fill_holes(flat, h, w):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True)
-def sweep(u, gt, want_v1, want_v2):  # type: ignore[no-untyped-def]
+def sweep(
+    u: np.ndarray, gt: np.ndarray, want_v1: bool, want_v2: bool
+) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per-level results of one uint8 (H, W) map, for levels L < max(u) (foreground ``u > L``).
 
     V2 (all contours): ``fg_best[L]`` (outer contours), ``hole_best[L]`` / ``n_holes[L]`` (hole contours).

@@ -42,13 +42,18 @@ __all__ = [
 
 
 class MetadataLike(Protocol):
-    """What :func:`evaluate_maps` reads of ``fcam_deploy.data.WSOLMetadata``."""
+    """What :func:`evaluate_maps` reads of ``fcam_deploy.data.WSOLMetadata`` (read-only: a frozen dataclass fits)."""
 
-    image_ids: list[str]
-    sizes: dict[str, tuple[int, int]]
-    boxes: dict[str, list[tuple[int, int, int, int]]]
-    masks: dict[str, list[str]]
-    ignore: dict[str, str | None]
+    @property
+    def image_ids(self) -> list[str]: ...
+    @property
+    def sizes(self) -> dict[str, tuple[int, int]]: ...
+    @property
+    def boxes(self) -> dict[str, list[tuple[int, int, int, int]]]: ...
+    @property
+    def masks(self) -> dict[str, list[str]]: ...
+    @property
+    def ignore(self) -> dict[str, str | None]: ...
 
 
 def map_path(root: str | Path, image_id: str) -> Path:

@@ -230,8 +230,8 @@ def noisy_linear_impute(
         ``(C, H, W)`` float32 tensor: kept pixels unchanged, removed ones the solution of the 8-neighbour
         averaging system plus noise.
     """
-    import scipy.sparse as sp  # type: ignore[import-untyped]  # lazy: only ROAD needs scipy
-    from scipy.sparse.linalg import splu  # type: ignore[import-untyped]
+    import scipy.sparse as sp  # lazy: only ROAD needs scipy
+    from scipy.sparse.linalg import splu
 
     if image.ndim != 3:
         raise InputError(f"image must be (C, H, W), got {tuple(image.shape)}")
@@ -364,15 +364,16 @@ def road(
     before = class_scores(model, images, cls, score=score, batch_size=batch_size)
     maps_np = m.detach().to("cpu", torch.float32).numpy()
     results = {"morf": np.zeros((len(pcts), images.shape[0])), "lerf": np.zeros((len(pcts), images.shape[0]))}
-    jobs = [(order, o, i, j) for i in range(images.shape[0]) for o, order in enumerate(("morf", "lerf"))
+    orders: tuple[Literal["morf"], Literal["lerf"]] = ("morf", "lerf")
+    jobs = [(order, o, i, j) for i in range(images.shape[0]) for o, order in enumerate(orders)
             for j in range(len(pcts))]
     if workers < 1:
         raise InputError(f"workers must be >= 1, got {workers}")
     cpu_images = images.detach().cpu()
 
-    def impute(job: tuple[str, int, int, int]) -> Tensor:
+    def impute(job: tuple[Literal["morf", "lerf"], int, int, int]) -> Tensor:
         order, o, i, j = job
-        keep = road_keep_mask(maps_np[i], pcts[j], order)  # type: ignore[arg-type]
+        keep = road_keep_mask(maps_np[i], pcts[j], order)
         gen = torch.Generator().manual_seed(((seed * 1_000_003 + i) * 131 + j) * 2 + o)
         return noisy_linear_impute(cpu_images[i], keep, noise=noise, generator=gen)
 

@@ -25,6 +25,8 @@ distinct level. The tests check equality with the reference on thousands of rand
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from fcam_deploy.errors import BackendUnavailableError, InputError
@@ -45,7 +47,8 @@ def fast_engine_available() -> bool:
     return True
 
 
-def _kernel():  # type: ignore[no-untyped-def]
+def _kernel() -> Callable[..., tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """The compiled :func:`fcam_deploy.metrics._sweep.sweep` (numba compiles or loads it on first import)."""
     try:
         from fcam_deploy.metrics._sweep import sweep
     except ImportError as exc:  # numba missing or broken

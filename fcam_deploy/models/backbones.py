@@ -42,12 +42,15 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 from torch import Tensor, nn
 
 from fcam_deploy.errors import ConfigError
+
+if TYPE_CHECKING:
+    from torchvision.models.inception import InceptionB
 
 __all__ = [
     "BACKBONES",
@@ -173,6 +176,16 @@ class Trunk(nn.Module):
         return outs
 
 
+_M = TypeVar("_M", bound=nn.Module)
+
+
+def _expect(module: object, cls: type[_M]) -> _M:
+    """``module`` as a ``cls``: the WSOL edits below rewrite torchvision modules of a known class."""
+    if not isinstance(module, cls):
+        raise TypeError(f"expected a {cls.__name__}, got {type(module).__name__}")
+    return module
+
+
 # ----------------------------------------------------------------------------------------------- ResNets
 
 
@@ -190,21 +203,22 @@ def _resnet18() -> nn.Module:
 
 def _resnet_stride1(layer: nn.Module) -> None:
     """Set the first block of a torchvision ResNet stage to stride 1 (conv and downsample)."""
-    block = layer[0]
+    block = _expect(layer, nn.Sequential)[0]
     for conv in (getattr(block, "conv1", None), getattr(block, "conv2", None)):
         if conv is not None and conv.stride != (1, 1):
             conv.stride = (1, 1)
-    if block.downsample is not None:
-        block.downsample[0].stride = (1, 1)
+    downsample = block.downsample
+    if downsample is not None:
+        _expect(_expect(downsample, nn.Sequential)[0], nn.Conv2d).stride = (1, 1)
 
 
 def _resnet_l3l4_stride1(model: nn.Module) -> None:
-    _resnet_stride1(model.layer3)
-    _resnet_stride1(model.layer4)
+    _resnet_stride1(model.get_submodule("layer3"))
+    _resnet_stride1(model.get_submodule("layer4"))
 
 
 def _resnet_l4_stride1(model: nn.Module) -> None:
-    _resnet_stride1(model.layer4)
+    _resnet_stride1(model.get_submodule("layer4"))
 
 
 def _noop(model: nn.Module) -> None:
@@ -225,11 +239,12 @@ def _vgg16() -> nn.Module:
 
 def _vgg16_wsol(model: nn.Module) -> None:
     """Remove pool4/pool5 (renumbering like the official ordered remap), append conv6 512→1024 + ReLU."""
-    kept = [m for i, m in enumerate(model.features) if i not in _VGG16_DROP]
+    kept = [m for i, m in enumerate(_expect(model.get_submodule("features"), nn.Sequential)) if i not in _VGG16_DROP]
     model.features = nn.Sequential(*kept)
     conv6 = nn.Conv2d(512, 1024, kernel_size=3, padding=1)
     nn.init.kaiming_normal_(conv6.weight, mode="fan_out", nonlinearity="relu")
-    nn.init.zeros_(conv6.bias)
+    if conv6.bias is not None:  # always (bias=True); narrows the Optional
+        nn.init.zeros_(conv6.bias)
     model.conv6 = conv6
     model.relu = nn.ReLU(inplace=False)
     del model.classifier, model.avgpool
@@ -242,7 +257,7 @@ _VGG16_PLAN = tuple(f"features.{i}" for i in range(29)) + ("conv6", "relu")
 # ----------------------------------------------------------------------------------------------- InceptionV3
 
 
-def _inception_b_stride1_cls() -> type[nn.Module]:
+def _inception_b_stride1_cls() -> type[InceptionB]:
     from torchvision.models.inception import InceptionB
 
     class InceptionBStride1(InceptionB):
@@ -266,11 +281,11 @@ def _inceptionv3() -> nn.Module:
 
 def _inceptionv3_wsol(model: nn.Module) -> None:
     """WSOL InceptionV3 of docs/method.md §1.2 on torchvision modules (weights already loaded)."""
-    old = model.Mixed_6a
+    old = model.get_submodule("Mixed_6a")
     new = _inception_b_stride1_cls()(288)
     new.load_state_dict(old.state_dict())
-    for conv in (new.branch3x3.conv, new.branch3x3dbl_3.conv):
-        conv.stride = (1, 1)
+    for conv in (new.get_submodule("branch3x3.conv"), new.get_submodule("branch3x3dbl_3.conv")):
+        _expect(conv, nn.Conv2d).stride = (1, 1)
     model.Mixed_6a = new
     # the official encoder wrapper forces padding (1, 1) on every 3×3 conv and every max-pool; the
     # wsolevaluation pools are ceil_mode=True (gives 112→57→29).
@@ -286,7 +301,8 @@ def _inceptionv3_wsol(model: nn.Module) -> None:
     for name, cin in (("SPG_A3_1b", 768), ("SPG_A3_2b", 1024)):
         conv = nn.Conv2d(cin, 1024, kernel_size=3, padding=1)
         nn.init.xavier_uniform_(conv.weight)
-        nn.init.zeros_(conv.bias)
+        if conv.bias is not None:  # always (bias=True); narrows the Optional
+            nn.init.zeros_(conv.bias)
         setattr(model, name, nn.Sequential(nn.Dropout(0.5), conv, nn.ReLU(inplace=False)))
 
 

@@ -9,7 +9,7 @@ the quantity the WSOL protocol maximises.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -24,10 +24,12 @@ class PostprocessResult(NamedTuple):
     (x0, y0, x1, y1) inclusive pixel extents, unused slots -1; count: int32 (N,) valid boxes per map.
     """
 
-    full: object
-    mask: object
-    boxes: object
-    count: object
+    # np.ndarray from the NumPy reference, torch.Tensor from the torch op: Any, since a NamedTuple cannot be
+    # Generic on Python 3.10
+    full: Any
+    mask: Any
+    boxes: Any
+    count: Any  # the op's output name (shadows tuple.count, deliberately)
 
 
 def axis_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -129,12 +129,17 @@ class CamPostprocess(torch.nn.Module):
         self.max_boxes, self.normalize = max_boxes, normalize
 
     def forward(self, maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        return tuple(
-            cam_postprocess(
-                maps, self.out_h, self.out_w, self.tau, self.quantize_uint8, self.protocol_boxes,
-                self.max_boxes, self.normalize,
-            )
+        full, mask, boxes, count = cam_postprocess(
+            maps,
+            self.out_h,
+            self.out_w,
+            self.tau,
+            self.quantize_uint8,
+            self.protocol_boxes,
+            self.max_boxes,
+            self.normalize,
         )
+        return full, mask, boxes, count
 
     def extra_repr(self) -> str:
         return (

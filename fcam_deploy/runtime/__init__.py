@@ -7,7 +7,13 @@ Nothing heavy is imported until a name is used.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from fcam_deploy._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from fcam_deploy.runtime.base import ModelMetadata, Runner
+    from fcam_deploy.runtime.localizer import Box, Localizer, Prediction
 
 __all__ = [
     "Box",
@@ -17,7 +23,7 @@ __all__ = [
     "Runner",
 ]
 
-_WHERE = {
+_EXPORTS: dict[str, str] = {
     "Box": "localizer",
     "Localizer": "localizer",
     "Prediction": "localizer",
@@ -25,4 +31,4 @@ _WHERE = {
     "Runner": "base",
 }
 
-__getattr__, __dir__ = lazy_exports(__name__, _WHERE)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -6,11 +6,14 @@ caller), and is recognised without importing torch.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import numpy as np
 
 from fcam_deploy.errors import InputError
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["PIL_MODES", "ImageLike", "is_image_batch", "resize_uint8", "to_rgb_uint8"]
 
@@ -20,7 +23,7 @@ ImageLike = Any  # PIL.Image.Image | np.ndarray (H, W, 3) uint8 | torch.Tensor (
 PIL_MODES = ("RGB", "RGBA", "L", "LA", "P", "CMYK", "YCbCr", "1")
 
 
-def _is_torch_tensor(obj: object) -> bool:
+def _is_torch_tensor(obj: object) -> TypeGuard[torch.Tensor]:
     return type(obj).__module__.startswith("torch") and hasattr(obj, "detach") and hasattr(obj, "ndim")
 
 
@@ -28,7 +31,7 @@ def is_image_batch(images: object) -> bool:
     """True for a list/tuple of images or a 4-D torch tensor ``(N, 3, H, W)`` (a batch), False for one image."""
     if isinstance(images, (list, tuple)):
         return True
-    return _is_torch_tensor(images) and int(images.ndim) == 4  # type: ignore[attr-defined]
+    return _is_torch_tensor(images) and int(images.ndim) == 4
 
 
 def _tensor_to_uint8(image: Any) -> np.ndarray:

@@ -59,6 +59,9 @@ class LocalizationGraph(nn.Module):
     ``box_count (N,) i32``.
     """
 
+    mean: Tensor  # (1, 3, 1, 1) float32 buffers
+    std: Tensor
+
     def __init__(
         self,
         model: nn.Module,
@@ -119,7 +122,10 @@ class LocalizationGraph(nn.Module):
         logits = out.logits
         pred = logits.argmax(dim=1)
         features = out.features[-1]
-        raw = self.head(features, clf.head.weight, pred)
+        linear = clf.head
+        if not isinstance(linear, nn.Linear):
+            raise ConfigError(f"the classifier's head must be an nn.Linear, got {type(linear).__name__}")
+        raw = self.head(features, linear.weight, pred)
         low = minmax_normalize(raw)
         full = upsample_maps(low, size, "bilinear").clamp(0.0, 1.0)
         return logits, pred, low, full
@@ -216,33 +222,35 @@ def build_graph(
         CheckpointError: unreadable checkpoint. ConfigError: incompatible method/options.
     """
     from fcam_deploy import __version__
-    from fcam_deploy.models import load_checkpoint
+    from fcam_deploy.models import FCAM, load_checkpoint
 
     model, ck = load_checkpoint(Path(checkpoint))
     ck_sha = _weights_digest(Path(checkpoint))
-    kind = getattr(ck, "kind", "classifier")
+    kind = ck.kind
     if method is None:
         method = "fcam" if kind == "fcam" else "cam"
     if method not in METHODS:
         raise ConfigError(f"--method must be one of {METHODS}, got {method!r}")
-    if method != "fcam" and kind == "fcam":
-        model = model.classifier  # baselines run on the F-CAM checkpoint's frozen classifier
+    graph_model: nn.Module = model
+    if method != "fcam" and isinstance(model, FCAM):  # kind "fcam"
+        graph_model = model.classifier  # baselines run on the F-CAM checkpoint's frozen classifier
     if size is None:
-        size = tuple(int(v) for v in ck.input_size)  # type: ignore[assignment]
-    assert size is not None
+        size = (int(ck.input_size[0]), int(ck.input_size[1]))
     if tau is None:
-        tau = float(ck.threshold) if getattr(ck, "threshold", None) is not None else DEFAULT_TAU
-    class_names = tuple(getattr(ck, "class_names", None) or [str(i) for i in range(int(ck.num_classes))])
+        tau = float(ck.threshold) if ck.threshold is not None else DEFAULT_TAU
+    class_names = tuple(ck.class_names or [str(i) for i in range(int(ck.num_classes))])
+    mean_r, mean_g, mean_b = (float(v) for v in ck.mean)  # 3 values each (load_checkpoint checked)
+    std_r, std_g, std_b = (float(v) for v in ck.std)
     meta = ModelMetadata(
         class_names=class_names,
         input_size=(int(size[0]), int(size[1])),
-        mean=tuple(float(v) for v in ck.mean),  # type: ignore[arg-type]
-        std=tuple(float(v) for v in ck.std),  # type: ignore[arg-type]
+        mean=(mean_r, mean_g, mean_b),
+        std=(std_r, std_g, std_b),
         tau=float(tau),
         method=method,
         postprocess=postprocess,
         max_boxes=max_boxes if postprocess == "custom-op" else 0,
-        arch=str(getattr(ck, "arch", "")),
+        arch=str(ck.arch),
         fcam_deploy_version=__version__,
         # the folder name and the weights' digest identify the source; no absolute path is shipped in the model
         extra={"checkpoint": Path(checkpoint).resolve().name, "checkpoint_kind": str(kind),
@@ -250,6 +258,6 @@ def build_graph(
     )
     meta.validate(checkpoint)
     graph = LocalizationGraph(
-        model, method, postprocess, meta.input_size, meta.mean, meta.std, meta.tau, max_boxes=max_boxes
+        graph_model, method, postprocess, meta.input_size, meta.mean, meta.std, meta.tau, max_boxes=max_boxes
     )
     return graph, meta

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from fcam_deploy.errors import BackendUnavailableError, ConfigError
 from fcam_deploy.runtime.base import GraphOutputs, ModelMetadata, check_runner_input
+
+if TYPE_CHECKING:
+    from fcam_deploy.runtime.torch_graph import LocalizationGraph
 
 __all__ = ["TorchRunner"]
 
@@ -51,7 +55,7 @@ class TorchRunner:
         self._closed = threading.Event()
 
     @classmethod
-    def from_graph(cls, graph: torch.nn.Module, metadata: ModelMetadata, device: str = "cpu") -> TorchRunner:
+    def from_graph(cls, graph: LocalizationGraph, metadata: ModelMetadata, device: str = "cpu") -> TorchRunner:
         """Wrap an in-memory :class:`~fcam_deploy.runtime.torch_graph.LocalizationGraph` and its metadata."""
         self = cls.__new__(cls)
         dev = _torch_device(device)

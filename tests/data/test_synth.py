@@ -105,7 +105,7 @@ def test_reads_back_with_consistent_ground_truth(synth_set: Path) -> None:
 
 
 def test_classes_balanced(synth_set: Path) -> None:
-    for split, n in COUNTS.items():
+    for split in COUNTS:
         meta = open_dataset(synth_set, split)
         counts = Counter(meta.labels.values())
         assert set(counts) == set(range(4))

@@ -38,8 +38,14 @@ def _perturbed_fcam(seed: int = 0) -> FCAM:
 
 
 def _meta(**kw: object) -> CheckpointMeta:
-    base = dict(arch=ARCH, num_classes=3, class_names=["a", "b", "c"], input_size=(64, 64), threshold=0.25,
-                extra={"epoch": 3})
+    base: dict[str, object] = {
+        "arch": ARCH,
+        "num_classes": 3,
+        "class_names": ["a", "b", "c"],
+        "input_size": (64, 64),
+        "threshold": 0.25,
+        "extra": {"epoch": 3},
+    }
     base.update(kw)
     return CheckpointMeta(**base)  # type: ignore[arg-type]
 

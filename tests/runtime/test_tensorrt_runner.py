@@ -95,9 +95,9 @@ def test_runner_matches_onnxruntime_and_binds_by_name(built: tuple[Any, Path, Pa
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     ref = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {"images": images}), strict=True))
     assert list(got) == list(runner.metadata.output_names) == ["logits", "pred_class", "map", "mask"]
-    for k in ref:
-        assert got[k].dtype == ref[k].dtype and got[k].shape == ref[k].shape
-        np.testing.assert_array_equal(got[k], ref[k])
+    for k, want in ref.items():
+        assert got[k].dtype == want.dtype and got[k].shape == want.shape
+        np.testing.assert_array_equal(got[k], want)
     calls = fake.calls
     assert ("set_input_shape", "images", (3, 32, 32, 3)) in calls
     bound = [c[1] for c in calls if c[0] == "set_tensor_address"]
