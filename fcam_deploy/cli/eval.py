@@ -92,7 +92,7 @@ def _run(args: argparse.Namespace) -> int:
         limit=args.limit,
         method_kw=method_kw,
         progress=not args.no_progress,
-        input_size=tuple(meta.input_size),
+        input_size=(int(meta.input_size[0]), int(meta.input_size[1])),
         run_info={"checkpoint": args.checkpoint.name, "checkpoint_sha256": _checkpoint_digest(args.checkpoint),
                   "data": args.data.resolve().name, "split": args.split},
     )

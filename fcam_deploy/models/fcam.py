@@ -132,6 +132,7 @@ class FCAM(nn.Module):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
         nn.init.xavier_uniform_(self.seg_head.weight)
+        assert self.seg_head.bias is not None  # built with bias=True
         nn.init.zeros_(self.seg_head.bias)
 
     @property

@@ -40,6 +40,33 @@ _EXPORTS = {
     "convert_sync_batchnorm": "distributed",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "IGNORE_INDEX",
+    "CPUSyncBatchNorm",
+    "CRFConfig",
+    "ClassifierTrainConfig",
+    "ELBConfig",
+    "ELBState",
+    "FCAMTrainConfig",
+    "OptimConfig",
+    "SeedConfig",
+    "TrainResult",
+    "available_configs",
+    "config_to_dict",
+    "convert_sync_batchnorm",
+    "dense_crf_loss",
+    "elb_penalty",
+    "exact_crf_value_and_grad",
+    "fcam_loss",
+    "lattice_filter",
+    "load_train_config",
+    "normalize_cam",
+    "predict_maps",
+    "sample_seeds",
+    "seed_cross_entropy",
+    "size_loss",
+    "train_classifier",
+    "train_fcam",
+]
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
@@ -83,9 +83,9 @@ class FCAMTrainConfig:
     resize_size: int = 256
     optim: OptimConfig = OptimConfig(lr=0.01, step_size=1000)
     seed_lambda: float = 1.0
-    seeds: SeedConfig = SeedConfig()
-    crf: CRFConfig = CRFConfig()
-    elb: ELBConfig = ELBConfig()
+    seeds: SeedConfig = field(default_factory=SeedConfig)
+    crf: CRFConfig = field(default_factory=CRFConfig)
+    elb: ELBConfig = field(default_factory=ELBConfig)
     select_metric: str = "MaxBoxAccV2"
     val_curve_interval: float = 0.01
     seed: int = 0
@@ -148,7 +148,7 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
 
 def available_configs(kind: str) -> list[str]:
     """Names of the built-in configs of ``kind`` ("classifier" or "fcam")."""
-    root = resources.files("fcam_deploy.train").joinpath("configs", kind)
+    root = resources.files("fcam_deploy.train").joinpath("configs").joinpath(kind)
     return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".json"))
 
 
@@ -170,12 +170,12 @@ def load_train_config(
     else:
         raise ConfigError(f"unknown config kind {kind!r} (use 'classifier' or 'fcam')")
     p = Path(name_or_path)
-    if p.suffix == ".json" or p.exists():
+    if p.suffix == ".json" or p.is_file():  # a folder named like a built-in config is not a config file
         if not p.is_file():
             raise ConfigError(f"config file {p} does not exist")
         text, where = p.read_text(encoding="utf-8"), str(p)
     else:
-        res = resources.files("fcam_deploy.train").joinpath("configs", kind, f"{name_or_path}.json")
+        res = resources.files("fcam_deploy.train").joinpath("configs").joinpath(kind).joinpath(f"{name_or_path}.json")
         if not res.is_file():
             raise ConfigError(f"no built-in {kind} config {name_or_path!r} (available: {available_configs(kind)})")
         text, where = res.read_text(encoding="utf-8"), f"{kind}/{name_or_path}.json"

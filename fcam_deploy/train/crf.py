@@ -28,6 +28,7 @@ the kernel covers the same fraction of the image at smaller sizes (a no-op at 22
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -114,7 +115,7 @@ class _LatticeFilter(torch.autograd.Function):
     """out = W values; grad_values = W^T grad (the lattice with its blur axes in reverse order, exact)."""
 
     @staticmethod
-    def forward(ctx, images: torch.Tensor, values: torch.Tensor, sigma_rgb: float,  # type: ignore[override]
+    def forward(ctx: Any, images: torch.Tensor, values: torch.Tensor, sigma_rgb: float,
                 sigma_xy: float) -> torch.Tensor:
         from fcam_deploy.ops.lattice import lattice_filter_op
 
@@ -124,13 +125,14 @@ class _LatticeFilter(torch.autograd.Function):
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[None, torch.Tensor | None, None, None]:
         from fcam_deploy.ops.lattice import lattice_filter_op
 
         (images,) = ctx.saved_tensors
         g = None
         if ctx.needs_input_grad[1]:
-            g = lattice_filter_op(images, grad.contiguous(), *ctx.sigmas, adjoint=True)
+            sigma_rgb, sigma_xy = ctx.sigmas
+            g = lattice_filter_op(images, grad.contiguous(), sigma_rgb, sigma_xy, adjoint=True)
         return None, g, None, None
 
 
@@ -161,7 +163,7 @@ class _LatticeCRF(torch.autograd.Function):
     """value = -(c/N) sum S * (W S), official gradient -2 c W S / N (as sbelharbi/fcam-wsol dense_crf_loss.py)."""
 
     @staticmethod
-    def forward(ctx, probs: torch.Tensor, raw: torch.Tensor, sigma_rgb: float, sigma_xy: float,  # type: ignore[override]
+    def forward(ctx: Any, probs: torch.Tensor, raw: torch.Tensor, sigma_rgb: float, sigma_xy: float,
                 coef: float) -> torch.Tensor:
         from fcam_deploy.ops.lattice import lattice_filter_op
 
@@ -175,7 +177,7 @@ class _LatticeCRF(torch.autograd.Function):
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None, None]:
         (ws,) = ctx.saved_tensors
         n = ws.shape[0]
         return (grad * (-2.0 * ctx.coef / n) * ws).to(ctx.dtype), None, None, None, None
@@ -208,7 +210,7 @@ class _QuadForm(torch.autograd.Function):
     """value = -(c/N) * sum_{n,k} s_nk^T W_n s_nk with analytic gradient -2 c W s / N (W symmetric, no grad)."""
 
     @staticmethod
-    def forward(ctx, s: torch.Tensor, kernel: torch.Tensor, coef: float) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx: Any, s: torch.Tensor, kernel: torch.Tensor, coef: float) -> torch.Tensor:
         ws = torch.bmm(kernel, s.transpose(1, 2)).transpose(1, 2)  # (N, K, n)
         ctx.save_for_backward(ws)
         ctx.coef = coef
@@ -216,7 +218,7 @@ class _QuadForm(torch.autograd.Function):
         return -(coef / n) * (s * ws).sum()
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
         (ws,) = ctx.saved_tensors
         n = ws.shape[0]
         return grad * (-2.0 * ctx.coef / n) * ws, None, None

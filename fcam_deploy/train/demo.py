@@ -57,7 +57,7 @@ class DemoConfig:
 
 def load_demo_config(name: str) -> DemoConfig:
     """Load ``configs/demo/<name>.json`` (``default`` or ``quick``)."""
-    res = resources.files("fcam_deploy.train").joinpath("configs", "demo", f"{name}.json")
+    res = resources.files("fcam_deploy.train").joinpath("configs").joinpath("demo").joinpath(f"{name}.json")
     if not res.is_file():
         raise ConfigError(f"no demo config {name!r} (use 'default' or 'quick')")
     data = json.loads(res.read_text(encoding="utf-8"))
@@ -69,7 +69,7 @@ def load_demo_config(name: str) -> DemoConfig:
 
 
 def _overlays(path: Path, images: list[np.ndarray], cams: list[np.ndarray], fmaps: list[np.ndarray],
-              gts: list[np.ndarray], tau_cam: float, tau_fcam: float, titles: list[str]) -> None:
+              gts: list[list[tuple[int, ...]]], tau_cam: float, tau_fcam: float, titles: list[str]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -118,6 +118,7 @@ def run_demo(
     from fcam_deploy.cams import compute_maps
     from fcam_deploy.data import SynthConfig, WSOLDataset, generate_synthetic, open_dataset
     from fcam_deploy.metrics.model_eval import evaluate_model
+    from fcam_deploy.models import FCAM
     from fcam_deploy.models.checkpoint import load_checkpoint
     from fcam_deploy.train.config import config_to_dict, load_train_config
     from fcam_deploy.train.engine import evaluate_split, train_classifier, train_fcam
@@ -137,7 +138,7 @@ def run_demo(
 
     t, c = time.perf_counter(), time.process_time()
     synth_kw = {k: tuple(v) if isinstance(v, list) else v for k, v in dcfg.synth.items()}
-    scfg = SynthConfig(**synth_kw)
+    scfg = SynthConfig(**synth_kw)  # type: ignore[arg-type]  # checked by SynthConfig.__post_init__
     data_dir = out / "data"
     generate_synthetic(data_dir, scfg, dcfg.counts, seed=data_seed, overwrite=True, progress=progress)
     timings["synth_s"] = time.perf_counter() - t
@@ -195,6 +196,7 @@ def run_demo(
     x = torch.stack([it["image"] for it in items])
     y = torch.stack([it["label"] for it in items])
     with torch.no_grad():
+        assert isinstance(fcam, FCAM)
         cam_maps = compute_maps(fcam.classifier, x, "cam", classes=y).full.numpy()
         f_maps = compute_maps(fcam, x, "fcam", classes=y).full.numpy()
     imgs = [it["raw"].permute(1, 2, 0).numpy() / 255.0 for it in items]
@@ -275,8 +277,8 @@ def _report(r: dict[str, Any]) -> str:
     lines = [
         "# fcam demo report",
         "",
-        f"Synthetic WSOL set ({r['num_test_images']} test images), CPU only, "
-        f"{'--quick smoke run' if r['config']['quick'] else 'default run'}.",
+        (f"Synthetic WSOL set ({r['num_test_images']} test images), CPU only, "
+        f"{'--quick smoke run' if r['config']['quick'] else 'default run'}."),
         "",
         "| method | MaxBoxAcc | MaxBoxAccV2 | PxAP |",
         "| --- | ---: | ---: | ---: |",
@@ -287,30 +289,30 @@ def _report(r: dict[str, Any]) -> str:
     d_px = m["fcam"]["PxAP"] - m["cam"]["PxAP"]
     lines += [
         "",
-        f"F-CAM vs CAM: MaxBoxAccV2 {d_v2:+.1f} points, PxAP {d_px:+.1f} points. "
-        f"Classifier top-1 on test: {r['classifier_top1']:.1f} %.",
+        (f"F-CAM vs CAM: MaxBoxAccV2 {d_v2:+.1f} points, PxAP {d_px:+.1f} points. "
+        f"Classifier top-1 on test: {r['classifier_top1']:.1f} %."),
         "",
-        f"Selected epochs (validation {r['selected']['select_metric']}, epoch 0 included): classifier "
+        (f"Selected epochs (validation {r['selected']['select_metric']}, epoch 0 included): classifier "
         f"{r['selected']['classifier_epoch']}, F-CAM {r['selected']['fcam_epoch']}; F-CAM threshold tau = "
-        f"{r['selected']['fcam_threshold']}.",
+        f"{r['selected']['fcam_threshold']}."),
         "",
         "Timings (s, wall): " + ", ".join(f"{k} {v}" for k, v in r["timings"].items()),
         "",
         "Process CPU time (s, all threads): " + ", ".join(f"{k} {v}" for k, v in r.get("cpu_timings", {}).items()),
         "",
-        "Metrics follow wsolevaluation (maps resized to 224x224; MaxBoxAcc = IoU 50 largest contour; "
+        ("Metrics follow wsolevaluation (maps resized to 224x224; MaxBoxAcc = IoU 50 largest contour; "
         "MaxBoxAccV2 = mean over IoU 30/50/70, all contours; PxAP from pooled histograms). "
-        "`overlays.png`: image, CAM, F-CAM map, boxes (green GT, red CAM, cyan F-CAM).",
+        "`overlays.png`: image, CAM, F-CAM map, boxes (green GT, red CAM, cyan F-CAM)."),
         "",
         "`model/` is the selected F-CAM checkpoint (safetensors + config.json with the threshold).",
         "",
     ]
     b = r.get("benchmark")
     if b:
-        lines += [f"## Every method: accuracy, cost, parity (benchmark suite `{b['suite']}`, full report in "
-                  f"`{b['report']}`)", "", "| method | MaxBoxAcc | MaxBoxAccV2 | PxAP | GMAC/img | torch ms/img | "
-                  "autograd ms/img | ONNX Runtime ms/img | ORT parity |", "| --- | ---: | ---: | ---: | ---: | ---: | "
-                  "---: | ---: | --- |"]
+        lines += [(f"## Every method: accuracy, cost, parity (benchmark suite `{b['suite']}`, full report in "
+                  f"`{b['report']}`)"), "", ("| method | MaxBoxAcc | MaxBoxAccV2 | PxAP | GMAC/img | torch ms/img | "
+                  "autograd ms/img | ONNX Runtime ms/img | ORT parity |"), ("| --- | ---: | ---: | ---: | ---: | ---: | "
+                  "---: | ---: | --- |")]
 
         def f(v: Any, nd: int = 1) -> str:
             return "–" if v is None else f"{v:.{nd}f}"

@@ -25,12 +25,11 @@ import hashlib
 import json
 import logging
 import os
-import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -128,7 +127,8 @@ def _rank_slice(batch: list[int], rank: int, world: int) -> list[int]:
 
 
 def _make_optimizer(params: list[tuple[str, nn.Parameter]], cfg: OptimConfig) -> torch.optim.Optimizer:
-    high, base = [], []
+    high: list[nn.Parameter] = []
+    base: list[nn.Parameter] = []
     used = {p: False for p in cfg.high_lr_prefixes}
     for name, p in params:
         hit = [pre for pre in cfg.high_lr_prefixes if name == pre or name.startswith(pre + ".")]
@@ -220,7 +220,8 @@ def _open_data(data_dir: Path, size: int, resize: int, mean: tuple[float, ...], 
 
 
 def evaluate_split(maps: list[np.ndarray], meta: Any, with_masks: bool = False,
-                   cam_curve_interval: float = 0.01, engine: str = "auto") -> dict[str, Any]:
+                   cam_curve_interval: float = 0.01,
+                   engine: Literal["auto", "fast", "reference"] = "auto") -> dict[str, Any]:
     """Protocol metrics (percent) of maps (S, S) in [0, 1], one per ``meta.image_ids`` entry.
 
     Maps go to the protocol's 224 x 224 frame as in every command (:func:`fcam_deploy.metrics.model_eval.
@@ -514,7 +515,7 @@ def train_fcam(
     dist_info = init_distributed()
     dev = _device(device, dist_info)
     clf, meta = load_checkpoint(Path(classifier_dir))
-    if getattr(meta, "kind", "classifier") != "classifier":
+    if getattr(meta, "kind", "classifier") != "classifier" or isinstance(clf, FCAM):
         raise CheckpointError(f"{classifier_dir} is a {meta.kind!r} checkpoint; `fcam train fcam` needs a classifier")
     size = int(meta.input_size[0])
     torch.manual_seed(cfg.seed)

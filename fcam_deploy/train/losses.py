@@ -11,7 +11,7 @@ from fcam_deploy.train.crf import CRFConfig, dense_crf_loss
 from fcam_deploy.train.elb import size_loss
 from fcam_deploy.train.seeds import IGNORE_INDEX
 
-__all__ = ["FCAMLoss", "seed_cross_entropy", "fcam_loss"]
+__all__ = ["FCAMLoss", "fcam_loss", "seed_cross_entropy"]
 
 
 def seed_cross_entropy(seg_logits: torch.Tensor, seeds: torch.Tensor, normalizer: float | None = None) -> torch.Tensor:

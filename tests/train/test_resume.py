@@ -83,7 +83,7 @@ def test_kill9_resume_equals_uninterrupted(tiny_dataset: Path, tmp_path: Path) -
     _assert_all_files_complete(run)
 
     # Without --resume an existing run is refused (typed error -> exit code 2).
-    r = subprocess.run(_cmd(tiny_dataset, run), env=_env(), capture_output=True, text=True, timeout=600)
+    r = subprocess.run(_cmd(tiny_dataset, run), check=False, env=_env(), capture_output=True, text=True, timeout=600)
     assert r.returncode == 2 and "--resume" in r.stderr
 
     subprocess.run(_cmd(tiny_dataset, run, "--resume"), check=True, env=_env(), capture_output=True, timeout=600)
