@@ -15,8 +15,21 @@ __all__ = ["EXTRA_MODULES", "missing_modules", "require_extra"]
 
 #: extra -> the top-level modules that must be importable for it (``pyproject.toml`` lists the distributions).
 EXTRA_MODULES: dict[str, tuple[str, ...]] = {
-    "train": ("torch", "torchvision", "onnx", "onnxscript", "safetensors", "cv2", "scipy", "numba", "timm",
-              "polygraphy", "matplotlib", "skimage", "tqdm"),
+    "train": (
+        "torch",
+        "torchvision",
+        "onnx",
+        "onnxscript",
+        "safetensors",
+        "cv2",
+        "scipy",
+        "numba",
+        "timm",
+        "polygraphy",
+        "matplotlib",
+        "skimage",
+        "tqdm",
+    ),
     "gpu": ("tensorrt",),
     "scale": ("ray", "pyarrow", "tritonclient"),
 }

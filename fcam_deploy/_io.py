@@ -19,8 +19,14 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "current_umask", "pid_alive",
-           "remove_stale_temporaries"]
+__all__ = [
+    "atomic_path",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "current_umask",
+    "pid_alive",
+    "remove_stale_temporaries",
+]
 
 
 def current_umask() -> int:

@@ -44,8 +44,13 @@ def onnx_model(tmp_path_factory: pytest.TempPathFactory, models: tuple[Any, Any]
         key = (method, postprocess, size)
         if key not in cache:
             clf, fcam = models
-            cache[key] = export_to(root / f"{method}_{postprocess}_{size[0]}x{size[1]}.onnx",
-                                   fcam if method == "fcam" else clf, method, postprocess, size)
+            cache[key] = export_to(
+                root / f"{method}_{postprocess}_{size[0]}x{size[1]}.onnx",
+                fcam if method == "fcam" else clf,
+                method,
+                postprocess,
+                size,
+            )
         return cache[key]
 
     return _get

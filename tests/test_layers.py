@@ -13,15 +13,42 @@ PKG = Path(__file__).resolve().parents[1] / "fcam_deploy"
 
 #: top-level area -> its layer (higher imports lower, never the reverse; same layer only where listed below)
 LAYER = {
-    "cli": 4, "__main__": 4,
-    "train": 3, "bench": 3, "export": 3, "scale": 3,
-    "runtime": 2, "metrics": 2, "cams": 2, "models": 2, "data": 2,
-    "ops": 1, "errors": 0, "_lazy": 0, "_io": 0, "_limits": 0, "_extras": 0, "_native_cpu": 0, "__init__": 0,
+    "cli": 4,
+    "__main__": 4,
+    "train": 3,
+    "bench": 3,
+    "export": 3,
+    "scale": 3,
+    "runtime": 2,
+    "metrics": 2,
+    "cams": 2,
+    "models": 2,
+    "data": 2,
+    "ops": 1,
+    "errors": 0,
+    "_lazy": 0,
+    "_io": 0,
+    "_limits": 0,
+    "_extras": 0,
+    "_native_cpu": 0,
+    "__init__": 0,
 }
 #: the runtime must not depend on the rest of its own layer either, except these (its torch backend needs models
 #: and cams; data's torch-free image loader)
-RUNTIME_MAY_IMPORT = {"runtime", "ops", "errors", "_lazy", "_io", "_limits", "_extras", "_native_cpu", "models", "cams",
-                      "data", "__init__"}
+RUNTIME_MAY_IMPORT = {
+    "runtime",
+    "ops",
+    "errors",
+    "_lazy",
+    "_io",
+    "_limits",
+    "_extras",
+    "_native_cpu",
+    "models",
+    "cams",
+    "data",
+    "__init__",
+}
 #: allowed imports between the build-time areas of layer 3 (the demo ends with a benchmark; benchmarks and the
 #: scale-out tools use exported graphs); export itself depends on none of them
 SAME_LAYER_OK = {("train", "bench"), ("train", "export"), ("bench", "export"), ("scale", "export")}

@@ -71,8 +71,11 @@ def timed(fn: Callable[[], Any], repeats: int) -> dict[str, float]:
         fn()
         wall.append(time.perf_counter() - w0)
         cpu.append(time.process_time() - c0)
-    return {"wall_ms": 1e3 * statistics.median(wall), "cpu_ms": 1e3 * statistics.median(cpu),
-            "wall_samples_ms": [round(1e3 * x, 2) for x in wall]}
+    return {
+        "wall_ms": 1e3 * statistics.median(wall),
+        "cpu_ms": 1e3 * statistics.median(cpu),
+        "wall_samples_ms": [round(1e3 * x, 2) for x in wall],
+    }
 
 
 def accuracy() -> list[dict[str, Any]]:
@@ -81,8 +84,11 @@ def accuracy() -> list[dict[str, Any]]:
     rows = []
     for size, n in ((48, 4), (64, 4), (96, 3), (224, 1)):
         img, maps = synthetic_batch(n, size, seed=size)
-        for s_rgb, s_xy, tag in ((15.0, 100.0 * size / 224, "official, sigma_xy scaled"), (15.0, 100.0, "official"),
-                                 (8.0, 6.0, "finer")):
+        for s_rgb, s_xy, tag in (
+            (15.0, 100.0 * size / 224, "official, sigma_xy scaled"),
+            (15.0, 100.0, "official"),
+            (8.0, 6.0, "finer"),
+        ):
             if size == 224 and tag != "official":
                 continue
             lat = lattice_filter(img, maps, s_rgb, s_xy).double()
@@ -94,9 +100,19 @@ def accuracy() -> list[dict[str, Any]]:
             official, true = 2 * lat, lat + v.grad.double()  # -2 W S vs -(W + W^T) S, up to the common -lam/N
             g_cos = float((official * true).sum() / official.norm() / true.norm())
             g_rel = float((official - true).norm() / true.norm())
-            rows.append({"size": size, "images": n, "sigma_rgb": s_rgb, "sigma_xy": round(s_xy, 3), "setting": tag,
-                         "scale_vs_exact": round(scale, 4), "cosine_vs_exact": round(cos, 5),
-                         "official_grad_vs_true_cosine": round(g_cos, 6), "official_grad_rel_error": round(g_rel, 5)})
+            rows.append(
+                {
+                    "size": size,
+                    "images": n,
+                    "sigma_rgb": s_rgb,
+                    "sigma_xy": round(s_xy, 3),
+                    "setting": tag,
+                    "scale_vs_exact": round(scale, 4),
+                    "cosine_vs_exact": round(cos, 5),
+                    "official_grad_vs_true_cosine": round(g_cos, 6),
+                    "official_grad_rel_error": round(g_rel, 5),
+                }
+            )
             print(rows[-1], flush=True)
     return rows
 
@@ -122,13 +138,22 @@ def cost(repeats: int) -> list[dict[str, Any]]:
             def fn() -> None:
                 logits.grad = None
                 dense_crf_loss(F.softmax(logits, 1), img, cfg).backward()
+
             return fn
 
-        for label, cfg in ((f"lattice (official), full {size}x{size}", CRFConfig()),
-                           (f"pooled exact kernel, grid {grid}", CRFConfig(kernel="pooled", grid=grid))):
+        for label, cfg in (
+            (f"lattice (official), full {size}x{size}", CRFConfig()),
+            (f"pooled exact kernel, grid {grid}", CRFConfig(kernel="pooled", grid=grid)),
+        ):
             r = timed(step(cfg), repeats)
-            rows.append({"what": f"CRF loss fwd+bwd, batch 32 x 2 x {size}x{size}: {label}", "threads": threads,
-                         **r, "per_image_wall_ms": round(r["wall_ms"] / 32, 3)})
+            rows.append(
+                {
+                    "what": f"CRF loss fwd+bwd, batch 32 x 2 x {size}x{size}: {label}",
+                    "threads": threads,
+                    **r,
+                    "per_image_wall_ms": round(r["wall_ms"] / 32, 3),
+                }
+            )
             print(rows[-1], flush=True)
     return rows
 
@@ -146,25 +171,52 @@ def main() -> int:
         load = os.getloadavg()
     except OSError:
         load = (float("nan"),) * 3
-    doc = {"command": "python benchmarks/crf/bench_crf.py --out benchmarks/crf/results",
-           "environment": {"torch": torch.__version__, "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
-                           "machine": platform.machine(), "python": platform.python_version(),
-                           "loadavg_at_end": [round(x, 2) for x in load]},
-           "accuracy": acc, "cost": cst, "wall_time_s": round(time.perf_counter() - t0, 1)}
+    doc = {
+        "command": "python benchmarks/crf/bench_crf.py --out benchmarks/crf/results",
+        "environment": {
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "cpus": os.cpu_count(),
+            "machine": platform.machine(),
+            "python": platform.python_version(),
+            "loadavg_at_end": [round(x, 2) for x in load],
+        },
+        "accuracy": acc,
+        "cost": cst,
+        "wall_time_s": round(time.perf_counter() - t0, 1),
+    }
     (args.out / "results.json").write_text(json.dumps(doc, indent=2) + "\n")
-    head = (f"Command: `{doc['command']}` ({doc['wall_time_s']} s). Machine: {doc['environment']['cpus']} "
-            f"x86-64 cores, torch {torch.__version__}, {torch.get_num_threads()} threads, load average at the end "
-            f"{doc['environment']['loadavg_at_end']} (shared machine: other jobs ran at the same time).")
-    cols = ("| size | images | sigma_rgb | sigma_xy | scale lattice/exact | cosine | official grad vs true: cosine "
-            "| rel. error |")
-    lines = ["# Dense CRF: lattice vs exact Gaussian, cost per image and batch", "", head, "",
-             "## Lattice vs the exact Gaussian (synthetic images, soft 2-channel maps)", "",
-             cols, "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    head = (
+        f"Command: `{doc['command']}` ({doc['wall_time_s']} s). Machine: {doc['environment']['cpus']} "
+        f"x86-64 cores, torch {torch.__version__}, {torch.get_num_threads()} threads, load average at the end "
+        f"{doc['environment']['loadavg_at_end']} (shared machine: other jobs ran at the same time)."
+    )
+    cols = (
+        "| size | images | sigma_rgb | sigma_xy | scale lattice/exact | cosine | official grad vs true: cosine "
+        "| rel. error |"
+    )
+    lines = [
+        "# Dense CRF: lattice vs exact Gaussian, cost per image and batch",
+        "",
+        head,
+        "",
+        "## Lattice vs the exact Gaussian (synthetic images, soft 2-channel maps)",
+        "",
+        cols,
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for r in acc:
-        lines.append(f"| {r['size']} | {r['images']} | {r['sigma_rgb']} | {r['sigma_xy']} | {r['scale_vs_exact']} | "
-                     f"{r['cosine_vs_exact']} | {r['official_grad_vs_true_cosine']} | {r['official_grad_rel_error']} |")
-    lines += ["", "## Cost (median of the timed repeats after a warm-up)", "",
-              "| what | wall ms | process CPU ms | wall ms / image |", "| --- | ---: | ---: | ---: |"]
+        lines.append(
+            f"| {r['size']} | {r['images']} | {r['sigma_rgb']} | {r['sigma_xy']} | {r['scale_vs_exact']} | "
+            f"{r['cosine_vs_exact']} | {r['official_grad_vs_true_cosine']} | {r['official_grad_rel_error']} |"
+        )
+    lines += [
+        "",
+        "## Cost (median of the timed repeats after a warm-up)",
+        "",
+        "| what | wall ms | process CPU ms | wall ms / image |",
+        "| --- | ---: | ---: | ---: |",
+    ]
     for r in cst:
         lines.append(f"| {r['what']} | {r['wall_ms']:.1f} | {r['cpu_ms']:.1f} | {r.get('per_image_wall_ms', '')} |")
     lines.append("")

@@ -84,8 +84,11 @@ def diagnose(classifier: Path, data: Path, split: str, n: int, draws: int) -> di
                     cam_sum[r] += c[reg == r].sum()
                     cam_cnt[r] += (reg == r).sum()
                 aucs.append(_auc(c[reg == 1], c[reg == 2]))
-                bottom.append(float(np.mean(c[reg == 1] <= np.sort(c.ravel())[int(0.1 * c.size) - 1]))
-                              if (reg == 1).any() else float("nan"))
+                bottom.append(
+                    float(np.mean(c[reg == 1] <= np.sort(c.ravel())[int(0.1 * c.size) - 1]))
+                    if (reg == 1).any()
+                    else float("nan")
+                )
                 on_head.append(bool(head.ravel()[int(c.argmax())]))
                 for d in range(draws):
                     g = torch.Generator().manual_seed(1000 * (i0 + b) + d)
@@ -105,7 +108,11 @@ def diagnose(classifier: Path, data: Path, split: str, n: int, draws: int) -> di
     names = ("head", "body", "background")
     cnt = np.array([cam_cnt[r] for r in range(3)])
     return {
-        "classifier": str(classifier), "data": str(data), "split": split, "images": n, "input_size": size,
+        "classifier": str(classifier),
+        "data": str(data),
+        "split": split,
+        "images": n,
+        "input_size": size,
         "top1": 100.0 * correct / n,
         "cam_mean": {names[r]: round(cam_sum[r] / cam_cnt[r], 4) for r in range(3)},
         "cam_auc_body_vs_background": round(float(np.nanmean(aucs)), 4),

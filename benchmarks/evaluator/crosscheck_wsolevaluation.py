@@ -91,15 +91,23 @@ def main() -> None:
             ours = evaluate_maps(maps, meta, cam_curve_interval=step, engine="fast", image_ids=ids)
             for multi, key in ((True, "per_iou"), (False, "per_iou_v1")):
                 md = W.configure_metadata(str(mroot) + "/")
-                ev = W.BoxEvaluator(metadata=md, dataset_name="CUB", split="test",
-                                    cam_threshold_list=list(np.arange(0, 1, step)), iou_threshold_list=[30, 50, 70],
-                                    mask_root=None, multi_contour_eval=multi)
+                ev = W.BoxEvaluator(
+                    metadata=md,
+                    dataset_name="CUB",
+                    split="test",
+                    cam_threshold_list=list(np.arange(0, 1, step)),
+                    iou_threshold_list=[30, 50, 70],
+                    mask_root=None,
+                    multi_contour_eval=multi,
+                )
                 for i in ids:
                     ev.accumulate(maps[i], i)
                 ref = [float(v) for v in _quiet(ev.compute)]
                 got = [ours[key][k] for k in ("30", "50", "70")]
-                print(f"{label:12s} step {step:<6} n={len(ids):3d} {'V2' if multi else 'v1'}: "
-                      f"wsolevaluation {ref} fcam_deploy {got}")
+                print(
+                    f"{label:12s} step {step:<6} n={len(ids):3d} {'V2' if multi else 'v1'}: "
+                    f"wsolevaluation {ref} fcam_deploy {got}"
+                )
                 if ref != got:
                     raise SystemExit("MISMATCH")
                 n_checks += 1
@@ -110,9 +118,15 @@ def main() -> None:
     ometa = load_metadata(oroot, FIXTURES, masks, check_files=False)
     for power in (1, 2, 4):
         maps = {i: rng.random((224, 224)) ** power for i in ometa.image_ids}
-        ev = W.MaskEvaluator(metadata=md, dataset_name="OpenImages", split="val",
-                             cam_threshold_list=list(np.arange(0, 1, 0.01)), iou_threshold_list=[30, 50, 70],
-                             mask_root=str(masks), multi_contour_eval=False)
+        ev = W.MaskEvaluator(
+            metadata=md,
+            dataset_name="OpenImages",
+            split="val",
+            cam_threshold_list=list(np.arange(0, 1, 0.01)),
+            iou_threshold_list=[30, 50, 70],
+            mask_root=str(masks),
+            multi_contour_eval=False,
+        )
         for i in ometa.image_ids:
             ev.accumulate(maps[i], i)
         with np.errstate(invalid="ignore", divide="ignore"):

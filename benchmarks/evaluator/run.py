@@ -63,7 +63,9 @@ def make_maps(n: int, seed: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
     return maps, gts
 
 
-def timed_evaluator(engine: str, maps: list[np.ndarray], gts: list[np.ndarray], step: float, v1: bool) -> tuple[float, dict[str, Any]]:
+def timed_evaluator(
+    engine: str, maps: list[np.ndarray], gts: list[np.ndarray], step: float, v1: bool
+) -> tuple[float, dict[str, Any]]:
     ev = BoxEvaluator(cam_curve_interval=step, engine=engine, v1=v1, v2=True)  # type: ignore[arg-type]
     t0 = time.perf_counter()
     for s, g in zip(maps, gts):

@@ -63,13 +63,37 @@ def _du_mb(path: Path) -> float:
 
 def _build_lean(work: Path) -> Path:
     wheel_dir = work / "wheel"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-                    str(wheel_dir), str(REPO)], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(wheel_dir),
+            str(REPO),
+        ],
+        check=True,
+    )
     (wheel,) = wheel_dir.glob("fcam_deploy-*.whl")
     env_dir = work / "lean-venv"
     venv.EnvBuilder(with_pip=True, clear=True).create(env_dir)
-    subprocess.run([str(env_dir / "bin" / "python"), "-m", "pip", "install", "-q", "-c",
-                    str(REPO / "constraints.txt"), str(wheel)], check=True)
+    subprocess.run(
+        [
+            str(env_dir / "bin" / "python"),
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "-c",
+            str(REPO / "constraints.txt"),
+            str(wheel),
+        ],
+        check=True,
+    )
     return env_dir
 
 
@@ -78,8 +102,13 @@ def _cold_start(python: Path, model: Path, photo: Path, pythonpath: str | None) 
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
     t0 = time.perf_counter()
-    proc = subprocess.Popen([str(python), "-c", PROBE, str(model), str(photo)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=env, cwd=tempfile.gettempdir())
+    proc = subprocess.Popen(
+        [str(python), "-c", PROBE, str(model), str(photo)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=tempfile.gettempdir(),
+    )
     _, status = os.waitpid(proc.pid, 0)
     wall = time.perf_counter() - t0
     out = proc.stdout.read().decode() if proc.stdout else ""
@@ -117,8 +146,9 @@ def main(argv: list[str] | None = None) -> int:
         before_tree = None
         if args.before:
             before_tree = work / "before"
-            subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", "-q", str(before_tree),
-                            args.before], check=True)
+            subprocess.run(
+                ["git", "-C", str(REPO), "worktree", "add", "--detach", "-q", str(before_tree), args.before], check=True
+            )
             installs["before"] = (Path(sys.executable), str(before_tree))
         try:
             runs: dict[str, list[dict[str, Any]]] = {k: [] for k in installs}
@@ -129,22 +159,35 @@ def main(argv: list[str] | None = None) -> int:
                     runs[k].append(_cold_start(py, model, photo, pp))
         finally:
             if before_tree is not None:
-                subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(before_tree)],
-                               check=False)
+                subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(before_tree)], check=False)
         sizes = {"lean": _du_mb(lean), "full": _du_mb(Path(sys.prefix))}
-        lean_dists = json.loads(subprocess.run([str(lean / "bin" / "python"), "-m", "pip", "list", "--format=json"],
-                                               capture_output=True, text=True, check=True).stdout)
+        lean_dists = json.loads(
+            subprocess.run(
+                [str(lean / "bin" / "python"), "-m", "pip", "list", "--format=json"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )
     summary = {}
     for k, rs in runs.items():
-        summary[k] = {f: statistics.median(r[f] for r in rs)
-                      for f in ("wall_s", "import_s", "load_s", "first_predict_s", "peak_rss_mb")}
+        summary[k] = {
+            f: statistics.median(r[f] for r in rs)
+            for f in ("wall_s", "import_s", "load_s", "first_predict_s", "peak_rss_mb")
+        }
         summary[k]["torch_imported"] = any(r["torch_imported"] for r in rs)
-    same = all(r["boxes"] == runs["full"][0]["boxes"] and r["class_index"] == runs["full"][0]["class_index"]
-               for k in ("lean", "full") for r in runs[k])
+    same = all(
+        r["boxes"] == runs["full"][0]["boxes"] and r["class_index"] == runs["full"][0]["class_index"]
+        for k in ("lean", "full")
+        for r in runs[k]
+    )
     doc = {
         "date": _dt.date.today().isoformat(),
-        "machine": {"cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-                    "python": platform.python_version()},
+        "machine": {
+            "cpu": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+        },
         "command": "python benchmarks/lean/run.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "repeats": args.repeats,
         "venv_mb": sizes,
@@ -157,21 +200,38 @@ def main(argv: list[str] | None = None) -> int:
         doc["speedup_vs_before"] = summary["before"]["wall_s"] / summary["lean"]["wall_s"]
     doc["speedup_vs_full"] = summary["full"]["wall_s"] / summary["lean"]["wall_s"]
     (args.out / "results.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-    lines = ["# Lean install: size and cold start", "", (f"Command: `{doc['command']}` ({doc['date']}, "
-             f"{doc['machine']['cpus']} CPUs, Python {doc['machine']['python']}); medians of {args.repeats} fresh "
-             "processes per install, interleaved."), "",
-             f"Venv size: lean **{sizes['lean']:.0f} MB**, full {sizes['full']:.0f} MB.", "",
-             "| install | cold start (spawn to exit) | import | load | first predict | peak RSS | torch imported |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Lean install: size and cold start",
+        "",
+        (
+            f"Command: `{doc['command']}` ({doc['date']}, "
+            f"{doc['machine']['cpus']} CPUs, Python {doc['machine']['python']}); medians of {args.repeats} fresh "
+            "processes per install, interleaved."
+        ),
+        "",
+        f"Venv size: lean **{sizes['lean']:.0f} MB**, full {sizes['full']:.0f} MB.",
+        "",
+        "| install | cold start (spawn to exit) | import | load | first predict | peak RSS | torch imported |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for k, v in summary.items():
-        lines.append(f"| {k} | **{v['wall_s']:.2f} s** | {v['import_s']:.2f} s | {v['load_s']:.2f} s | "
-                     f"{v['first_predict_s']:.3f} s | {v['peak_rss_mb']:.0f} MB | {v['torch_imported']} |")
-    lines += ["", (f"Same class and boxes from the lean and the full install: {same} (the older runtime computed boxes "
-                   "at the model size, so its boxes differ by design)."),
-              f"Lean vs full (same code, different venv): {doc['speedup_vs_full']:.2f}x."]
+        lines.append(
+            f"| {k} | **{v['wall_s']:.2f} s** | {v['import_s']:.2f} s | {v['load_s']:.2f} s | "
+            f"{v['first_predict_s']:.3f} s | {v['peak_rss_mb']:.0f} MB | {v['torch_imported']} |"
+        )
+    lines += [
+        "",
+        (
+            f"Same class and boxes from the lean and the full install: {same} (the older runtime computed boxes "
+            "at the model size, so its boxes differ by design)."
+        ),
+        f"Lean vs full (same code, different venv): {doc['speedup_vs_full']:.2f}x.",
+    ]
     if "speedup_vs_before" in doc:
-        lines.append(f"Lean vs before (commit {args.before}, full venv; its runtime imported torch): "
-                     f"**{doc['speedup_vs_before']:.1f}x** (goal >= 5x).")
+        lines.append(
+            f"Lean vs before (commit {args.before}, full venv; its runtime imported torch): "
+            f"**{doc['speedup_vs_before']:.1f}x** (goal >= 5x)."
+        )
     lines += ["", "Lean venv: " + ", ".join(doc["lean_distributions"]), ""]
     (args.out / "report.md").write_text("\n".join(lines), encoding="utf-8")
     print("\n".join(lines))

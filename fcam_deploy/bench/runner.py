@@ -79,7 +79,9 @@ def _no_grad_call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return fn(*args, **kwargs)
 
 
-def _timed(fn: Callable[[], Any], cfg: SuiteConfig, batch: int, sync: Callable[[], None] | None) -> tuple[LatencyStats, float]:
+def _timed(
+    fn: Callable[[], Any], cfg: SuiteConfig, batch: int, sync: Callable[[], None] | None
+) -> tuple[LatencyStats, float]:
     reset_peak_rss()
     stats = measure_latency(fn, batch=batch, warmup=cfg.warmup, iters=cfg.iters, sync=sync)
     return stats, peak_rss_mb()
@@ -90,8 +92,13 @@ def _random_checkpoint(arch: str, num_classes: int, size: int, out: Path) -> Pat
 
     torch.manual_seed(0)
     model = FCAM(build_classifier(arch, num_classes)).eval()
-    meta = CheckpointMeta(arch=arch, num_classes=num_classes, input_size=(size, size), threshold=0.5,
-                          extra={"note": "random weights: latency and FLOPs only"})
+    meta = CheckpointMeta(
+        arch=arch,
+        num_classes=num_classes,
+        input_size=(size, size),
+        threshold=0.5,
+        extra={"note": "random weights: latency and FLOPs only"},
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     return save_checkpoint(out, model, meta)
 
@@ -154,8 +161,13 @@ class _Run:
         from fcam_deploy.cams import compute_maps
         from fcam_deploy.export.onnx_export import build_graph
 
-        rec: dict[str, Any] = {"kind": "flops", "model": bm.label, "arch": bm.arch, "method": method,
-                               "resolution": size}
+        rec: dict[str, Any] = {
+            "kind": "flops",
+            "model": bm.label,
+            "arch": bm.arch,
+            "method": method,
+            "resolution": size,
+        }
         clf = _cam_classifier(model)
         rec["params_m"] = count_parameters(model if method == "fcam" else clf) / 1e6
         x = torch.zeros(1, 3, size, size)
@@ -174,8 +186,9 @@ class _Run:
                 rec["torch_gmac"] = count_torch_macs(lambda: compute_maps(clf, x, "scorecam")) / 1e9
         if method == "lpcam" and self.prototypes is not None:
             with torch.no_grad():
-                rec["torch_gmac"] = count_torch_macs(
-                    lambda: compute_maps(clf, x, "lpcam", prototypes=self.prototypes)) / 1e9
+                rec["torch_gmac"] = (
+                    count_torch_macs(lambda: compute_maps(clf, x, "lpcam", prototypes=self.prototypes)) / 1e9
+                )
         self.records.append(rec)
 
     def fit_prototypes(self, clf: torch.nn.Module, size: int, mean: Any, std: Any) -> None:
@@ -188,8 +201,9 @@ class _Run:
             self.skip("lpcam", f"no training split to fit prototypes: {exc}")
             return
         ds = WSOLDataset(meta, train=False, size=size, mean=mean, std=std)
-        subset = torch.utils.data.Subset(ds, class_balanced_indices([meta.labels[i] for i in meta.image_ids],
-                                                                    total=self.cfg.lpcam_fit_images))
+        subset = torch.utils.data.Subset(
+            ds, class_balanced_indices([meta.labels[i] for i in meta.image_ids], total=self.cfg.lpcam_fit_images)
+        )
         loader = torch.utils.data.DataLoader(subset, batch_size=16)
         # the official split at one scale (+ flip): the 4-scale split costs ~7.6x the fitting time for a cost and
         # accuracy benchmark (its effect is measured in benchmarks/lpcam/)
@@ -215,8 +229,11 @@ class _Run:
             if backend == "tensorrt":
                 self.skip(f"{method}/tensorrt", _trt_unavailable_reason() or "not wired in this suite", **keys)
                 continue
-            eager = build_graph(bm.checkpoint, method, MODEL_GRAPH, (size, size))[0] \
-                if backend in ("torch", "torch-compile") and method in EXPORTABLE else None
+            eager = (
+                build_graph(bm.checkpoint, method, MODEL_GRAPH, (size, size))[0]
+                if backend in ("torch", "torch-compile") and method in EXPORTABLE
+                else None
+            )
             for batch in cfg.batches:
                 u8 = _uint8_batch(batch, size, size)
                 fn: Callable[[], Any]
@@ -242,7 +259,9 @@ class _Run:
                 else:  # onnxruntime
                     from fcam_deploy.runtime.ort import make_session
 
-                    sess = make_session(self.onnx_for(bm, method, MODEL_GRAPH, size), "cpu", None, needs_custom_ops=False)
+                    sess = make_session(
+                        self.onnx_for(bm, method, MODEL_GRAPH, size), "cpu", None, needs_custom_ops=False
+                    )
                     fn = partial(sess.run, None, {"images": u8.numpy()})
                 stats, rss = _timed(fn, cfg, batch, None)
                 extra = keys_c if backend == "torch-compile" else keys
@@ -257,8 +276,9 @@ class _Run:
         from fcam_deploy.export.quantize import quantize_int8
 
         try:
-            calib, _, _ = load_split_batches(self.data, "train", (size, size), batch_size=8,
-                                             limit=self.cfg.int8_calibration_images)
+            calib, _, _ = load_split_batches(
+                self.data, "train", (size, size), batch_size=8, limit=self.cfg.int8_calibration_images
+            )
         except ConfigError as exc:
             self.skip(f"{method}/onnxruntime-int8", f"no training split to calibrate on: {exc}", model=bm.label)
             return None
@@ -295,16 +315,29 @@ class _Run:
                     return loc.predict(imgs, timings=spans[-1])
 
                 stats, rss = _timed(fn, cfg, batch, None)
-                timed = spans[-len(stats.samples_ms):]  # the warm-up calls are not counted
-                stages = {f"{k}_ms": statistics.median(getattr(t, f"{k}_s") for t in timed) * 1e3
-                          for k in ("preprocess", "inference", "postprocess")}
+                timed = spans[-len(stats.samples_ms) :]  # the warm-up calls are not counted
+                stages = {
+                    f"{k}_ms": statistics.median(getattr(t, f"{k}_s") for t in timed) * 1e3
+                    for k in ("preprocess", "inference", "postprocess")
+                }
                 total = sum(t.total_s for t in timed)
                 stages["postprocess_share"] = sum(t.postprocess_s for t in timed) / total if total else 0.0
                 stages["overhead_share"] = 1.0 - sum(t.inference_s for t in timed) / total if total else 0.0
-                self.records.append(_latency_record(stats, rss, model=bm.label, arch=bm.arch, method=method,
-                                                    backend=backend, scope="end_to_end", resolution=f"{w}x{h}",
-                                                    threads=loc.threads, postprocessor=loc.postprocessor.__name__,
-                                                    stages=stages))
+                self.records.append(
+                    _latency_record(
+                        stats,
+                        rss,
+                        model=bm.label,
+                        arch=bm.arch,
+                        method=method,
+                        backend=backend,
+                        scope="end_to_end",
+                        resolution=f"{w}x{h}",
+                        threads=loc.threads,
+                        postprocessor=loc.postprocessor.__name__,
+                        stages=stages,
+                    )
+                )
                 p50[f"{backend}/{batch}"] = stats.p50
                 p50[f"{backend}/{batch}/postprocess_share"] = stages["postprocess_share"]
                 p50[f"{backend}/{batch}/overhead_share"] = stages["overhead_share"]
@@ -325,12 +358,20 @@ class _Run:
         i8 = evaluate_onnx(q, self.data)
         agree = float(np.mean(np.asarray(fp["pred_class"]) == np.asarray(i8["pred_class"])))
         map_diff = float(np.mean([np.abs(a - b).mean() for a, b in zip(fp["maps"], i8["maps"], strict=True)]))
-        rec = {"kind": "precision", "model": bm.label, "arch": bm.arch, "method": method, "split": "test",
-               "num_images": fp["num_images"], "calibration_images": self.cfg.int8_calibration_images,
-               "fp32": {k: fp[k] for k in ("MaxBoxAccV2", "PxAP")},
-               "int8": {k: i8[k] for k in ("MaxBoxAccV2", "PxAP")},
-               "delta": {k: (None if fp[k] is None or i8[k] is None else i8[k] - fp[k]) for k in ("MaxBoxAccV2", "PxAP")},
-               "top1_agreement": agree, "map_mean_abs_diff": map_diff}
+        rec = {
+            "kind": "precision",
+            "model": bm.label,
+            "arch": bm.arch,
+            "method": method,
+            "split": "test",
+            "num_images": fp["num_images"],
+            "calibration_images": self.cfg.int8_calibration_images,
+            "fp32": {k: fp[k] for k in ("MaxBoxAccV2", "PxAP")},
+            "int8": {k: i8[k] for k in ("MaxBoxAccV2", "PxAP")},
+            "delta": {k: (None if fp[k] is None or i8[k] is None else i8[k] - fp[k]) for k in ("MaxBoxAccV2", "PxAP")},
+            "top1_agreement": agree,
+            "map_mean_abs_diff": map_diff,
+        }
         self.records.append(rec)
         return rec
 
@@ -393,6 +434,7 @@ class _Run:
             wrapped_tc = _Logits(copy.deepcopy(clf)).eval()
             extractor = tc_cls[method](wrapped_tc, target_layer="m." + clf.cam_layer, input_shape=(3, size, size))
             try:
+
                 def tc_call(x: torch.Tensor, net: Any = wrapped_tc, ext: Any = extractor) -> torch.Tensor:
                     scores = net(x)
                     return ext(class_idx=int(scores.argmax(1)[0]), scores=scores)[0]
@@ -400,8 +442,9 @@ class _Run:
                 tcs = []
                 for x in xs:
                     low = tc_call(x).detach()
-                    up = torch.nn.functional.interpolate(low[None].float(), size=(size, size), mode="bilinear",
-                                                         align_corners=False)[0, 0].clamp(0, 1)
+                    up = torch.nn.functional.interpolate(
+                        low[None].float(), size=(size, size), mode="bilinear", align_corners=False
+                    )[0, 0].clamp(0, 1)
                     tcs.append(up.numpy())
                 tc_stats, _ = _timed(lambda: tc_call(xs[0]), cfg, 1, None)
             finally:
@@ -410,11 +453,21 @@ class _Run:
             runner.close()
             diff_pkg = max(float(np.abs(minmax(a) - minmax(b)).max()) for a, b in zip(ours, pkg, strict=True))
             diff_tc = max(float(np.abs(minmax(a) - minmax(b)).max()) for a, b in zip(ours, tcs, strict=True))
-            rec = {"kind": "peers", "model": bm.label, "arch": bm.arch, "method": method, "resolution": size,
-                   "images": len(xs), "ort_ms": ort_stats.p50, "grad_cam_ms": pkg_stats.p50, "torchcam_ms": tc_stats.p50,
-                   "speedup_vs_grad_cam": pkg_stats.p50 / ort_stats.p50,
-                   "speedup_vs_torchcam": tc_stats.p50 / ort_stats.p50,
-                   "map_max_abs_diff_vs_grad_cam": diff_pkg, "map_max_abs_diff_vs_torchcam": diff_tc}
+            rec = {
+                "kind": "peers",
+                "model": bm.label,
+                "arch": bm.arch,
+                "method": method,
+                "resolution": size,
+                "images": len(xs),
+                "ort_ms": ort_stats.p50,
+                "grad_cam_ms": pkg_stats.p50,
+                "torchcam_ms": tc_stats.p50,
+                "speedup_vs_grad_cam": pkg_stats.p50 / ort_stats.p50,
+                "speedup_vs_torchcam": tc_stats.p50 / ort_stats.p50,
+                "map_max_abs_diff_vs_grad_cam": diff_pkg,
+                "map_max_abs_diff_vs_torchcam": diff_tc,
+            }
             self.records.append(rec)
             out[method] = rec
         return out
@@ -431,12 +484,28 @@ class _Run:
         if method == "fcam" and not hasattr(model, "decoder"):
             self.skip("localization/fcam", "classifier checkpoint has no F-CAM decoder", model=bm.label)
             return
-        res = evaluate_model(model, meta, method, mean=tuple(mean), std=tuple(std),
-                             cam_curve_interval=self.cfg.cam_curve_interval, limit=self.cfg.localization_limit,
-                             method_kw=kw)
-        self.records.append({"kind": "localization", "model": bm.label, "arch": bm.arch, "method": method,
-                             "MaxBoxAcc": res.get("MaxBoxAcc"), "MaxBoxAccV2": res.get("MaxBoxAccV2"),
-                             "PxAP": res.get("PxAP"), "num_images": res.get("num_images")})
+        res = evaluate_model(
+            model,
+            meta,
+            method,
+            mean=tuple(mean),
+            std=tuple(std),
+            cam_curve_interval=self.cfg.cam_curve_interval,
+            limit=self.cfg.localization_limit,
+            method_kw=kw,
+        )
+        self.records.append(
+            {
+                "kind": "localization",
+                "model": bm.label,
+                "arch": bm.arch,
+                "method": method,
+                "MaxBoxAcc": res.get("MaxBoxAcc"),
+                "MaxBoxAccV2": res.get("MaxBoxAccV2"),
+                "PxAP": res.get("PxAP"),
+                "num_images": res.get("num_images"),
+            }
+        )
 
     def parity(self, bm: BenchModel, method: str, size: int) -> None:
         from fcam_deploy.export.parity import run_parity
@@ -444,8 +513,17 @@ class _Run:
         onnx_path = self.onnx_for(bm, method, "onnx", size)
         rep = run_parity(onnx_path, self.data, checkpoint=bm.checkpoint, limit=self.cfg.parity_limit)
         d = rep.to_dict()
-        self.records.append({"kind": "parity", "model": bm.label, "arch": bm.arch, "method": method,
-                             "backend": "onnxruntime", "passed": rep.passed, "report": d})
+        self.records.append(
+            {
+                "kind": "parity",
+                "model": bm.label,
+                "arch": bm.arch,
+                "method": method,
+                "backend": "onnxruntime",
+                "passed": rep.passed,
+                "report": d,
+            }
+        )
 
     # -- ratios measured side by side ------------------------------------------------------------------
     def evaluator_ratio(self) -> dict[str, Any]:
@@ -457,8 +535,17 @@ class _Run:
         rng = np.random.default_rng(0)
         n = self.cfg.evaluator_maps
         maps = [_blob_map(rng, 224, 224) for _ in range(n)]
-        boxes = [[(int(rng.integers(0, 100)), int(rng.integers(0, 100)), int(rng.integers(120, 224)),
-                   int(rng.integers(120, 224)))] for _ in range(n)]
+        boxes = [
+            [
+                (
+                    int(rng.integers(0, 100)),
+                    int(rng.integers(0, 100)),
+                    int(rng.integers(120, 224)),
+                    int(rng.integers(120, 224)),
+                )
+            ]
+            for _ in range(n)
+        ]
         out: dict[str, list[float]] = {}
         results = {}
         for engine in ("fast", "reference", "fast"):
@@ -470,10 +557,18 @@ class _Run:
             out.setdefault(engine, []).append(time.perf_counter() - t0)
         fast_s = min(out["fast"][1:])  # the first fast run includes numba's JIT compile
         ref_s = out["reference"][0]
-        same = results["fast"]["MaxBoxAccV2"] == results["reference"]["MaxBoxAccV2"] and \
-            results["fast"]["MaxBoxAcc"] == results["reference"]["MaxBoxAcc"]
-        return {"maps": n, "thresholds": 1000, "reference_s": ref_s, "fast_s": fast_s, "speedup": ref_s / fast_s,
-                "identical": bool(same)}
+        same = (
+            results["fast"]["MaxBoxAccV2"] == results["reference"]["MaxBoxAccV2"]
+            and results["fast"]["MaxBoxAcc"] == results["reference"]["MaxBoxAcc"]
+        )
+        return {
+            "maps": n,
+            "thresholds": 1000,
+            "reference_s": ref_s,
+            "fast_s": fast_s,
+            "speedup": ref_s / fast_s,
+            "identical": bool(same),
+        }
 
     def postprocess_ratio(self) -> dict[str, Any]:
         import cv2
@@ -507,8 +602,14 @@ class _Run:
                 fn()
                 ts[name].append(time.perf_counter() - t0)
         op_s, pr_s = statistics.median(ts["op"]), statistics.median(ts["protocol"])
-        return {"maps": n, "shape": "28x28->224x224", "native": bool(native_status().available), "op_s": op_s,
-                "protocol_s": pr_s, "speedup": pr_s / op_s}
+        return {
+            "maps": n,
+            "shape": "28x28->224x224",
+            "native": bool(native_status().available),
+            "op_s": op_s,
+            "protocol_s": pr_s,
+            "speedup": pr_s / op_s,
+        }
 
 
 def _blob_map(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
@@ -608,42 +709,67 @@ def run_suite(
                 if f"onnxruntime/{b}" not in p50:
                     continue
                 entry: dict[str, Any] = {
-                    "batch": b, "torch_p50_ms": p50[f"torch/{b}"], "ort_p50_ms": p50[f"onnxruntime/{b}"],
+                    "batch": b,
+                    "torch_p50_ms": p50[f"torch/{b}"],
+                    "ort_p50_ms": p50[f"onnxruntime/{b}"],
                     "speedup": p50[f"torch/{b}"] / p50[f"onnxruntime/{b}"],
                     "postprocess_share_of_ort": p50[f"onnxruntime/{b}/postprocess_share"],
                     "overhead_share_of_ort": p50[f"onnxruntime/{b}/overhead_share"],
                     "ort_inference_ms": p50[f"onnxruntime/{b}/inference_ms"],
                 }
                 if f"onnxruntime-int8/{b}" in p50:
-                    entry.update({
-                        "ort_int8_p50_ms": p50[f"onnxruntime-int8/{b}"],
-                        "speedup_int8": p50[f"torch/{b}"] / p50[f"onnxruntime-int8/{b}"],
-                        "postprocess_share_of_ort_int8": p50[f"onnxruntime-int8/{b}/postprocess_share"],
-                    })
+                    entry.update(
+                        {
+                            "ort_int8_p50_ms": p50[f"onnxruntime-int8/{b}"],
+                            "speedup_int8": p50[f"torch/{b}"] / p50[f"onnxruntime-int8/{b}"],
+                            "postprocess_share_of_ort_int8": p50[f"onnxruntime-int8/{b}/postprocess_share"],
+                        }
+                    )
                 ratios.setdefault("ort_vs_torch_end_to_end", {})[f"{bm.label}, batch {b}"] = entry
             if bm.trained and cfg.int8 and cfg.localization_limit > 0:
                 run.say(f"{bm.label}: INT8 vs fp32 localization on the test split")
                 rec = run.precision_localization(bm, "fcam")
                 if rec is not None:
                     ratios.setdefault("int8_localization", {})[bm.label] = {
-                        k: rec[k] for k in ("fp32", "int8", "delta", "top1_agreement", "num_images")}
+                        k: rec[k] for k in ("fp32", "int8", "delta", "top1_agreement", "num_images")
+                    }
         if cfg.peers and (bm.trained or cfg.peers_on_random):
             run.say(f"{bm.label}: peers (grad-cam, TorchCAM) vs closed forms on ONNX Runtime")
             got = run.peers(bm, model, native, ck.mean, ck.std)
             if got:
                 ratios.setdefault("peers", {})[bm.label] = {
-                    m: {k: r[k] for k in ("ort_ms", "grad_cam_ms", "torchcam_ms", "speedup_vs_grad_cam",
-                                          "speedup_vs_torchcam", "map_max_abs_diff_vs_grad_cam",
-                                          "map_max_abs_diff_vs_torchcam")} for m, r in got.items()}
+                    m: {
+                        k: r[k]
+                        for k in (
+                            "ort_ms",
+                            "grad_cam_ms",
+                            "torchcam_ms",
+                            "speedup_vs_grad_cam",
+                            "speedup_vs_torchcam",
+                            "map_max_abs_diff_vs_grad_cam",
+                            "map_max_abs_diff_vs_torchcam",
+                        )
+                    }
+                    for m, r in got.items()
+                }
     # F-CAM per-image cost vs the gradient CAMs (autograd) on the same backbone, batch 1
     lat = [r for r in run.records if r["kind"] == "latency" and r["batch"] == 1 and r["scope"] == "model"]
     for bm in models:
-        f = [r["per_image_ms"] for r in lat if r["model"] == bm.label and r["method"] == "fcam" and r["backend"] == "torch"]
-        g = [r["per_image_ms"] for r in lat if r["model"] == bm.label and r["method"] in GRADIENT_METHODS
-             and r["backend"] == "torch-autograd"]
+        f = [
+            r["per_image_ms"]
+            for r in lat
+            if r["model"] == bm.label and r["method"] == "fcam" and r["backend"] == "torch"
+        ]
+        g = [
+            r["per_image_ms"]
+            for r in lat
+            if r["model"] == bm.label and r["method"] in GRADIENT_METHODS and r["backend"] == "torch-autograd"
+        ]
         if f and g:
             ratios.setdefault("fcam_vs_gradient_cams", {})[bm.label] = {
-                "fcam_ms": f[0], "gradient_mean_ms": float(np.mean(g)), "ratio": f[0] / float(np.mean(g)),
+                "fcam_ms": f[0],
+                "gradient_mean_ms": float(np.mean(g)),
+                "ratio": f[0] / float(np.mean(g)),
                 "paper_resnet50": {"fcam_ms": 18.5, "gradient_mean_ms": 37.4, "ratio": 0.49},
             }
     run.say("evaluator and post-process speed-ups")
@@ -660,4 +786,3 @@ def run_suite(
         "ratios": ratios,
         "wall_time_s": time.perf_counter() - t_start,
     }
-

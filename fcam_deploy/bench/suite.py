@@ -65,8 +65,9 @@ class SuiteConfig:
     e2e_image_size: tuple[int, int] = (500, 375)
     localization_limit: int = 100
     parity_limit: int = 32
-    synth: dict[str, Any] = field(default_factory=lambda: {"size": 96, "classes": 4, "train": 64, "val": 16,
-                                                           "test": 100, "seed": 0})
+    synth: dict[str, Any] = field(
+        default_factory=lambda: {"size": 96, "classes": 4, "train": 64, "val": 16, "test": 100, "seed": 0}
+    )
     cam_curve_interval: float = 0.01
     evaluator_maps: int = 20
     postprocess_maps: int = 64

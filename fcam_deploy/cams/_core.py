@@ -284,9 +284,7 @@ def upsample_maps(maps: Tensor, size: tuple[int, int], mode: Upsample = "bilinea
     if mode == "bilinear":
         if tuple(maps.shape[-2:]) == (h_out, w_out):
             return maps.clone()
-        return nn.functional.interpolate(maps[:, None], size=(h_out, w_out), mode="bilinear", align_corners=False)[
-            :, 0
-        ]
+        return nn.functional.interpolate(maps[:, None], size=(h_out, w_out), mode="bilinear", align_corners=False)[:, 0]
     import cv2  # lazy: optional at import time
     import numpy as np
 

@@ -22,7 +22,6 @@ from fcam_deploy.errors import InputError
 __all__ = ["FCAMMap"]
 
 
-
 class FCAMMap:
     """F-CAM map extractor.
 

@@ -286,8 +286,13 @@ def cluster_lpcam(
     device, dtype = model_device_dtype(model)
     w = lin.weight.detach()
     channels = int(w.shape[1])
-    store = FeatureReservoir(channels, seed, max_vectors_per_class=max_vectors_per_class,
-                             memory_limit_mb=memory_limit_mb, min_rows=num_clusters)
+    store = FeatureReservoir(
+        channels,
+        seed,
+        max_vectors_per_class=max_vectors_per_class,
+        memory_limit_mb=memory_limit_mb,
+        min_rows=num_clusters,
+    )
 
     def capture(images: Tensor) -> Tensor:
         return cap._forward_capture(images, for_grad=False)[0]
@@ -317,13 +322,20 @@ def cluster_lpcam(
         sets = []
         for s in (0, 1):
             x_rows = store.rows(c, s)
-            sets.append(kmeans_cosine(x_rows, num_clusters, set_seed(seed, c, s), tol=tol, max_iter=max_iter)
-                        if len(x_rows) else x_rows)
+            sets.append(
+                kmeans_cosine(x_rows, num_clusters, set_seed(seed, c, s), tol=tol, max_iter=max_iter)
+                if len(x_rows)
+                else x_rows
+            )
         fg[c], bg[c] = sets
         p_fg[c] = torch.softmax(fg[c] @ w_cpu.T, dim=1)[:, c] if len(fg[c]) else torch.zeros(0)
         p_bg[c] = torch.softmax(bg[c] @ w_cpu.T, dim=1)[:, c] if len(bg[c]) else torch.zeros(0)
-        vectors[str(c)] = [store.seen.get((c, 0), 0), store.seen.get((c, 1), 0),
-                           int(store.rows(c, 0).shape[0]), int(store.rows(c, 1).shape[0])]
+        vectors[str(c)] = [
+            store.seen.get((c, 0), 0),
+            store.seen.get((c, 1), 0),
+            int(store.rows(c, 0).shape[0]),
+            int(store.rows(c, 1).shape[0]),
+        ]
     if arch is None:
         arch = getattr(model, "arch", None)
         if not isinstance(arch, str):
@@ -344,8 +356,9 @@ def cluster_lpcam(
         "images": n_images,
         "vectors_seen_kept": vectors,  # class -> [fg seen, bg seen, fg clustered, bg clustered]
     }
-    return LPCAMClusters(fg=fg, bg=bg, p_fg=p_fg, p_bg=p_bg, num_classes=int(w.shape[0]), channels=channels,
-                         header=header)
+    return LPCAMClusters(
+        fg=fg, bg=bg, p_fg=p_fg, p_bg=p_bg, num_classes=int(w.shape[0]), channels=channels, header=header
+    )
 
 
 def fit_lpcam(
@@ -416,23 +429,31 @@ def select_lpcam_thresholds(
         protos = clusters.select(fg_t, band, fallback=fallback, on_no_context="ignore")
         value = float(score(protos))
         counts = protos.counts()
-        table.append({"fg_threshold": fg_t, "bg_band": list(band), "score": value,
-                      "classes_without_context": len(protos.classes_without_context()),
-                      "fg_prototypes": sum(nf for nf, _ in counts.values()),
-                      "context_prototypes": sum(nb for _, nb in counts.values())})
+        table.append(
+            {
+                "fg_threshold": fg_t,
+                "bg_band": list(band),
+                "score": value,
+                "classes_without_context": len(protos.classes_without_context()),
+                "fg_prototypes": sum(nf for nf, _ in counts.values()),
+                "context_prototypes": sum(nb for _, nb in counts.values()),
+            }
+        )
         if value > best_score:
             best_i, best_score, chosen = i, value, protos
     assert chosen is not None
     best = {"fg_threshold": table[best_i]["fg_threshold"], "bg_band": tuple(table[best_i]["bg_band"])}
     header = dict(chosen.header, threshold_search={"best_index": best_i, "score": best_score})
-    chosen = LPCAMPrototypes(fg=chosen.fg, bg=chosen.bg, num_classes=chosen.num_classes, channels=chosen.channels,
-                             header=header)
+    chosen = LPCAMPrototypes(
+        fg=chosen.fg, bg=chosen.bg, num_classes=chosen.num_classes, channels=chosen.channels, header=header
+    )
     return ThresholdSearch(best=best, prototypes=chosen, table=table)
 
 
 def lpcam_mean_of_cosines(features: Tensor, fg: Tensor, bg: Tensor | None) -> Tensor:
     """The literal official form for one class (reference/oracle): ``FG = mean_j cos(f, fg_j)``, and with context
     prototypes ``ReLU(FG - mean_k cos(f, bg_k))``. ``features``: ``(N, C, h, w)``; returns ``(N, h, w)``."""
+
     def mean_cos(protos: Tensor) -> Tensor:
         sims = [
             nn.functional.cosine_similarity(features, p.to(features)[None, :, None, None], dim=1, eps=COSINE_EPS)

@@ -146,9 +146,9 @@ class LPCAMPrototypes:
         """Fitted classes that keep no context prototype (their map is the FG cosine alone, without ReLU)."""
         return sorted(c for c, (nf, nb) in self.counts().items() if nf > 0 and nb == 0)
 
-    def class_vectors(self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> tuple[
-        Tensor, Tensor, Tensor
-    ]:
+    def class_vectors(
+        self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """``(vectors (K, C), has_bg (K,) bool, available (K,) bool)``: ``m_fg - m_bg`` (or ``m_fg``) per class,
         ``m`` = mean of the L2-normalised prototypes (eps 1e-8); zeros where a class has no prototypes."""
         vec = torch.zeros(self.num_classes, self.channels, dtype=torch.float64)
@@ -305,8 +305,13 @@ class LPCAMClusters:
             fg[c] = self.fg[c][keep].contiguous()
             bg[c] = self.bg[c][keep_bg].contiguous()
             counts[str(c)] = [int(fg[c].shape[0]), int(bg[c].shape[0])]
-        header = dict(self.header, fg_threshold=float(fg_threshold), bg_band=[lo, hi], fallback=bool(fallback),
-                      prototype_counts=counts)
+        header = dict(
+            self.header,
+            fg_threshold=float(fg_threshold),
+            bg_band=[lo, hi],
+            fallback=bool(fallback),
+            prototype_counts=counts,
+        )
         protos = LPCAMPrototypes(fg=fg, bg=bg, num_classes=self.num_classes, channels=self.channels, header=header)
         missing = protos.classes_without_context()
         if missing and on_no_context != "ignore":

@@ -71,8 +71,9 @@ def refuse_overwriting_inputs(out: Path, inputs: Iterable[Path], flag: str) -> N
     """Raise :class:`ConfigError` when the output ``out`` is (the same file as) one of ``inputs``."""
     for src in inputs:
         if _same_file(Path(out), Path(src)) or Path(out).absolute() == Path(src).absolute():
-            raise ConfigError(f"{flag} {out} is one of the command's inputs ({src}); it would be overwritten, "
-                              "choose another path")
+            raise ConfigError(
+                f"{flag} {out} is one of the command's inputs ({src}); it would be overwritten, choose another path"
+            )
 
 
 def write_json(path: Path, obj: Any, indent: int | None = 2) -> None:

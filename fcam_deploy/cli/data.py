@@ -28,8 +28,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     s.add_argument("--size", type=int, default=None, help="image side in pixels (default 224)")
     s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     s.add_argument("--format", choices=("png", "jpg"), default=None, help="image file format (default png)")
-    s.add_argument("--config", type=Path, default=None,
-                   help="JSON object of SynthConfig fields (design knobs); --classes/--size/--format override it")
+    s.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="JSON object of SynthConfig fields (design knobs); --classes/--size/--format override it",
+    )
     s.add_argument("--workers", type=int, default=1, help="rendering processes (default 1; output is identical)")
     s.add_argument("--overwrite", action="store_true", help="replace a dataset already in --out")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -42,8 +46,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "with --decode also decode every image and mask with the safe loaders.",
     )
     c.add_argument("--data", required=True, type=Path, help="dataset folder (holding metadata/ and images/)")
-    c.add_argument("--split", action="append", default=None,
-                   help="split to check (repeatable; default: every folder under metadata/)")
+    c.add_argument(
+        "--split",
+        action="append",
+        default=None,
+        help="split to check (repeatable; default: every folder under metadata/)",
+    )
     c.add_argument("--decode", action="store_true", help="also decode every image and mask")
     c.add_argument("--max-pixels", type=int, default=None, help="decompression-bomb limit (width*height)")
     c.set_defaults(func=_check)
@@ -84,8 +92,10 @@ def _synth(args: argparse.Namespace) -> int:
     )
     dt = time.perf_counter() - t0
     counts = ", ".join(f"{k} {v}" for k, v in summary.counts.items())
-    print(f"wrote {summary.root}: {counts} images, {summary.num_classes} classes, {cfg.size} px, "
-          f"seed {args.seed} in {dt:.1f} s")
+    print(
+        f"wrote {summary.root}: {counts} images, {summary.num_classes} classes, {cfg.size} px, "
+        f"seed {args.seed} in {dt:.1f} s"
+    )
     return 0
 
 
@@ -109,13 +119,18 @@ def _check(args: argparse.Namespace) -> int:
             for image_id in meta.image_ids:
                 img = load_image_rgb(meta.image_path(image_id), max_pixels=limit)
                 if meta.sizes and img.size != meta.sizes[image_id]:
-                    raise MetadataError(meta.metadata_dir / "image_sizes.txt", None,
-                                        f"{image_id!r} is {img.size[0]}x{img.size[1]} on disk but listed as "
-                                        f"{meta.sizes[image_id][0]}x{meta.sizes[image_id][1]}",
-                                        "write the decoded width,height")
+                    raise MetadataError(
+                        meta.metadata_dir / "image_sizes.txt",
+                        None,
+                        f"{image_id!r} is {img.size[0]}x{img.size[1]} on disk but listed as "
+                        f"{meta.sizes[image_id][0]}x{meta.sizes[image_id][1]}",
+                        "write the decoded width,height",
+                    )
                 for path in [*meta.mask_paths(image_id), meta.ignore_path(image_id)]:
                     if path is not None:
                         load_mask(path, max_pixels=limit)
-        print(f"{split}: {len(meta)} images, {meta.num_classes} classes, {n_boxes} boxes, {n_masks} masks"
-              f"{', all decoded' if args.decode else ''}: ok")
+        print(
+            f"{split}: {len(meta)} images, {meta.num_classes} classes, {n_boxes} boxes, {n_masks} masks"
+            f"{', all decoded' if args.decode else ''}: ok"
+        )
     return 0

@@ -13,8 +13,12 @@ from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("demo", help="synthesise data, train classifier + F-CAM, evaluate CAM vs F-CAM (CPU)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "demo",
+        help="synthesise data, train classifier + F-CAM, evaluate CAM vs F-CAM (CPU)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--out", type=Path, required=True, help="output folder (created)")
     p.add_argument("--quick", action="store_true", help="smoke run of every step (<= 2 min)")
     p.add_argument("--seed", type=int, help="data + training seed (default: the config's)")
@@ -28,8 +32,19 @@ def _run(args: argparse.Namespace) -> int:
 
     res = run_demo(args.out, quick=args.quick, seed=args.seed, progress=not args.no_progress, bench=not args.no_bench)
     m = res["methods"]
-    print(json.dumps({k: {kk: (round(vv, 2) if isinstance(vv, float) else vv) for kk, vv in v.items()
-                          if kk in ("MaxBoxAcc", "MaxBoxAccV2", "PxAP")} for k, v in m.items()}, indent=2))
+    print(
+        json.dumps(
+            {
+                k: {
+                    kk: (round(vv, 2) if isinstance(vv, float) else vv)
+                    for kk, vv in v.items()
+                    if kk in ("MaxBoxAcc", "MaxBoxAccV2", "PxAP")
+                }
+                for k, v in m.items()
+            },
+            indent=2,
+        )
+    )
     extra = ", bench/" if res.get("benchmark") else ""
     print(f"wrote {args.out}/report.md, results.json, model/, overlays.png{extra} in {res['timings']['total_s']:.0f} s")
     return 0

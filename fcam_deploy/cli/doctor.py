@@ -57,10 +57,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="report versions, GPUs, native libraries; verify the TensorRT leg against ONNX Runtime",
         description=__doc__.split("\n\n")[1] if __doc__ else None,
     )
-    p.add_argument("--plugins", type=Path, default=None, metavar="LIB",
-                   help=f"TensorRT plugin library to check (default: ${TRT_PLUGINS_ENV})")
-    p.add_argument("--ort-ops", type=Path, default=None, metavar="LIB",
-                   help=f"ONNX Runtime custom-op library to check (default: ${ORT_OPS_ENV})")
+    p.add_argument(
+        "--plugins",
+        type=Path,
+        default=None,
+        metavar="LIB",
+        help=f"TensorRT plugin library to check (default: ${TRT_PLUGINS_ENV})",
+    )
+    p.add_argument(
+        "--ort-ops",
+        type=Path,
+        default=None,
+        metavar="LIB",
+        help=f"ONNX Runtime custom-op library to check (default: ${ORT_OPS_ENV})",
+    )
     p.add_argument("--no-engine", action="store_true", help="skip the TensorRT engine build + parity check")
     p.add_argument("--strict", action="store_true", help="exit 1 when any leg (TensorRT, GPU, libraries) is missing")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -106,7 +116,9 @@ def collect(plugins: Path | None = None, ort_ops: Path | None = None, engine: bo
     from fcam_deploy.ops.cpu import native_cpu_available
 
     core_ok, core_where = native_cpu_available()
-    checks.append(Check("native-core", "ok" if core_ok else "fail", core_where, {"path": core_where if core_ok else None}))
+    checks.append(
+        Check("native-core", "ok" if core_ok else "fail", core_where, {"path": core_where if core_ok else None})
+    )
 
     torch, tv = _version("torch")
     gpus: list[dict[str, Any]] = []
@@ -115,17 +127,33 @@ def collect(plugins: Path | None = None, ort_ops: Path | None = None, engine: bo
     else:
         cuda_build = torch.version.cuda
         avail = bool(torch.cuda.is_available())
-        checks.append(Check("torch", "ok", f"{tv} (CUDA build {cuda_build or 'none'}; CUDA available: {avail})",
-                            {"version": tv, "cuda_build": cuda_build, "cuda_available": avail}))
+        checks.append(
+            Check(
+                "torch",
+                "ok",
+                f"{tv} (CUDA build {cuda_build or 'none'}; CUDA available: {avail})",
+                {"version": tv, "cuda_build": cuda_build, "cuda_available": avail},
+            )
+        )
         if avail:
             for i in range(torch.cuda.device_count()):
                 prop = torch.cuda.get_device_properties(i)
-                gpus.append({"index": i, "name": prop.name, "capability": f"{prop.major}.{prop.minor}",
-                             "memory_gib": round(prop.total_memory / 2**30, 1)})
+                gpus.append(
+                    {
+                        "index": i,
+                        "name": prop.name,
+                        "capability": f"{prop.major}.{prop.minor}",
+                        "memory_gib": round(prop.total_memory / 2**30, 1),
+                    }
+                )
     checks.append(
-        Check("gpus", "ok" if gpus else "missing",
-              "; ".join(f"cuda:{g['index']} {g['name']} sm_{g['capability']} {g['memory_gib']} GiB" for g in gpus)
-              or "no CUDA device visible to torch", {"devices": gpus})
+        Check(
+            "gpus",
+            "ok" if gpus else "missing",
+            "; ".join(f"cuda:{g['index']} {g['name']} sm_{g['capability']} {g['memory_gib']} GiB" for g in gpus)
+            or "no CUDA device visible to torch",
+            {"devices": gpus},
+        )
     )
 
     ort, ov = _version("onnxruntime")
@@ -133,17 +161,31 @@ def collect(plugins: Path | None = None, ort_ops: Path | None = None, engine: bo
         checks.append(Check("onnxruntime", "fail", ov))
     else:
         providers = list(ort.get_available_providers())
-        checks.append(Check("onnxruntime", "ok", f"{ov}; providers: {', '.join(providers)}",
-                            {"version": ov, "providers": providers, "device": ort.get_device()}))
+        checks.append(
+            Check(
+                "onnxruntime",
+                "ok",
+                f"{ov}; providers: {', '.join(providers)}",
+                {"version": ov, "providers": providers, "device": ort.get_device()},
+            )
+        )
 
     trt, trv = _tensorrt()
-    checks.append(Check("tensorrt", "ok" if trt is not None else "missing",
-                        trv if trt is not None else f"not usable ({trv}); the TensorRT leg cannot run here",
-                        {"version": trv if trt is not None else None}))
+    checks.append(
+        Check(
+            "tensorrt",
+            "ok" if trt is not None else "missing",
+            trv if trt is not None else f"not usable ({trv}); the TensorRT leg cannot run here",
+            {"version": trv if trt is not None else None},
+        )
+    )
 
     cb, cbv = _version("cuda.bindings")
-    checks.append(Check("cuda-python", "ok" if cb is not None else "missing",
-                        cbv if cb is not None else f"not importable ({cbv})"))
+    checks.append(
+        Check(
+            "cuda-python", "ok" if cb is not None else "missing", cbv if cb is not None else f"not importable ({cbv})"
+        )
+    )
 
     checks.append(_check_trt_plugins(plugins, trt))
     checks.append(_check_ort_ops(ort_ops, ort))
@@ -165,8 +207,11 @@ def collect(plugins: Path | None = None, ort_ops: Path | None = None, engine: bo
 def _check_trt_plugins(arg: Path | None, trt: Any | None) -> Check:
     path, source = _library_path(arg, TRT_PLUGINS_ENV)
     if path is None:
-        return Check("trt-plugins", "missing",
-                     f"no library given (--plugins or ${TRT_PLUGINS_ENV}); not searched{_built_hint('trt')}")
+        return Check(
+            "trt-plugins",
+            "missing",
+            f"no library given (--plugins or ${TRT_PLUGINS_ENV}); not searched{_built_hint('trt')}",
+        )
     info: dict[str, Any] = {"path": str(path), "source": source}
     if not path.is_file():
         return Check("trt-plugins", "fail", f"{path} (from {source}) does not exist", info)
@@ -178,11 +223,16 @@ def _check_trt_plugins(arg: Path | None, trt: Any | None) -> Check:
     info["symbols"] = symbols
     if not all(symbols.values()):
         missing = [s for s, ok in symbols.items() if not ok]
-        return Check("trt-plugins", "fail", f"{path}: loads but lacks {missing} (not a dynamic TensorRT plugin "
-                     "library)", info)
+        return Check(
+            "trt-plugins", "fail", f"{path}: loads but lacks {missing} (not a dynamic TensorRT plugin library)", info
+        )
     if trt is None:
-        return Check("trt-plugins", "ok", f"{path}: dlopen ok, exports getCreators/setLoggerFinder (TensorRT absent: "
-                     "registry load not tried)", info)
+        return Check(
+            "trt-plugins",
+            "ok",
+            f"{path}: dlopen ok, exports getCreators/setLoggerFinder (TensorRT absent: registry load not tried)",
+            info,
+        )
     try:
         import tensorrt as trt_typed  # type: ignore[import-not-found, unused-ignore]  # = trt, statically typed
 
@@ -190,8 +240,11 @@ def _check_trt_plugins(arg: Path | None, trt: Any | None) -> Check:
 
         logger = trt_typed.Logger(trt_typed.Logger.WARNING)
         load_plugin_libraries(trt, trt_typed.Runtime(logger).get_plugin_registry(), [path])
-        creators = [f"{c.name}/{c.plugin_version}/{c.plugin_namespace}"
-                    for c in trt_typed.get_plugin_registry().all_creators if c.plugin_namespace == "fcam"]
+        creators = [
+            f"{c.name}/{c.plugin_version}/{c.plugin_namespace}"
+            for c in trt_typed.get_plugin_registry().all_creators
+            if c.plugin_namespace == "fcam"
+        ]
     except Exception as exc:  # noqa: BLE001 - reported, not swallowed: it becomes a failed check
         return Check("trt-plugins", "fail", f"{path}: TensorRT registry rejected it: {exc}", info)
     info["creators"] = creators
@@ -201,8 +254,11 @@ def _check_trt_plugins(arg: Path | None, trt: Any | None) -> Check:
 def _check_ort_ops(arg: Path | None, ort: Any | None) -> Check:
     path, source = _library_path(arg, ORT_OPS_ENV)
     if path is None:
-        return Check("ort-custom-ops", "missing",
-                     f"no library given (--ort-ops or ${ORT_OPS_ENV}); not searched{_built_hint('ort')}")
+        return Check(
+            "ort-custom-ops",
+            "missing",
+            f"no library given (--ort-ops or ${ORT_OPS_ENV}); not searched{_built_hint('ort')}",
+        )
     info = {"path": str(path), "source": source}
     if not path.is_file():
         return Check("ort-custom-ops", "fail", f"{path} (from {source}) does not exist", info)
@@ -225,10 +281,13 @@ def _check_torch_extension(torch: Any | None) -> Check:
         return Check("torch-extension", "fail", f"fcam_deploy.ops failed to load: {type(exc).__name__}: {exc}")
     info = {"available": bool(status.available), "cuda_kernel": bool(status.cuda), "reason": status.reason}
     if not status.available:
-        return Check("torch-extension", "missing",
-                     f"torch.ops.fcam.cam_postprocess unavailable ({status.reason}); the NumPy reference is used", info)
-    return Check("torch-extension", "ok",
-                 f"{status.reason}; CUDA kernel: {'yes' if status.cuda else 'no'}", info)
+        return Check(
+            "torch-extension",
+            "missing",
+            f"torch.ops.fcam.cam_postprocess unavailable ({status.reason}); the NumPy reference is used",
+            info,
+        )
+    return Check("torch-extension", "ok", f"{status.reason}; CUDA kernel: {'yes' if status.cuda else 'no'}", info)
 
 
 def _built_hint(kind: str) -> str:
@@ -264,11 +323,18 @@ def _check_engine_parity() -> Check:
     exact = bool(np.array_equal(got["pred_class"], ref["pred_class"]))
     mask_mismatch = int(np.count_nonzero(got["mask"] != ref["mask"]))
     ok = exact and diffs["logits"] <= PARITY_ATOL and diffs["map"] <= PARITY_ATOL and mask_mismatch <= 2
-    info = {"max_abs_diff": diffs, "pred_class_equal": exact, "mask_mismatch_pixels": mask_mismatch,
-            "build_seconds": round(result.seconds, 2), "tensorrt_version": result.tensorrt_version}
-    detail = (f"probe engine built in {result.seconds:.1f} s; vs ORT CPU: logits {diffs['logits']:.2e}, map "
-              f"{diffs['map']:.2e} max abs diff, classes {'equal' if exact else 'DIFFER'}, {mask_mismatch} mask "
-              f"pixel(s) differ (tol {PARITY_ATOL}, <= 2 tie pixels)")
+    info = {
+        "max_abs_diff": diffs,
+        "pred_class_equal": exact,
+        "mask_mismatch_pixels": mask_mismatch,
+        "build_seconds": round(result.seconds, 2),
+        "tensorrt_version": result.tensorrt_version,
+    }
+    detail = (
+        f"probe engine built in {result.seconds:.1f} s; vs ORT CPU: logits {diffs['logits']:.2e}, map "
+        f"{diffs['map']:.2e} max abs diff, classes {'equal' if exact else 'DIFFER'}, {mask_mismatch} mask "
+        f"pixel(s) differ (tol {PARITY_ATOL}, <= 2 tie pixels)"
+    )
     return Check("tensorrt-engine", "ok" if ok else "fail", detail, info)
 
 
@@ -278,8 +344,7 @@ def _run(args: argparse.Namespace) -> int:
     missing = [c for c in checks if c.status == "missing"]
     code = 1 if failed or (args.strict and missing) else 0
     if args.json:
-        print(json.dumps({"checks": [asdict(c) for c in checks], "exit_code": code, "strict": args.strict},
-                         indent=2))
+        print(json.dumps({"checks": [asdict(c) for c in checks], "exit_code": code, "strict": args.strict}, indent=2))
     else:
         width = max(len(c.name) for c in checks)
         for c in checks:

@@ -37,9 +37,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="optimisation profile, e.g. images:1x224x224x3/4x224x224x3/8x224x224x3, or batch sizes 1/4/8",
     )
     p.add_argument("--timing-cache", type=Path, default=None, metavar="F", help="timing cache to read and update")
-    p.add_argument(
-        "--serialize-plugins", action="store_true", help="embed the --plugins libraries in the plan"
-    )
+    p.add_argument("--serialize-plugins", action="store_true", help="embed the --plugins libraries in the plan")
     p.add_argument("--workspace-mb", type=int, default=None, help="builder workspace limit in MiB")
     p.add_argument("--no-tf32", action="store_true", help="disable TF32 tactics (fp32-exact convolutions)")
     p.add_argument("--trt-verbose", action="store_true", help="TensorRT verbose log")

@@ -27,8 +27,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--data", required=True, type=Path, help="dataset root (metadata/<split>/, images/, masks/)")
     p.add_argument("--split", default="test", help="split to evaluate (default test)")
     p.add_argument("--method", default="cam", choices=_METHODS, help="localization method (default cam)")
-    p.add_argument("--classes", choices=("gt", "pred"), default="gt",
-                   help="explain the ground-truth class (GT-known, the protocol; default) or the top-1 prediction")
+    p.add_argument(
+        "--classes",
+        choices=("gt", "pred"),
+        default="gt",
+        help="explain the ground-truth class (GT-known, the protocol; default) or the top-1 prediction",
+    )
     p.add_argument("--json", required=True, type=Path, help="output JSON file")
     p.add_argument("--save-maps", type=Path, default=None, help="also save maps as <DIR>/<image_id>.npy")
     p.add_argument("--cam-curve-interval", type=float, default=0.01, help="CAM threshold step (default 0.01)")
@@ -93,14 +97,21 @@ def _run(args: argparse.Namespace) -> int:
         method_kw=method_kw,
         progress=not args.no_progress,
         input_size=(int(meta.input_size[0]), int(meta.input_size[1])),
-        run_info={"checkpoint": args.checkpoint.name, "checkpoint_sha256": _checkpoint_digest(args.checkpoint),
-                  "data": args.data.resolve().name, "split": args.split},
+        run_info={
+            "checkpoint": args.checkpoint.name,
+            "checkpoint_sha256": _checkpoint_digest(args.checkpoint),
+            "data": args.data.resolve().name,
+            "split": args.split,
+        },
     )
     res["checkpoint"] = str(args.checkpoint)
     res["split"] = args.split
     res["seconds"] = round(time.perf_counter() - t0, 3)
     write_json(args.json, res)
-    shown = {k: (round(v, 2) if isinstance(v, float) else v) for k, v in res.items()
-             if k in ("method", "MaxBoxAcc", "MaxBoxAccV2", "PxAP", "num_images")}
+    shown = {
+        k: (round(v, 2) if isinstance(v, float) else v)
+        for k, v in res.items()
+        if k in ("method", "MaxBoxAcc", "MaxBoxAccV2", "PxAP", "num_images")
+    }
     print(json.dumps(shown))
     return 0

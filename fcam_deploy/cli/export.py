@@ -28,10 +28,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--checkpoint", type=Path, default=None, help="checkpoint directory (config.json + weights)")
     p.add_argument("--out", type=Path, default=None, help="ONNX file to write (with --checkpoint)")
-    p.add_argument("--profile", type=Path, default=None,
-                   help="deploy profile TOML (export/profiles/*.toml); explicit flags override it")
-    p.add_argument("--postprocess", choices=POSTPROCESS_MODES, default=None,
-                   help="in-graph post-processing (default onnx)")
+    p.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="deploy profile TOML (export/profiles/*.toml); explicit flags override it",
+    )
+    p.add_argument(
+        "--postprocess", choices=POSTPROCESS_MODES, default=None, help="in-graph post-processing (default onnx)"
+    )
     p.add_argument(
         "--method", choices=METHODS, default=None, help="map method (default: fcam for F-CAM checkpoints, else cam)"
     )
@@ -54,17 +59,33 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     t.add_argument("--model", type=Path, default=None, help="package this .onnx / .plan instead of exporting")
     t.add_argument("--triton-name", default=None, help="model name (default: the model file's stem)")
     t.add_argument("--triton-version", type=int, default=1, help="version folder (default 1)")
-    t.add_argument("--triton-max-batch", type=int, default=None,
-                   help="max_batch_size (default 8, capped by a plan's profile; 0 for fixed-batch graphs)")
-    t.add_argument("--triton-preferred-batch", type=int, nargs="+", default=None,
-                   help="dynamic batcher's preferred sizes (default: powers of two up to the max)")
+    t.add_argument(
+        "--triton-max-batch",
+        type=int,
+        default=None,
+        help="max_batch_size (default 8, capped by a plan's profile; 0 for fixed-batch graphs)",
+    )
+    t.add_argument(
+        "--triton-preferred-batch",
+        type=int,
+        nargs="+",
+        default=None,
+        help="dynamic batcher's preferred sizes (default: powers of two up to the max)",
+    )
     t.add_argument("--triton-delay-us", type=int, default=2000, help="max queue delay in microseconds (default 2000)")
     t.add_argument("--triton-instances", type=int, default=1, help="instances per device (default 1)")
-    t.add_argument("--triton-instance-kind", choices=("KIND_CPU", "KIND_GPU", "KIND_AUTO"), default=None,
-                   help="default: KIND_CPU for ONNX, KIND_GPU for a plan")
+    t.add_argument(
+        "--triton-instance-kind",
+        choices=("KIND_CPU", "KIND_GPU", "KIND_AUTO"),
+        default=None,
+        help="default: KIND_CPU for ONNX, KIND_GPU for a plan",
+    )
     t.add_argument("--triton-gpus", type=int, nargs="+", default=None, help="GPU indices for KIND_GPU")
-    t.add_argument("--triton-ort-ops", default=None,
-                   help="custom-op ONNX graphs: path of libfcam_ort_ops.so as the Triton server sees it")
+    t.add_argument(
+        "--triton-ort-ops",
+        default=None,
+        help="custom-op ONNX graphs: path of libfcam_ort_ops.so as the Triton server sees it",
+    )
     p.set_defaults(func=_run, needs_extra="train")
 
 
@@ -126,8 +147,12 @@ def _run(args: argparse.Namespace) -> int:
                 "out": str(args.out),
                 "method": meta.method,
                 "postprocess": meta.postprocess,
-                "input": {"name": "images", "dtype": "uint8", "layout": meta.input_layout,
-                          "shape": ["N" if meta.dynamic_batch else 1, *meta.input_size, 3]},
+                "input": {
+                    "name": "images",
+                    "dtype": "uint8",
+                    "layout": meta.input_layout,
+                    "shape": ["N" if meta.dynamic_batch else 1, *meta.input_size, 3],
+                },
                 "outputs": list(meta.output_names),
                 "tau": meta.tau,
                 "opset": meta.opset,

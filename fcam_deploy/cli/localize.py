@@ -30,19 +30,32 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--engine", choices=("local", "ray"), default="local", help="where to run (default local)")
     p.add_argument("--address", default=None, help="Ray cluster to join (ray engine; default: start a local one)")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray cluster (default: all)")
-    p.add_argument("--actors", type=int, default=None,
-                   help="Localizer actors (ray; default one per CPU with --threads 1, one per GPU for GPU actors)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="ONNX Runtime threads per Localizer (default: ray 1; local the CPUs the decoders leave)")
-    p.add_argument("--decode-workers", type=int, default=1,
-                   help="local engine: threads decoding ahead of the model (default 1)")
+    p.add_argument(
+        "--actors",
+        type=int,
+        default=None,
+        help="Localizer actors (ray; default one per CPU with --threads 1, one per GPU for GPU actors)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="ONNX Runtime threads per Localizer (default: ray 1; local the CPUs the decoders leave)",
+    )
+    p.add_argument(
+        "--decode-workers", type=int, default=1, help="local engine: threads decoding ahead of the model (default 1)"
+    )
     p.add_argument("--batch-size", type=int, default=16, help="images per predict call (default 16)")
     p.add_argument("--backend", choices=("auto", "torch", "onnxruntime", "tensorrt"), default="auto")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
     p.add_argument("--plugins", type=Path, default=None, help="custom-op / plugin library for custom-op graphs")
     p.add_argument("--max-boxes", type=int, default=8, help="boxes kept per image (default 8)")
-    p.add_argument("--save-maps", type=Path, default=None,
-                   help="also save each map as DIR/<image>.npy (float32, original size, in [0, 1])")
+    p.add_argument(
+        "--save-maps",
+        type=Path,
+        default=None,
+        help="also save each map as DIR/<image>.npy (float32, original size, in [0, 1])",
+    )
     p.add_argument("--resume", action="store_true", help="continue OUT: skip images that already have a row")
     p.add_argument("--retry-errors", action="store_true", help="with --resume: localize error rows again")
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT")

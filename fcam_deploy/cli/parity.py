@@ -22,7 +22,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("model", type=Path, help=".onnx written by `fcam export`")
     p.add_argument("--data", type=Path, required=True, help="dataset folder (wsolevaluation layout)")
     p.add_argument("--json", type=Path, required=True, help="report file to write")
-    p.add_argument("--checkpoint", type=Path, default=None, help="checkpoint (default: the folder named in the model metadata, next to MODEL, if its weights digest matches)")
+    p.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        help="checkpoint (default: the folder named in the model metadata, next to MODEL, if its weights digest matches)",
+    )
     p.add_argument("--split", default="test")
     p.add_argument("--plugins", type=Path, default=None, help="libfcam_ort_ops.so for custom-op graphs")
     p.add_argument("--against", type=Path, default=None, help="second .onnx (e.g. the standard-ONNX graph)")

@@ -70,9 +70,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--method", default=None, help="map method (checkpoints only)")
     p.add_argument("--max-boxes", type=_positive_int, default=8)
     p.add_argument("--alpha", type=_alpha, default=0.5, help="heatmap opacity in the overlay, in [0, 1]")
-    p.add_argument("--max-pixels", type=_positive_int, default=DEFAULT_PREDICT_MAX_PIXELS,
-                   help=f"refuse larger images (width x height; default {DEFAULT_PREDICT_MAX_PIXELS}, about 1 GiB "
-                   "of memory)")
+    p.add_argument(
+        "--max-pixels",
+        type=_positive_int,
+        default=DEFAULT_PREDICT_MAX_PIXELS,
+        help=f"refuse larger images (width x height; default {DEFAULT_PREDICT_MAX_PIXELS}, about 1 GiB of memory)",
+    )
     p.set_defaults(func=_run)
 
 
@@ -95,8 +98,10 @@ def _load_rgb(path: Path, max_pixels: int) -> Any:
         try:
             with Image.open(path) as im:
                 if im.width * im.height > max_pixels:
-                    raise ImageError(f"{path}: {im.width}x{im.height} pixels exceeds the limit of {max_pixels} "
-                                     "(fix: downscale the image or raise --max-pixels)")
+                    raise ImageError(
+                        f"{path}: {im.width}x{im.height} pixels exceeds the limit of {max_pixels} "
+                        "(fix: downscale the image or raise --max-pixels)"
+                    )
                 img = im.convert("RGB")
         except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
             raise ImageError(f"{path}: cannot read image ({exc})") from exc
@@ -207,13 +212,25 @@ def _run(args: argparse.Namespace) -> int:
                     f"{args.model}: the model produced non-finite scores (NaN/inf) for {path}; its weights are "
                     "corrupt or it was exported from a diverged run (fix: re-export a good checkpoint)"
                 )
-            record = {"image": str(path), **pred.to_dict(), "providers": list(loc.providers),
-                      "fell_back_to_cpu": loc.fell_back_to_cpu, "method": loc.metadata.method}
+            record = {
+                "image": str(path),
+                **pred.to_dict(),
+                "providers": list(loc.providers),
+                "fell_back_to_cpu": loc.fell_back_to_cpu,
+                "method": loc.metadata.method,
+            }
             text = json.dumps(record, indent=2, allow_nan=False) + "\n"
             boxes, caption = pred.boxes, f"{pred.class_name} {pred.score:.2f}"
             blend_map(rgb, pred.map, args.alpha, out=rgb)  # in place: no second full-size image
-            summary.append({"image": str(path), "class": pred.class_name, "score": round(pred.score, 4),
-                            "boxes": [list(b) for b in boxes], "out": name})
+            summary.append(
+                {
+                    "image": str(path),
+                    "class": pred.class_name,
+                    "score": round(pred.score, 4),
+                    "boxes": [list(b) for b in boxes],
+                    "out": name,
+                }
+            )
             del pred  # the full-size map and mask are not needed for the PNG
             _save_overlay(rgb, boxes, caption, path, args.out / f"{name}.png")
             del rgb

@@ -48,6 +48,16 @@ def _run(args: argparse.Namespace) -> int:
     batch = 8 if meta.dynamic_batch else 1
     batches, ids, _ = load_split_batches(args.data, args.split, meta.input_size, batch_size=batch, limit=args.images)
     out_meta = quantize_int8(args.model, args.out, batches, method=args.method)
-    print(json.dumps({"out": str(args.out), "precision": "int8", "calibration_images": len(ids),
-                      "calibration_split": args.split, "method": args.method, "input_size": list(out_meta.input_size)}))
+    print(
+        json.dumps(
+            {
+                "out": str(args.out),
+                "precision": "int8",
+                "calibration_images": len(ids),
+                "calibration_split": args.split,
+                "method": args.method,
+                "input_size": list(out_meta.input_size),
+            }
+        )
+    )
     return 0

@@ -129,8 +129,9 @@ def _run(args: argparse.Namespace) -> int:
             raise InputError(f"{args.predictions}: no prediction for image {missing[0]!r} ({len(missing)} missing)")
         predictions = {i: (meta.labels[i], preds[i]) for i in meta.image_ids}
     if meta.masks and mroot is None:
-        print("fcam score: note: the metadata lists masks but no --masks root was given: PxAP is skipped",
-              file=sys.stderr)
+        print(
+            "fcam score: note: the metadata lists masks but no --masks root was given: PxAP is skipped", file=sys.stderr
+        )
     res = evaluate_maps(
         lambda image_id: load_map(args.maps, image_id, sha256=digests.get(image_id)),
         meta,
@@ -142,7 +143,10 @@ def _run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     write_json_atomic(args.json, res)
-    shown = {k: (round(v, 2) if isinstance(v, float) else v) for k, v in res.items() if k in
-             ("MaxBoxAcc", "MaxBoxAccV2", "PxAP", "num_images")}
+    shown = {
+        k: (round(v, 2) if isinstance(v, float) else v)
+        for k, v in res.items()
+        if k in ("MaxBoxAcc", "MaxBoxAccV2", "PxAP", "num_images")
+    }
     print(json.dumps(shown))
     return 0

@@ -33,21 +33,33 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--replicas", type=int, default=1, help="Localizer replicas (default 1)")
     p.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads (= CPUs reserved) per replica")
     p.add_argument("--max-batch", type=int, default=8, help="most images per predict call (default 8)")
-    p.add_argument("--batch-wait-ms", type=float, default=5.0,
-                   help="how long a batch waits to fill after its first request (default 5 ms)")
+    p.add_argument(
+        "--batch-wait-ms",
+        type=float,
+        default=5.0,
+        help="how long a batch waits to fill after its first request (default 5 ms)",
+    )
     p.add_argument("--max-body-mb", type=float, default=16.0, help="largest request body in MiB (default 16)")
     p.add_argument("--max-pixels", type=int, default=25_000_000, help="largest image, width x height (default 25e6)")
     p.add_argument("--max-ongoing", type=int, default=64, help="requests one replica holds at once (default 64)")
-    p.add_argument("--graceful-shutdown-s", type=float, default=20.0,
-                   help="how long shutdown waits for in-flight requests (default 20 s)")
+    p.add_argument(
+        "--graceful-shutdown-s",
+        type=float,
+        default=20.0,
+        help="how long shutdown waits for in-flight requests (default 20 s)",
+    )
     p.add_argument("--backend", choices=("auto", "torch", "onnxruntime", "tensorrt"), default="auto")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
     p.add_argument("--plugins", type=Path, default=None, help="custom-op / plugin library for custom-op graphs")
     p.add_argument("--max-boxes", type=int, default=8, help="boxes kept per image (default 8)")
     p.add_argument("--address", default=None, help="Ray cluster to join (default: start a local one)")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray cluster (default: all)")
-    p.add_argument("--metrics-port", type=int, default=None,
-                   help="port of Ray's Prometheus metrics endpoint (local cluster; default: Ray picks one)")
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="port of Ray's Prometheus metrics endpoint (local cluster; default: Ray picks one)",
+    )
     p.set_defaults(func=_run, needs_extra="scale")
 
 
@@ -91,10 +103,22 @@ def _run(args: argparse.Namespace) -> int:
         # installed once Ray runs: ray.init puts its own fatal-signal handler on SIGTERM, which this replaces
         for s in (signal.SIGINT, signal.SIGTERM):
             previous[s] = signal.signal(s, _on_signal)
-        print(json.dumps({"url": server.url, "routes": {"predict": f"POST {server.url}/predict",
-                                                        "health": f"GET {server.url}/healthz",
-                                                        "ready": f"GET {server.url}/readyz"},
-                          "replicas": cfg.replicas, "threads": cfg.threads, "max_batch": cfg.max_batch}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "url": server.url,
+                    "routes": {
+                        "predict": f"POST {server.url}/predict",
+                        "health": f"GET {server.url}/healthz",
+                        "ready": f"GET {server.url}/readyz",
+                    },
+                    "replicas": cfg.replicas,
+                    "threads": cfg.threads,
+                    "max_batch": cfg.max_batch,
+                }
+            ),
+            flush=True,
+        )
 
     try:
         serve_forever(cfg, stop, on_ready=_ready)

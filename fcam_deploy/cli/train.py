@@ -21,17 +21,27 @@ from fcam_deploy.errors import ConfigError
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("train", help="train a CAM classifier (stage 1) or an F-CAM decoder (stage 2)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "train",
+        help="train a CAM classifier (stage 1) or an F-CAM decoder (stage 2)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     st = p.add_subparsers(dest="stage", metavar="STAGE", required=True)
 
     def common(q: argparse.ArgumentParser, default_cfg: str) -> None:
         q.add_argument("--data", type=Path, required=True, help="dataset folder (wsolevaluation layout)")
         q.add_argument("--out", type=Path, required=True, help="run folder (created)")
-        q.add_argument("--config", default=default_cfg,
-                       help=f"built-in config name or JSON path (default {default_cfg})")
-        q.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
-                       help="override a config value, e.g. --set epochs=3 --set 'crf={\"lam\": 4e-9}'")
+        q.add_argument(
+            "--config", default=default_cfg, help=f"built-in config name or JSON path (default {default_cfg})"
+        )
+        q.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="KEY=JSON",
+            help="override a config value, e.g. --set epochs=3 --set 'crf={\"lam\": 4e-9}'",
+        )
         q.add_argument("--epochs", type=int, help="shortcut for --set epochs=N")
         q.add_argument("--batch-size", type=int, help="shortcut for --set batch_size=N (global batch)")
         q.add_argument("--seed", type=int, help="shortcut for --set seed=N")
@@ -70,19 +80,39 @@ def _overrides(args: argparse.Namespace, extra: dict[str, Any]) -> dict[str, Any
 
 
 def _report(res: Any) -> int:
-    print(json.dumps({"best": str(res.best_dir), "last": str(res.last_dir), "best_epoch": res.best_epoch,
-                      "best_val": res.best_metrics, "steps": res.steps, "seconds": round(res.seconds, 1)}, indent=2))
+    print(
+        json.dumps(
+            {
+                "best": str(res.best_dir),
+                "last": str(res.last_dir),
+                "best_epoch": res.best_epoch,
+                "best_val": res.best_metrics,
+                "steps": res.steps,
+                "seconds": round(res.seconds, 1),
+            },
+            indent=2,
+        )
+    )
     return 0
 
 
 def _run_classifier(args: argparse.Namespace) -> int:
     from fcam_deploy.train import load_train_config, train_classifier
 
-    cfg = load_train_config("classifier", args.config,
-                            _overrides(args, {"arch": args.arch, "input_size": args.input_size}))
-    res = train_classifier(cfg, args.data, args.out, pretrained=args.pretrained, resume=args.resume,
-                           progress=not args.no_progress, save_every_steps=args.save_every_steps,
-                           device=args.device, num_workers=args.workers)
+    cfg = load_train_config(
+        "classifier", args.config, _overrides(args, {"arch": args.arch, "input_size": args.input_size})
+    )
+    res = train_classifier(
+        cfg,
+        args.data,
+        args.out,
+        pretrained=args.pretrained,
+        resume=args.resume,
+        progress=not args.no_progress,
+        save_every_steps=args.save_every_steps,
+        device=args.device,
+        num_workers=args.workers,
+    )
     return _report(res)
 
 
@@ -90,6 +120,15 @@ def _run_fcam(args: argparse.Namespace) -> int:
     from fcam_deploy.train import load_train_config, train_fcam
 
     cfg = load_train_config("fcam", args.config, _overrides(args, {}))
-    res = train_fcam(cfg, args.classifier, args.data, args.out, resume=args.resume, progress=not args.no_progress,
-                     save_every_steps=args.save_every_steps, device=args.device, num_workers=args.workers)
+    res = train_fcam(
+        cfg,
+        args.classifier,
+        args.data,
+        args.out,
+        resume=args.resume,
+        progress=not args.no_progress,
+        save_every_steps=args.save_every_steps,
+        device=args.device,
+        num_workers=args.workers,
+    )
     return _report(res)

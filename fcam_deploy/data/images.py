@@ -71,8 +71,9 @@ def _open_checked(path: str | Path, max_pixels: int, data: bytes | None = None) 
     except Image.DecompressionBombError as exc:
         raise ImageError(f"{p}: refused as a decompression bomb ({exc}) (fix: downscale the image)") from None
     except UnidentifiedImageError:
-        raise ImageError(f"{p}: not a readable image (corrupt file or unsupported format) "
-                         f"(fix: re-encode it as PNG or JPEG)") from None
+        raise ImageError(
+            f"{p}: not a readable image (corrupt file or unsupported format) (fix: re-encode it as PNG or JPEG)"
+        ) from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"{p}: cannot open image: {exc} (fix: re-encode it as PNG or JPEG)") from None
     try:

@@ -140,7 +140,9 @@ def _read_lines(path: Path, *, required: bool = True) -> list[str] | None:
     for i, line in enumerate(lines, 1):
         if "\r" in line:
             raise MetadataError(
-                path, i, "CR character (Windows CRLF line ending?)",
+                path,
+                i,
+                "CR character (Windows CRLF line ending?)",
                 "convert the file to Unix line endings, e.g. `sed -i 's/\\r$//' FILE`",
             )
         if line.strip() == "":
@@ -158,12 +160,16 @@ def _check_relpath(path: Path, line: int, rel: str, what: str) -> None:
         raise MetadataError(path, line, f"{what} {rel!r} contains a backslash", "use '/' as the path separator")
     if rel.startswith("/") or _WINDOWS_DRIVE.match(rel):
         raise MetadataError(
-            path, line, f"{what} {rel!r} is an absolute path (it would escape the dataset root)",
+            path,
+            line,
+            f"{what} {rel!r} is an absolute path (it would escape the dataset root)",
             "make it relative to the dataset root",
         )
     if ".." in PurePosixPath(rel).parts:
         raise MetadataError(
-            path, line, f"{what} {rel!r} contains '..' (it would escape the dataset root)",
+            path,
+            line,
+            f"{what} {rel!r} contains '..' (it would escape the dataset root)",
             "make it a path inside the dataset root",
         )
 
@@ -173,14 +179,18 @@ def _check_inside(path: Path, line: int, root: Path, rel: str, what: str) -> Pat
     full = root / rel
     if not full.is_file():
         raise MetadataError(
-            path, line, f"{what} not found: {full}",
+            path,
+            line,
+            f"{what} not found: {full}",
             f"put the file there, or pass the right root folder (now {root})",
         )
     try:
         full.resolve().relative_to(root.resolve())
     except ValueError:
         raise MetadataError(
-            path, line, f"{what} {rel!r} resolves outside the root {root} (symlink?)",
+            path,
+            line,
+            f"{what} {rel!r} resolves outside the root {root} (symlink?)",
             "keep the files inside the dataset root",
         ) from None
     return full
@@ -203,8 +213,12 @@ def _read_class_names(metadata_dir: Path) -> tuple[list[str] | None, Path | None
             seen: dict[str, int] = {}
             for i, name in enumerate(lines, 1):
                 if name in seen:
-                    raise MetadataError(candidate, i, f"duplicate class name {name!r} (first on line {seen[name]})",
-                                        "give every class a unique name")
+                    raise MetadataError(
+                        candidate,
+                        i,
+                        f"duplicate class name {name!r} (first on line {seen[name]})",
+                        "give every class a unique name",
+                    )
                 seen[name] = i
             if not lines:
                 raise MetadataError(candidate, None, "file is empty", "one class name per line, index = label")
@@ -226,7 +240,9 @@ def _parse_mask_lines(
         parts = line.split(",")
         if len(parts) != 3:
             raise MetadataError(
-                path, i, f"expected 3 comma-separated fields <image_id>,<mask>,<ignore or empty>, got {len(parts)}",
+                path,
+                i,
+                f"expected 3 comma-separated fields <image_id>,<mask>,<ignore or empty>, got {len(parts)}",
                 "write one line per instance mask: id,mask_path,ignore_path (ignore may be empty)",
             )
         image_id, mask, ign = parts
@@ -238,12 +254,18 @@ def _parse_mask_lines(
         first = image_id not in masks
         if not first and ign:
             raise MetadataError(
-                path, i, f"ignore mask given on a later line of {image_id!r}; only the image's first line may name it",
+                path,
+                i,
+                f"ignore mask given on a later line of {image_id!r}; only the image's first line may name it",
                 "move the ignore path to the image's first mask line and leave this field empty",
             )
         if (image_id, mask) in seen_masks:
-            raise MetadataError(path, i, f"duplicate mask {mask!r} for {image_id!r} (first on line "
-                                f"{seen_masks[(image_id, mask)]})", "list each instance mask once")
+            raise MetadataError(
+                path,
+                i,
+                f"duplicate mask {mask!r} for {image_id!r} (first on line {seen_masks[(image_id, mask)]})",
+                "list each instance mask once",
+            )
         seen_masks[(image_id, mask)] = i
         if check_files and mask_root is not None:
             _check_inside(path, i, mask_root, mask, "mask")
@@ -266,7 +288,9 @@ def _parse_box_lines(
         parts = line.split(",")
         if len(parts) != 5:
             raise MetadataError(
-                path, i, f"expected 5 comma-separated fields <image_id>,<x0>,<y0>,<x1>,<y1>, got {len(parts)}",
+                path,
+                i,
+                f"expected 5 comma-separated fields <image_id>,<x0>,<y0>,<x1>,<y1>, got {len(parts)}",
                 "write one box per line as id,x0,y0,x1,y1",
             )
         image_id = parts[0]
@@ -274,16 +298,23 @@ def _parse_box_lines(
             raise MetadataError(path, i, f"image id {image_id!r} is not in {IMAGE_IDS}", "list it there or drop it")
         x0, y0, x1, y1 = (_int(path, i, v, "coordinate") for v in parts[1:])
         if min(x0, y0, x1, y1) < 0:
-            raise MetadataError(path, i, f"box {(x0, y0, x1, y1)} has a negative coordinate",
-                                "coordinates are pixel indices >= 0")
+            raise MetadataError(
+                path, i, f"box {(x0, y0, x1, y1)} has a negative coordinate", "coordinates are pixel indices >= 0"
+            )
         if x0 > x1 or y0 > y1:
-            raise MetadataError(path, i, f"box {(x0, y0, x1, y1)} has x0 > x1 or y0 > y1",
-                                "write boxes as x0,y0,x1,y1 with x0 <= x1 and y0 <= y1")
+            raise MetadataError(
+                path,
+                i,
+                f"box {(x0, y0, x1, y1)} has x0 > x1 or y0 > y1",
+                "write boxes as x0,y0,x1,y1 with x0 <= x1 and y0 <= y1",
+            )
         if image_id in sizes:
             w, h = sizes[image_id]
             if x1 > w - 1 or y1 > h - 1:
                 raise MetadataError(
-                    path, i, f"box {(x0, y0, x1, y1)} lies outside the {w}x{h} image of {image_id!r}",
+                    path,
+                    i,
+                    f"box {(x0, y0, x1, y1)} lies outside the {w}x{h} image of {image_id!r}",
                     f"clip it to 0 <= x <= {w - 1}, 0 <= y <= {h - 1} (inclusive coordinates) or fix {IMAGE_SIZES}",
                 )
         boxes.setdefault(image_id, []).append((x0, y0, x1, y1))
@@ -337,12 +368,20 @@ def load_metadata(
     index: dict[str, int] = {}
     for i, image_id in enumerate(ids, 1):
         if "," in image_id:
-            raise MetadataError(ids_path, i, f"image id {image_id!r} contains a comma",
-                                "rename the file: commas separate fields in the other metadata files")
+            raise MetadataError(
+                ids_path,
+                i,
+                f"image id {image_id!r} contains a comma",
+                "rename the file: commas separate fields in the other metadata files",
+            )
         _check_relpath(ids_path, i, image_id, "image id")
         if image_id in index:
-            raise MetadataError(ids_path, i, f"duplicate image id {image_id!r} (first on line {index[image_id]})",
-                                "list every image once")
+            raise MetadataError(
+                ids_path,
+                i,
+                f"duplicate image id {image_id!r} (first on line {index[image_id]})",
+                "list every image once",
+            )
         index[image_id] = i
         if check_files:
             _check_inside(ids_path, i, iroot, image_id, "image")
@@ -353,9 +392,12 @@ def load_metadata(
         if num_classes < 1:
             raise MetadataError(mdir, None, f"num_classes={num_classes} must be >= 1", "pass a positive count")
         if class_names is not None and len(class_names) != num_classes:
-            raise MetadataError(names_path or mdir, None,
-                                f"{len(class_names)} class names but num_classes={num_classes}",
-                                "make them agree")
+            raise MetadataError(
+                names_path or mdir,
+                None,
+                f"{len(class_names)} class names but num_classes={num_classes}",
+                "make them agree",
+            )
     limit = num_classes if num_classes is not None else (len(class_names) if class_names is not None else None)
 
     # class_labels.txt
@@ -367,26 +409,40 @@ def load_metadata(
     for i, line in enumerate(lab_lines, 1):
         parts = line.split(",")
         if len(parts) != 2:
-            raise MetadataError(lab_path, i, f"expected 2 comma-separated fields <image_id>,<label>, got {len(parts)}",
-                                "write id,label")
+            raise MetadataError(
+                lab_path, i, f"expected 2 comma-separated fields <image_id>,<label>, got {len(parts)}", "write id,label"
+            )
         image_id, text = parts
         if image_id not in index:
-            raise MetadataError(lab_path, i, f"image id {image_id!r} is not in {IMAGE_IDS}",
-                                "make the ids agree between the files")
+            raise MetadataError(
+                lab_path, i, f"image id {image_id!r} is not in {IMAGE_IDS}", "make the ids agree between the files"
+            )
         if image_id in labels:
-            raise MetadataError(lab_path, i, f"duplicate label line for {image_id!r} (first on line "
-                                f"{label_line[image_id]})", "give every image exactly one label")
+            raise MetadataError(
+                lab_path,
+                i,
+                f"duplicate label line for {image_id!r} (first on line {label_line[image_id]})",
+                "give every image exactly one label",
+            )
         label = _int(lab_path, i, text, "label")
         if label < 0 or (limit is not None and label >= limit):
             bound = f"[0, {limit})" if limit is not None else ">= 0"
-            raise MetadataError(lab_path, i, f"label {label} out of range {bound}",
-                                "fix the label or the class list (class_names.txt / num_classes)")
+            raise MetadataError(
+                lab_path,
+                i,
+                f"label {label} out of range {bound}",
+                "fix the label or the class list (class_names.txt / num_classes)",
+            )
         labels[image_id] = label
         label_line[image_id] = i
     missing = [k for k in ids if k not in labels]
     if missing:
-        raise MetadataError(lab_path, None, f"no label for {len(missing)} image(s), first {missing[0]!r} "
-                            f"({IMAGE_IDS} line {index[missing[0]]})", "give every image exactly one label")
+        raise MetadataError(
+            lab_path,
+            None,
+            f"no label for {len(missing)} image(s), first {missing[0]!r} ({IMAGE_IDS} line {index[missing[0]]})",
+            "give every image exactly one label",
+        )
     n_classes = limit if limit is not None else max(labels.values()) + 1
 
     # image_sizes.txt (may be empty)
@@ -398,15 +454,24 @@ def load_metadata(
     for i, line in enumerate(size_lines, 1):
         parts = line.split(",")
         if len(parts) != 3:
-            raise MetadataError(size_path, i, f"expected 3 comma-separated fields <image_id>,<width>,<height>, "
-                                f"got {len(parts)}", "write id,width,height")
+            raise MetadataError(
+                size_path,
+                i,
+                f"expected 3 comma-separated fields <image_id>,<width>,<height>, got {len(parts)}",
+                "write id,width,height",
+            )
         image_id = parts[0]
         if image_id not in index:
-            raise MetadataError(size_path, i, f"image id {image_id!r} is not in {IMAGE_IDS}",
-                                "make the ids agree between the files")
+            raise MetadataError(
+                size_path, i, f"image id {image_id!r} is not in {IMAGE_IDS}", "make the ids agree between the files"
+            )
         if image_id in sizes:
-            raise MetadataError(size_path, i, f"duplicate size line for {image_id!r} (first on line "
-                                f"{size_line[image_id]})", "give every image one size")
+            raise MetadataError(
+                size_path,
+                i,
+                f"duplicate size line for {image_id!r} (first on line {size_line[image_id]})",
+                "give every image one size",
+            )
         w = _int(size_path, i, parts[1], "width")
         h = _int(size_path, i, parts[2], "height")
         if w < 1 or h < 1:
@@ -416,9 +481,12 @@ def load_metadata(
     if sizes:
         missing = [k for k in ids if k not in sizes]
         if missing:
-            raise MetadataError(size_path, None, f"no size for {len(missing)} image(s), first {missing[0]!r} "
-                                f"({IMAGE_IDS} line {index[missing[0]]})",
-                                "give every image a size, or leave the file empty")
+            raise MetadataError(
+                size_path,
+                None,
+                f"no size for {len(missing)} image(s), first {missing[0]!r} ({IMAGE_IDS} line {index[missing[0]]})",
+                "give every image a size, or leave the file empty",
+            )
 
     # localization.txt (boxes or masks), optional localization_masks.txt (masks)
     loc_path = mdir / LOCALIZATION
@@ -432,34 +500,53 @@ def load_metadata(
         if n_fields == 5:
             for i, line in enumerate(loc_lines, 1):
                 if line.count(",") + 1 == 3:
-                    raise MetadataError(loc_path, i, "mask line in a file of box lines (line 1 is a box)",
-                                        "use one format per file")
+                    raise MetadataError(
+                        loc_path, i, "mask line in a file of box lines (line 1 is a box)", "use one format per file"
+                    )
             boxes = _parse_box_lines(loc_path, loc_lines, index, sizes)
             if not sizes:
-                raise MetadataError(size_path, None, "empty, but localization.txt has boxes (boxes need sizes)",
-                                    "write id,width,height for every image")
+                raise MetadataError(
+                    size_path,
+                    None,
+                    "empty, but localization.txt has boxes (boxes need sizes)",
+                    "write id,width,height for every image",
+                )
         elif n_fields == 3:
             for i, line in enumerate(loc_lines, 1):
                 if line.count(",") + 1 == 5:
-                    raise MetadataError(loc_path, i, "box line in a file of mask lines (line 1 is a mask)",
-                                        "use one format per file")
+                    raise MetadataError(
+                        loc_path, i, "box line in a file of mask lines (line 1 is a mask)", "use one format per file"
+                    )
             masks, ignore = _parse_mask_lines(loc_path, loc_lines, index, mroot, check_files)
         else:
-            raise MetadataError(loc_path, 1, f"expected 5 fields (box) or 3 fields (mask), got {n_fields}",
-                                "write id,x0,y0,x1,y1 or id,mask,ignore")
+            raise MetadataError(
+                loc_path,
+                1,
+                f"expected 5 fields (box) or 3 fields (mask), got {n_fields}",
+                "write id,x0,y0,x1,y1 or id,mask,ignore",
+            )
     extra_path = mdir / LOCALIZATION_MASKS
     extra = _read_lines(extra_path, required=False)
     if extra:
         if masks:
-            raise MetadataError(extra_path, None, f"masks given twice ({LOCALIZATION} already lists masks)",
-                                "keep one of the two mask files")
+            raise MetadataError(
+                extra_path,
+                None,
+                f"masks given twice ({LOCALIZATION} already lists masks)",
+                "keep one of the two mask files",
+            )
         masks, ignore = _parse_mask_lines(extra_path, extra, index, mroot, check_files)
     for kind, table, src in (("box", boxes, loc_path), ("mask", masks, extra_path if extra else loc_path)):
         if table:
             missing = [k for k in ids if k not in table]
             if missing:
-                raise MetadataError(src, None, f"no {kind} for {len(missing)} image(s), first {missing[0]!r} "
-                                    f"({IMAGE_IDS} line {index[missing[0]]})", f"give every image at least one {kind}")
+                raise MetadataError(
+                    src,
+                    None,
+                    f"no {kind} for {len(missing)} image(s), first {missing[0]!r} "
+                    f"({IMAGE_IDS} line {index[missing[0]]})",
+                    f"give every image at least one {kind}",
+                )
 
     return WSOLMetadata(
         image_ids=list(ids),
@@ -482,9 +569,15 @@ def open_dataset(root: str | Path, split: str, *, check_files: bool = True) -> W
     base = Path(root)
     mdir = base / "metadata" / split
     if not mdir.is_dir():
-        have = sorted(p.name for p in (base / "metadata").iterdir() if p.is_dir()) if (base / "metadata").is_dir() else []
-        raise MetadataError(mdir, None, f"split {split!r} not found (splits here: {have or 'none'})",
-                            "pass an existing split, or create the dataset with `fcam data synth --out DIR`")
+        have = (
+            sorted(p.name for p in (base / "metadata").iterdir() if p.is_dir()) if (base / "metadata").is_dir() else []
+        )
+        raise MetadataError(
+            mdir,
+            None,
+            f"split {split!r} not found (splits here: {have or 'none'})",
+            "pass an existing split, or create the dataset with `fcam data synth --out DIR`",
+        )
     masks = base / "masks"
     return load_metadata(mdir, base / "images", masks if masks.is_dir() else None, check_files=check_files)
 

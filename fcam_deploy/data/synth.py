@@ -84,7 +84,16 @@ __all__ = [
 
 #: Head patterns, in label order (label k uses ``PATTERNS[k]``).
 PATTERNS: tuple[str, ...] = (
-    "dot", "ring", "bar", "eyes", "plus", "cap", "triangle", "stripes", "three_dots", "dark",
+    "dot",
+    "ring",
+    "bar",
+    "eyes",
+    "plus",
+    "cap",
+    "triangle",
+    "stripes",
+    "three_dots",
+    "dark",
 )
 
 #: Split names written by :func:`generate_synthetic`, in seeding order.
@@ -200,8 +209,13 @@ class SynthConfig:
             if not 0.01 <= v <= 0.6:
                 raise ConfigError(f"SynthConfig.{name}={v!r}: need a value in [0.01, 0.6]")
         for name in (
-            "body_hue_class_corr", "two_instance_prob", "stripe_prob", "distractor_gray_prob", "spot_darkness",
-            "pattern_darkness", "body_texture",
+            "body_hue_class_corr",
+            "two_instance_prob",
+            "stripe_prob",
+            "distractor_gray_prob",
+            "spot_darkness",
+            "pattern_darkness",
+            "body_texture",
         ):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
@@ -298,9 +312,7 @@ def _fill_poly(canvas: NDArray[np.uint8], xy: NDArray[np.float64]) -> None:
 def _fill_circle(canvas: NDArray[np.uint8], cx: float, cy: float, r: float) -> None:
     import cv2
 
-    cv2.circle(
-        canvas, (round(cx * _SCALE), round(cy * _SCALE)), max(1, round(r * _SCALE)), 1, -1, cv2.LINE_8, _SHIFT
-    )
+    cv2.circle(canvas, (round(cx * _SCALE), round(cy * _SCALE)), max(1, round(r * _SCALE)), 1, -1, cv2.LINE_8, _SHIFT)
 
 
 def _ellipse_poly(cx: float, cy: float, a: float, b: float, theta: float, n: int = 64) -> NDArray[np.float64]:
@@ -356,8 +368,13 @@ def _draw_pattern(canvas: NDArray[np.uint8], name: str, loc: _Local, r: float) -
         p = loc([(0.0, 0.0)])[0]
         thick = max(1, round(0.25 * r))
         cv2.circle(
-            canvas, (round(p[0] * _SCALE), round(p[1] * _SCALE)), max(1, round(0.6 * r * _SCALE)), 1, thick,
-            cv2.LINE_8, _SHIFT,
+            canvas,
+            (round(p[0] * _SCALE), round(p[1] * _SCALE)),
+            max(1, round(0.6 * r * _SCALE)),
+            1,
+            thick,
+            cv2.LINE_8,
+            _SHIFT,
         )
     elif name == "bar":  # one bar across the object's axis
         _fill_poly(canvas, loc(_rect(-t, t, -0.85 * r, 0.85 * r)))
@@ -476,9 +493,7 @@ def _hue_far_from(rng: np.random.Generator, hue: float, gap: float) -> float:
     return (hue + gap + rng.uniform(0.0, span)) % 360.0
 
 
-def _draw_distractors(
-    rng: np.random.Generator, cfg: SynthConfig, img: NDArray[np.float32], body_hue: float
-) -> None:
+def _draw_distractors(rng: np.random.Generator, cfg: SynthConfig, img: NDArray[np.float32], body_hue: float) -> None:
     """Paint 2-5 flat shapes (discs, boxes, ellipses, triangles) onto ``img`` in place."""
     import cv2
 
@@ -488,16 +503,24 @@ def _draw_distractors(
         if rng.uniform() < cfg.distractor_gray_prob:
             col = _hsv_rgb(rng.uniform(0, 360), rng.uniform(*cfg.bg_saturation), rng.uniform(0.1, 0.95))
         else:
-            col = _hsv_rgb(_hue_far_from(rng, body_hue, cfg.distractor_hue_gap), rng.uniform(0.4, 0.9),
-                           rng.uniform(0.3, 0.9))
+            col = _hsv_rgb(
+                _hue_far_from(rng, body_hue, cfg.distractor_hue_gap), rng.uniform(0.4, 0.9), rng.uniform(0.3, 0.9)
+            )
         colour = tuple(float(c) for c in col)
         rad = rng.uniform(*cfg.distractor_radius) * size
         cx, cy = rng.uniform(-0.1, 1.1) * size, rng.uniform(-0.1, 1.1) * size
         ang = rng.uniform(0, 2 * math.pi)
         kind = int(rng.integers(0, 4))
         if kind == 0:
-            cv2.circle(img, (round(cx * _SCALE), round(cy * _SCALE)), max(1, round(rad * _SCALE)), colour, -1,
-                       cv2.LINE_8, _SHIFT)
+            cv2.circle(
+                img,
+                (round(cx * _SCALE), round(cy * _SCALE)),
+                max(1, round(rad * _SCALE)),
+                colour,
+                -1,
+                cv2.LINE_8,
+                _SHIFT,
+            )
             continue
         if kind == 1:
             poly = _Local(cx, cy, ang)(_rect(-rad, rad, -0.7 * rad, 0.7 * rad))
@@ -607,7 +630,8 @@ def render_sample(config: SynthConfig, label: int, rng: np.random.Generator) -> 
     # object colour = body colour x texture x (spot or pattern darkening)
     tex = 1.0 + np.float32(config.body_texture) * np.clip(_smooth_field(rng, size, 4, 1), -2.5, 2.5)
     factor = np.where(
-        pat_all.astype(bool), np.float32(config.pattern_darkness),
+        pat_all.astype(bool),
+        np.float32(config.pattern_darkness),
         np.where(spot_all.astype(bool), np.float32(config.spot_darkness), np.float32(1.0)),
     )[:, :, None]
     colour = body_rgb[None, None, :] * (tex * factor)
@@ -626,8 +650,9 @@ def render_sample(config: SynthConfig, label: int, rng: np.random.Generator) -> 
         ys = np.flatnonzero(inst.any(axis=1))
         xs = np.flatnonzero(inst.any(axis=0))
         boxes.append((int(xs[0]), int(ys[0]), int(xs[-1]), int(ys[-1])))
-    return SynthSample(image=out, instance_masks=instance_masks, head_mask=head_all.astype(bool), boxes=boxes,
-                       label=label)
+    return SynthSample(
+        image=out, instance_masks=instance_masks, head_mask=head_all.astype(bool), boxes=boxes, label=label
+    )
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -807,5 +832,6 @@ def generate_synthetic(
         "config": cfg.to_json_dict(),
     }
     (root / "metadata" / "synth_config.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
-    return SynthSummary(root=root, counts={k: int(v) for k, v in cnt.items()}, num_classes=cfg.num_classes,
-                        instances=instances)
+    return SynthSummary(
+        root=root, counts={k: int(v) for k, v in cnt.items()}, num_classes=cfg.num_classes, instances=instances
+    )

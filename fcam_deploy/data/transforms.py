@@ -72,8 +72,10 @@ def resize_to_tensor(img: PILImage.Image, side: int) -> torch.Tensor:
     from torchvision.transforms.v2 import functional as F
 
     if getattr(img, "mode", None) != "RGB":
-        raise InputError(f"expected an RGB PIL image, got {type(img).__name__} mode {getattr(img, 'mode', None)!r} "
-                         f"(fix: load it with fcam_deploy.data.load_image_rgb)")
+        raise InputError(
+            f"expected an RGB PIL image, got {type(img).__name__} mode {getattr(img, 'mode', None)!r} "
+            f"(fix: load it with fcam_deploy.data.load_image_rgb)"
+        )
     resized = F.resize(img, [side, side], interpolation=InterpolationMode.BILINEAR)
     return F.pil_to_tensor(resized)
 

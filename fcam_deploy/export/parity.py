@@ -140,8 +140,13 @@ def _tie_aware_diff(
     ref: dict[str, np.ndarray], got: dict[str, np.ndarray], tau: float, tie_atol: float
 ) -> dict[str, int]:
     """Mask/box mismatches outside tie pixels for one batch."""
-    out = {"mask_pixels_differ": 0, "mask_pixels_differ_non_tie": 0, "tie_pixels": 0, "box_images_differ": 0,
-           "box_images_differ_non_tie": 0}
+    out = {
+        "mask_pixels_differ": 0,
+        "mask_pixels_differ_non_tie": 0,
+        "tie_pixels": 0,
+        "box_images_differ": 0,
+        "box_images_differ_non_tie": 0,
+    }
     if "mask" not in ref:
         return out
     full = ref["map"].astype(np.float64)
@@ -214,8 +219,13 @@ def _compare_runs(
     summary: dict[str, Any] = {"reference": ref_name, "comparisons": []}
     for other_name, other_iters in list(results)[1:]:
         maxdiff: dict[str, float] = {}
-        ties = {"mask_pixels_differ": 0, "mask_pixels_differ_non_tie": 0, "tie_pixels": 0, "box_images_differ": 0,
-                "box_images_differ_non_tie": 0}
+        ties = {
+            "mask_pixels_differ": 0,
+            "mask_pixels_differ_non_tie": 0,
+            "tie_pixels": 0,
+            "box_images_differ": 0,
+            "box_images_differ_non_tie": 0,
+        }
         for r, g in zip(ref_iters, other_iters, strict=True):
             rd = {k: r[k] for k in r}
             gd = {k: g[k] for k in g}
@@ -231,9 +241,7 @@ def _compare_runs(
             and ties["mask_pixels_differ_non_tie"] == 0
             and ties["box_images_differ_non_tie"] == 0
         )
-        summary["comparisons"].append(
-            {"runner": other_name, "max_abs_diff": maxdiff, **ties, "passed": bool(ok)}
-        )
+        summary["comparisons"].append({"runner": other_name, "max_abs_diff": maxdiff, **ties, "passed": bool(ok)})
     summary["polygraphy_passed"] = bool(accuracy)
     summary["passed"] = all(c["passed"] for c in summary["comparisons"])
     return summary, results
@@ -250,7 +258,9 @@ def _metrics(maps: list[np.ndarray], ids: list[str], data_dir: Path, wsol_meta: 
             return m.astype(np.float32)
         t = torch.nn.functional.interpolate(
             torch.from_numpy(np.ascontiguousarray(m, dtype=np.float32))[None, None],
-            size=(RESIZE_LENGTH, RESIZE_LENGTH), mode="bilinear", align_corners=False,
+            size=(RESIZE_LENGTH, RESIZE_LENGTH),
+            mode="bilinear",
+            align_corners=False,
         )
         return t[0, 0].clamp_(0.0, 1.0).numpy()
 
@@ -353,8 +363,9 @@ def run_parity(
         other_meta = read_onnx_metadata(Path(against))
         if other_meta.method != meta.method or other_meta.input_size != meta.input_size:
             raise ConfigError(f"--against {against}: method/input size differ from {model}")
-        sess2 = make_session(Path(against), "cpu", plugin_library,
-                             needs_custom_ops=other_meta.postprocess == "custom-op")
+        sess2 = make_session(
+            Path(against), "cpu", plugin_library, needs_custom_ops=other_meta.postprocess == "custom-op"
+        )
         runners.append(OnnxrtRunner(sess2, name=f"onnxruntime-cpu-{other_meta.postprocess}"))
     summary, results = compare_runs(runners, batches, meta, save_dir=save_dir)
     report: dict[str, Any] = {
@@ -389,8 +400,7 @@ def run_parity(
         report["metrics"] = per_runner
         values = list(per_runner.values())
         report["metrics_max_abs_diff"] = {
-            k: max((abs((v[k] or 0.0) - (values[0][k] or 0.0)) for v in values[1:]), default=0.0)
-            for k in values[0]
+            k: max((abs((v[k] or 0.0) - (values[0][k] or 0.0)) for v in values[1:]), default=0.0) for k in values[0]
         }
         report["metrics_identical"] = all(v == values[0] for v in values[1:])
         report["metrics_equal"] = bool(

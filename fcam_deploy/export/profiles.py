@@ -95,8 +95,9 @@ def load_profile(path: str | Path) -> ExportProfile:
         raise ConfigError(f"{path}: a profile has only [export] and [engine] tables, got {sorted(data)}")
     bad = (set(exp) - _EXPORT_KEYS) | {f"engine.{k}" for k in set(eng) - _ENGINE_KEYS}
     if bad:
-        raise ConfigError(f"{path}: unknown keys {sorted(bad)} (allowed: {sorted(_EXPORT_KEYS)}, "
-                          f"engine.{sorted(_ENGINE_KEYS)})")
+        raise ConfigError(
+            f"{path}: unknown keys {sorted(bad)} (allowed: {sorted(_EXPORT_KEYS)}, engine.{sorted(_ENGINE_KEYS)})"
+        )
     try:
         size = exp.get("size")
         return ExportProfile(

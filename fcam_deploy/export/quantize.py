@@ -120,8 +120,11 @@ def quantize_int8(
             b = next(self._it, None)
             return None if b is None else {INPUT_NAME: np.ascontiguousarray(b)}
 
-    calib = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
-             "entropy": CalibrationMethod.Entropy}[method]
+    calib = {
+        "minmax": CalibrationMethod.MinMax,
+        "percentile": CalibrationMethod.Percentile,
+        "entropy": CalibrationMethod.Entropy,
+    }[method]
     dst.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="fcam-quant-", dir=dst.parent) as tmp:
         pre = Path(tmp) / "pre.onnx"
@@ -141,8 +144,12 @@ def quantize_int8(
             calibrate_method=calib,
         )
         out = onnx.load_model(str(q))
-        extra = {**dict(meta.extra), "precision": "int8", "calibration_images": str(n_images),
-                 "calibration": f"{method}, per_channel={per_channel}, U8S8 QDQ, ops {'/'.join(QUANTIZED_OPS)}"}
+        extra = {
+            **dict(meta.extra),
+            "precision": "int8",
+            "calibration_images": str(n_images),
+            "calibration": f"{method}, per_channel={per_channel}, U8S8 QDQ, ops {'/'.join(QUANTIZED_OPS)}",
+        }
         new_meta = ModelMetadata(**{**meta.__dict__, "extra": extra})
         del out.metadata_props[:]
         for k, v in new_meta.to_props().items():
@@ -152,4 +159,3 @@ def quantize_int8(
             onnx.save_model(out, str(tmp_out))
     log.info("wrote %s (int8, %d calibration images, %s)", dst, n_images, method)
     return new_meta
-

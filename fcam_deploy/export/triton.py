@@ -164,8 +164,9 @@ def graph_signature(model: str | Path) -> GraphSignature:
     outputs = tuple(Tensor(t.name, t.dtype, tuple(t.shape)) for t in outs)
     tensors = inputs + outputs
     dynamic = bool(tensors) and all(len(t.shape) >= 1 and t.shape[0] == -1 for t in tensors)
-    return GraphSignature(kind, p, inputs, outputs, dynamic, limit, dict(meta), tuple(domains), tuple(plugins),
-                          serialized)
+    return GraphSignature(
+        kind, p, inputs, outputs, dynamic, limit, dict(meta), tuple(domains), tuple(plugins), serialized
+    )
 
 
 @dataclass(frozen=True)
@@ -415,8 +416,14 @@ def write_triton_repo(model: str | Path, repo: str | Path, options: TritonOption
     if sig.kind == "onnx" and opt.ort_ops_library:
         notes.append(f"the server must find the ONNX Runtime custom-op library at {opt.ort_ops_library}")
     config = validate_repo(root, name, sig)
-    return TritonRepo(root, name, model_dir / "config.pbtxt", model_dir / str(opt.version) / filename, config,
-                      tuple(notes) + tuple(opt.extra_notes))
+    return TritonRepo(
+        root,
+        name,
+        model_dir / "config.pbtxt",
+        model_dir / str(opt.version) / filename,
+        config,
+        tuple(notes) + tuple(opt.extra_notes),
+    )
 
 
 def _problem(path: Path, text: str) -> ModelFormatError:

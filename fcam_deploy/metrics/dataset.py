@@ -201,8 +201,16 @@ class MapsWriter:
 
     def finish(self, **info: Any) -> None:
         """Write the complete manifest (last)."""
-        _write_manifest(self.root, {"complete": True, **info, "num_maps": len(self.digests),
-                                    "files": dict(self.files), "maps": dict(self.digests)})
+        _write_manifest(
+            self.root,
+            {
+                "complete": True,
+                **info,
+                "num_maps": len(self.digests),
+                "files": dict(self.files),
+                "maps": dict(self.digests),
+            },
+        )
 
 
 def _write_manifest(root: Path, body: dict[str, Any]) -> None:
@@ -228,8 +236,10 @@ def read_maps_manifest(root: str | Path) -> dict[str, Any] | None:
     if not isinstance(doc, dict) or doc.get("format") != MANIFEST_FORMAT:
         raise MapError(f"{path}: not an fcam-deploy maps manifest")
     if doc.get("format_version") != MANIFEST_VERSION:
-        raise MapError(f"{path}: maps manifest version {doc.get('format_version')!r}, this reader supports "
-                       f"{MANIFEST_VERSION}; rerun `fcam eval --save-maps` with this version")
+        raise MapError(
+            f"{path}: maps manifest version {doc.get('format_version')!r}, this reader supports "
+            f"{MANIFEST_VERSION}; rerun `fcam eval --save-maps` with this version"
+        )
     if doc.get("complete") is True:
         maps, files = doc.get("maps"), doc.get("files", {})
         ok = (
@@ -339,7 +349,8 @@ def check_image_sizes(meta: MetadataLike, image_ids: Iterable[str], image_root: 
         real = image_size(path)
         if real != tuple(listed):
             raise MetadataError(
-                Path(getattr(meta, "metadata_dir", Path("."))) / "image_sizes.txt", None,
+                Path(getattr(meta, "metadata_dir", Path("."))) / "image_sizes.txt",
+                None,
                 f"{image_id!r} is {real[0]}x{real[1]} on disk but listed as {listed[0]}x{listed[1]} (boxes and "
                 "masks would be scaled wrongly)",
                 "write the image's real width,height",
@@ -389,7 +400,11 @@ def evaluate_maps(
         missing = next(i for i in ids if not meta.masks.get(i))
         raise InputError(f"image {missing!r} has no GT mask while others do: PxAP needs a mask for every image")
     with_masks = mask_root is not None and bool(with_mask_list)
-    box = BoxEvaluator(iou_thresholds=iou_thresholds, cam_curve_interval=cam_curve_interval, engine=engine) if with_boxes else None
+    box = (
+        BoxEvaluator(iou_thresholds=iou_thresholds, cam_curve_interval=cam_curve_interval, engine=engine)
+        if with_boxes
+        else None
+    )
     mask = MaskEvaluator(cam_curve_interval=cam_curve_interval) if with_masks else None
     it: Iterable[str] = ids
     if progress:
@@ -416,8 +431,11 @@ def evaluate_maps(
         if mask is not None:
             assert mask_root is not None
             ign = meta.ignore.get(image_id)
-            gm = load_gt_mask([mask_file(mask_root, p) for p in meta.masks[image_id]],
-                              mask_file(mask_root, ign) if ign else None, image_size=meta.sizes.get(image_id))
+            gm = load_gt_mask(
+                [mask_file(mask_root, p) for p in meta.masks[image_id]],
+                mask_file(mask_root, ign) if ign else None,
+                image_size=meta.sizes.get(image_id),
+            )
             mask.accumulate(s, gm)
     if box is not None:
         res = box.compute()

@@ -183,9 +183,7 @@ class BoxEvaluator:
         """Box accuracy (percent) at every CAM threshold: ``{"v1"|"v2": {"30": float64 (T,), ...}}``."""
         if self._cnt == 0:
             raise UndefinedMetricError("no image accumulated: box accuracy is undefined")
-        return {
-            v: {_key(d): c * 100.0 / float(self._cnt) for d, c in per.items()} for v, per in self._correct.items()
-        }
+        return {v: {_key(d): c * 100.0 / float(self._cnt) for d, c in per.items()} for v, per in self._correct.items()}
 
     def compute(self) -> dict[str, Any]:
         """Final metrics (percent).

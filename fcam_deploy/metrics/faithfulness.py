@@ -63,8 +63,14 @@ ScoreKind = Literal["softmax", "logit"]
 
 #: ``pytorch_grad_cam.metrics.road.neighbors_weights``: (dy, dx) -> weight of the 8 neighbours.
 NEIGHBOUR_WEIGHTS: tuple[tuple[tuple[int, int], float], ...] = (
-    ((1, 1), 1 / 12), ((0, 1), 1 / 6), ((-1, 1), 1 / 12), ((1, -1), 1 / 12),
-    ((0, -1), 1 / 6), ((-1, -1), 1 / 12), ((1, 0), 1 / 6), ((-1, 0), 1 / 6),
+    ((1, 1), 1 / 12),
+    ((0, 1), 1 / 6),
+    ((-1, 1), 1 / 12),
+    ((1, -1), 1 / 12),
+    ((0, -1), 1 / 6),
+    ((-1, -1), 1 / 12),
+    ((1, 0), 1 / 6),
+    ((-1, 0), 1 / 6),
 )
 #: The package's ``ROADMostRelevantFirstAverage`` / ``ROADCombined`` percentiles.
 ROAD_PERCENTILES: tuple[int, ...] = (10, 20, 30, 40, 50, 60, 70, 80, 90)
@@ -139,8 +145,10 @@ class ConfidenceResult:
     def drop(self) -> np.ndarray:
         """Per image ``max(0, Y - O) / Y``; needs positive scores (softmax)."""
         if np.any(self.before <= 0):
-            raise InputError("a class score on the clean image is <= 0: the relative drop needs positive scores "
-                             "(fix: score='softmax')")
+            raise InputError(
+                "a class score on the clean image is <= 0: the relative drop needs positive scores "
+                "(fix: score='softmax')"
+            )
         return self.absolute_drop / self.before
 
     @property
@@ -269,7 +277,10 @@ def noisy_linear_impute(
             cols.append(var[nb[unknown]])
             vals.append(np.full(int(unknown.sum()), -wt))
         a = sp.csc_matrix(
-            (np.concatenate([diag, *vals]), (np.concatenate([np.arange(n), *rows]), np.concatenate([np.arange(n), *cols]))),
+            (
+                np.concatenate([diag, *vals]),
+                (np.concatenate([np.arange(n), *rows]), np.concatenate([np.arange(n), *cols])),
+            ),
             shape=(n, n),
         )
         lu = splu(a, permc_spec="NATURAL", diag_pivot_thresh=0.0, options={"SymmetricMode": True})
@@ -365,8 +376,9 @@ def road(
     maps_np = m.detach().to("cpu", torch.float32).numpy()
     results = {"morf": np.zeros((len(pcts), images.shape[0])), "lerf": np.zeros((len(pcts), images.shape[0]))}
     orders: tuple[Literal["morf"], Literal["lerf"]] = ("morf", "lerf")
-    jobs = [(order, o, i, j) for i in range(images.shape[0]) for o, order in enumerate(orders)
-            for j in range(len(pcts))]
+    jobs = [
+        (order, o, i, j) for i in range(images.shape[0]) for o, order in enumerate(orders) for j in range(len(pcts))
+    ]
     if workers < 1:
         raise InputError(f"workers must be >= 1, got {workers}")
     cpu_images = images.detach().cpu()
@@ -387,10 +399,18 @@ def road(
     return ROADResult(percentiles=pcts, before=before, morf=results["morf"], lerf=results["lerf"])
 
 
-def _score_chunk(model: Callable[[Tensor], Any], imputed: list[Tensor], chunk: list[tuple[str, int, int, int]],
-                 images: Tensor, cls: Tensor, score: ScoreKind, batch_size: int,
-                 results: dict[str, np.ndarray]) -> None:
-    got = class_scores(model, torch.stack(imputed).to(images), cls[[i for _, _, i, _ in chunk]], score=score,
-                       batch_size=batch_size)
+def _score_chunk(
+    model: Callable[[Tensor], Any],
+    imputed: list[Tensor],
+    chunk: list[tuple[str, int, int, int]],
+    images: Tensor,
+    cls: Tensor,
+    score: ScoreKind,
+    batch_size: int,
+    results: dict[str, np.ndarray],
+) -> None:
+    got = class_scores(
+        model, torch.stack(imputed).to(images), cls[[i for _, _, i, _ in chunk]], score=score, batch_size=batch_size
+    )
     for (order, _, i, j), v in zip(chunk, got, strict=True):
         results[order][j, i] = v

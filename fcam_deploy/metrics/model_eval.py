@@ -135,7 +135,11 @@ def evaluate_model(
     has_masks = bool(meta.masks) and meta.mask_root is not None
     if not has_boxes and not has_masks:
         raise InputError(f"split {meta.metadata_dir} has neither boxes nor masks (with a mask root) to evaluate")
-    box = BoxEvaluator(iou_thresholds=iou_thresholds, cam_curve_interval=cam_curve_interval, engine=engine) if has_boxes else None
+    box = (
+        BoxEvaluator(iou_thresholds=iou_thresholds, cam_curve_interval=cam_curve_interval, engine=engine)
+        if has_boxes
+        else None
+    )
     mask = MaskEvaluator(cam_curve_interval=cam_curve_interval) if has_masks else None
 
     check_image_sizes(meta, ids, meta.image_root)  # image_sizes.txt scales the boxes: it must match the images
@@ -163,8 +167,9 @@ def evaluate_model(
         cls = labels.to(device) if classes == "gt" else None
         res = compute_maps(net, images, method, classes=cls, **dict(method_kw or {}))
         if tuple(res.full.shape[1:]) != (size, size):
-            raise InputError(f"method {method!r} returned maps of shape {tuple(res.full.shape[1:])}, expected "
-                             f"{size}x{size}")
+            raise InputError(
+                f"method {method!r} returned maps of shape {tuple(res.full.shape[1:])}, expected {size}x{size}"
+            )
         full = to_protocol_frame(res.full)
         top = None
         if res.logits is not None:
@@ -190,9 +195,11 @@ def evaluate_model(
             if mask is not None:
                 assert meta.mask_root is not None
                 ign = meta.ignore.get(image_id)
-                gm = load_gt_mask([mask_file(meta.mask_root, p) for p in meta.masks[image_id]],
-                                  mask_file(meta.mask_root, ign) if ign else None,
-                                  image_size=meta.sizes.get(image_id))
+                gm = load_gt_mask(
+                    [mask_file(meta.mask_root, p) for p in meta.masks[image_id]],
+                    mask_file(meta.mask_root, ign) if ign else None,
+                    image_size=meta.sizes.get(image_id),
+                )
                 mask.accumulate(s, gm)
     if writer is not None:
         if with_logits:
@@ -202,18 +209,24 @@ def evaluate_model(
     if box is not None:
         result = box.compute()
     else:
-        result = {"MaxBoxAcc": None, "MaxBoxAccV2": None, "PxAP": None, "per_iou": None, "per_iou_v1": None,
-                  "best_threshold": {}, "top1_loc": None, "top5_loc": None,
-                  "cam_curve_interval": float(cam_curve_interval)}
+        result = {
+            "MaxBoxAcc": None,
+            "MaxBoxAccV2": None,
+            "PxAP": None,
+            "per_iou": None,
+            "per_iou_v1": None,
+            "best_threshold": {},
+            "top1_loc": None,
+            "top5_loc": None,
+            "cam_curve_interval": float(cam_curve_interval),
+        }
     if mask is not None:
         result["PxAP"] = mask.compute()["PxAP"]
     result["num_images"] = n
     result["input_size"] = [size, size]
     result["method"] = method
     result["classes"] = classes
-    result["classification"] = (
-        {"top1": 100.0 * n_top1 / n, "top5": 100.0 * n_top5 / n} if with_logits else None
-    )
+    result["classification"] = {"top1": 100.0 * n_top1 / n, "top5": 100.0 * n_top5 / n} if with_logits else None
     return result
 
 

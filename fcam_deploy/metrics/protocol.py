@@ -125,9 +125,7 @@ def check_box_convention(boxes: np.ndarray | Sequence[Sequence[int]], what: str 
     if (b < 0).any():
         raise BoxConventionError(f"{what}: box coordinates must be non-negative, got {b.tolist()}")
     if ((b[:, 2] - b[:, 0]) < 0).any() or ((b[:, 3] - b[:, 1]) < 0).any():
-        raise BoxConventionError(
-            f"{what}: boxes must be (x0, y0, x1, y1) with x1 >= x0 and y1 >= y0, got {b.tolist()}"
-        )
+        raise BoxConventionError(f"{what}: boxes must be (x0, y0, x1, y1) with x1 >= x0 and y1 >= y0, got {b.tolist()}")
     return b
 
 

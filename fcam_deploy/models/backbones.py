@@ -349,9 +349,7 @@ _LITE0_BN_MOMENTUM = 0.01
 def _lite0(output_stride: int) -> nn.Module:
     import timm
 
-    model = timm.create_model(
-        "tf_efficientnet_lite0", pretrained=False, num_classes=1000, output_stride=output_stride
-    )
+    model = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=1000, output_stride=output_stride)
     for m in model.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
             m.momentum = _LITE0_BN_MOMENTUM
@@ -559,9 +557,7 @@ def get_spec(arch: str) -> BackboneSpec:
     try:
         return BACKBONES[arch]
     except KeyError:
-        raise ConfigError(
-            f"unknown backbone {arch!r}; choose one of {', '.join(sorted(BACKBONES))}"
-        ) from None
+        raise ConfigError(f"unknown backbone {arch!r}; choose one of {', '.join(sorted(BACKBONES))}") from None
 
 
 def build_trunk(arch: str, state_dict: Mapping[str, Any] | None = None) -> Trunk:
@@ -618,8 +614,7 @@ def _load_into_factory_model(model: nn.Module, state_dict: Mapping[str, Any], ar
     for k, v in state_dict.items():
         if tuple(v.shape) != tuple(own[k].shape):
             raise CheckpointError(
-                f"pretrained tensor {k!r} for {arch!r} has shape {tuple(v.shape)}, model expects "
-                f"{tuple(own[k].shape)}"
+                f"pretrained tensor {k!r} for {arch!r} has shape {tuple(v.shape)}, model expects {tuple(own[k].shape)}"
             )
     full = {k: v.detach().to(dtype=own[k].dtype, device="cpu") for k, v in state_dict.items()}
     for k in missing:

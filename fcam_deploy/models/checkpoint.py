@@ -137,9 +137,7 @@ def _validate_meta(meta: CheckpointMeta, where: str) -> None:
             raise bad(f"{name} must be 3 finite numbers (RGB, in [0, 1] pixel units), got {vals!r}")
     if any(float(v) <= 0 for v in meta.std):
         raise bad(f"std must be positive, got {meta.std!r}")
-    if meta.threshold is not None and (
-        not is_finite_number(meta.threshold) or not 0.0 <= float(meta.threshold) <= 1.0
-    ):
+    if meta.threshold is not None and (not is_finite_number(meta.threshold) or not 0.0 <= float(meta.threshold) <= 1.0):
         raise bad(f"threshold must be null or a number in [0, 1], got {meta.threshold!r}")
     if not isinstance(meta.extra, dict):
         raise bad("extra must be a JSON object")
@@ -283,8 +281,10 @@ def save_checkpoint(directory: str | Path, model: CAMClassifier | FCAM, meta: Ch
     tensors = _state_dict_for_save(model)
     bad = _non_finite(tensors)
     if bad:
-        raise CheckpointError(f"refusing to save non-finite weights: {bad[0]} (fix: the training diverged; lower the "
-                              "learning rate or resume from an earlier checkpoint)")
+        raise CheckpointError(
+            f"refusing to save non-finite weights: {bad[0]} (fix: the training diverged; lower the "
+            "learning rate or resume from an earlier checkpoint)"
+        )
     blob = st_save(tensors, metadata={"format": CHECKPOINT_FORMAT})
     config = meta.to_config()
     config["weights_sha256"] = hashlib.sha256(blob).hexdigest()
@@ -377,7 +377,9 @@ def build_model(meta: CheckpointMeta, device: str | torch.device = "cpu") -> CAM
         raise CheckpointError(str(exc)) from exc
 
 
-def load_checkpoint(directory: str | Path, map_location: str | torch.device = "cpu") -> tuple[CAMClassifier | FCAM, CheckpointMeta]:
+def load_checkpoint(
+    directory: str | Path, map_location: str | torch.device = "cpu"
+) -> tuple[CAMClassifier | FCAM, CheckpointMeta]:
     """Rebuild the model of a checkpoint directory from ``config.json`` and load ``model.safetensors``.
 
     Returns:

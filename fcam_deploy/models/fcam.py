@@ -71,9 +71,7 @@ class UNetDecoder(nn.Module):
         skip_chs = list(deep_first[1:]) + [0]
         in_chs = [head_ch] + list(decoder_channels[:-1])
         self.center: nn.Module = CenterBlock(head_ch) if center else nn.Identity()
-        self.blocks = nn.ModuleList(
-            DecoderBlock(i, s, o) for i, s, o in zip(in_chs, skip_chs, decoder_channels)
-        )
+        self.blocks = nn.ModuleList(DecoderBlock(i, s, o) for i, s, o in zip(in_chs, skip_chs, decoder_channels))
 
     def forward(self, features: list[Tensor]) -> Tensor:
         deep_first = features[::-1]
@@ -194,4 +192,3 @@ class FCAM(nn.Module):
 def decoder_parameter_count(model: FCAM) -> int:
     """Number of decoder + segmentation-head parameters (BN affine included, running stats not)."""
     return sum(p.numel() for p in model.trainable_parameters())
-

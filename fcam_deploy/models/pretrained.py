@@ -81,29 +81,45 @@ def read_state_dict_file(path: Path) -> dict[str, Tensor]:
         raise CheckpointError(f"cannot read weights file {path}: {exc}") from exc
     if isinstance(sd, Mapping) and "state_dict" in sd and isinstance(sd["state_dict"], Mapping):
         sd = sd["state_dict"]
-    if not isinstance(sd, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, Tensor) for k, v in sd.items()
-    ):
+    if not isinstance(sd, Mapping) or not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in sd.items()):
         raise CheckpointError(f"weights file {path} is not a flat state dict of tensors")
     return dict(sd)
 
 
 def _lite0_key_map() -> dict[str, str]:
     """Explicit port→timm name table for EfficientNet-Lite0 (prefixes; suffixes like ``.weight`` carry over)."""
-    m: dict[str, str] = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2",
-                         "_fc": "classifier"}
+    m: dict[str, str] = {
+        "_conv_stem": "conv_stem",
+        "_bn0": "bn1",
+        "_conv_head": "conv_head",
+        "_bn1": "bn2",
+        "_fc": "classifier",
+    }
     flat = 0
     for stage, depth in enumerate(LITE0_STAGE_DEPTHS):
         for idx in range(depth):
             src = f"_blocks.{flat}"
             dst = f"blocks.{stage}.{idx}"
             if stage == 0:  # depthwise-separable block: dw -> bn1 -> pw -> bn2
-                m.update({f"{src}._depthwise_conv": f"{dst}.conv_dw", f"{src}._bn1": f"{dst}.bn1",
-                          f"{src}._project_conv": f"{dst}.conv_pw", f"{src}._bn2": f"{dst}.bn2"})
+                m.update(
+                    {
+                        f"{src}._depthwise_conv": f"{dst}.conv_dw",
+                        f"{src}._bn1": f"{dst}.bn1",
+                        f"{src}._project_conv": f"{dst}.conv_pw",
+                        f"{src}._bn2": f"{dst}.bn2",
+                    }
+                )
             else:  # inverted residual: expand -> bn0 -> dw -> bn1 -> project -> bn2
-                m.update({f"{src}._expand_conv": f"{dst}.conv_pw", f"{src}._bn0": f"{dst}.bn1",
-                          f"{src}._depthwise_conv": f"{dst}.conv_dw", f"{src}._bn1": f"{dst}.bn2",
-                          f"{src}._project_conv": f"{dst}.conv_pwl", f"{src}._bn2": f"{dst}.bn3"})
+                m.update(
+                    {
+                        f"{src}._expand_conv": f"{dst}.conv_pw",
+                        f"{src}._bn0": f"{dst}.bn1",
+                        f"{src}._depthwise_conv": f"{dst}.conv_dw",
+                        f"{src}._bn1": f"{dst}.bn2",
+                        f"{src}._project_conv": f"{dst}.conv_pwl",
+                        f"{src}._bn2": f"{dst}.bn3",
+                    }
+                )
             flat += 1
     return m
 
@@ -135,8 +151,7 @@ def convert_efficientnet_lite(sd: Mapping[str, Tensor], target: Mapping[str, Ten
             raise CheckpointError(f"EfficientNet-Lite tensor {key!r} maps to {dst!r}, which the model lacks")
         if tuple(target[dst].shape) != tuple(value.shape):
             raise CheckpointError(
-                f"EfficientNet-Lite tensor {key!r} {tuple(value.shape)} does not fit {dst!r} "
-                f"{tuple(target[dst].shape)}"
+                f"EfficientNet-Lite tensor {key!r} {tuple(value.shape)} does not fit {dst!r} {tuple(target[dst].shape)}"
             )
         if dst in out:
             raise CheckpointError(f"two EfficientNet-Lite tensors map to {dst!r}")

@@ -121,8 +121,14 @@ def postprocess_to_sizes(
         raise InputError(f"postprocess_to_sizes: max_boxes must be an int in [1, 2**24], got {max_boxes!r}")
     try:
         fulls, masks, boxes, count = mod.postprocess(
-            x, np.ascontiguousarray(sz), float(tau), int(max_boxes), bool(normalize), bool(quantize_uint8),
-            bool(protocol_boxes), int(threads),
+            x,
+            np.ascontiguousarray(sz),
+            float(tau),
+            int(max_boxes),
+            bool(normalize),
+            bool(quantize_uint8),
+            bool(protocol_boxes),
+            int(threads),
         )
     except ValueError as exc:  # the core's argument checks (sizes out of range, ...)
         raise InputError(f"postprocess_to_sizes: {exc}") from exc

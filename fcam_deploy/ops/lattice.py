@@ -37,8 +37,9 @@ def lattice_status() -> LatticeStatus:
         return LatticeStatus(False, False, st.reason)
     ns = getattr(torch.ops, names.TORCH_NAMESPACE)
     if not hasattr(ns, names.TORCH_LATTICE_OP):
-        return LatticeStatus(False, False, "the built fcam_deploy/_C.so predates the lattice filter "
-                                           "(rebuild it with `make kernels`)")
+        return LatticeStatus(
+            False, False, "the built fcam_deploy/_C.so predates the lattice filter (rebuild it with `make kernels`)"
+        )
     has_cuda = torch._C._dispatch_has_kernel_for_dispatch_key(_QUALNAME, "CUDA")
     return LatticeStatus(True, bool(has_cuda), st.reason)
 
@@ -70,8 +71,10 @@ def lattice_filter_op(
     if values.dim() != 4:
         raise InputError(f"lattice_filter: values must be (N, C, H, W), got {tuple(values.shape)}")
     if images.shape[0] != values.shape[0] or images.shape[2:] != values.shape[2:]:
-        raise InputError(f"lattice_filter: images {tuple(images.shape)} and values {tuple(values.shape)} differ in "
-                         "N, H or W (fix: give the RGB image with the same geometry as the maps)")
+        raise InputError(
+            f"lattice_filter: images {tuple(images.shape)} and values {tuple(values.shape)} differ in "
+            "N, H or W (fix: give the RGB image with the same geometry as the maps)"
+        )
     if values.shape[1] < 1:
         raise InputError("lattice_filter: values need at least one channel")
     if images.dtype != torch.float32 or values.dtype != torch.float32:

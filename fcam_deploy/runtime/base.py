@@ -185,8 +185,10 @@ class ModelMetadata:
                 raise ValueError(f"class_names must be a JSON list of strings, got {ours['class_names'][:80]!r}")
             class_names = tuple(names)
             size = json.loads(ours["input_size"])
-            if not isinstance(size, list) or len(size) != 2 or not all(
-                isinstance(v, int) and not isinstance(v, bool) for v in size
+            if (
+                not isinstance(size, list)
+                or len(size) != 2
+                or not all(isinstance(v, int) and not isinstance(v, bool) for v in size)
             ):
                 raise ValueError(f"input_size must be a JSON list of two integers, got {ours['input_size'][:80]!r}")
             h, w = size

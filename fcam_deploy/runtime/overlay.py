@@ -58,8 +58,9 @@ def blend_map(rgb: np.ndarray, heat_map: np.ndarray, alpha: float, out: np.ndarr
     if not (isinstance(alpha, (int, float)) and 0.0 <= float(alpha) <= 1.0):
         raise InputError(f"alpha must be a number in [0, 1], got {alpha!r}")
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3 or heat_map.shape != rgb.shape[:2]:
-        raise InputError(f"blend_map needs uint8 (h, w, 3) and a (h, w) map, got {rgb.dtype} {rgb.shape} and "
-                         f"{heat_map.shape}")
+        raise InputError(
+            f"blend_map needs uint8 (h, w, 3) and a (h, w) map, got {rgb.dtype} {rgb.shape} and {heat_map.shape}"
+        )
     if out is None:
         out = np.empty_like(rgb)
     lut = jet_lut()

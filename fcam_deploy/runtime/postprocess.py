@@ -46,8 +46,15 @@ def torch_op_postprocess(
 
     op = getattr(torch.ops, names.TORCH_NAMESPACE).cam_postprocess_sized
     flat = [int(v) for hw in sizes for v in hw]
-    fulls, masks, boxes, count = op(torch.from_numpy(np.ascontiguousarray(maps, dtype=np.float32)), flat,
-                                    float(tau), False, False, int(max_boxes), False)
+    fulls, masks, boxes, count = op(
+        torch.from_numpy(np.ascontiguousarray(maps, dtype=np.float32)),
+        flat,
+        float(tau),
+        False,
+        False,
+        int(max_boxes),
+        False,
+    )
     return SizedResult(
         [f.numpy() for f in fulls], [m.numpy().view(np.bool_) for m in masks], boxes.numpy(), count.numpy()
     )

@@ -228,8 +228,12 @@ class _CudaPythonMemory:
         host = np.ascontiguousarray(array)
         buf = self.empty(tuple(host.shape), host.dtype.name)
         self._hold.append(host)
-        self._call("cudaMemcpyAsync", self._rt.cudaMemcpyAsync(
-            buf.ptr, host.ctypes.data, buf.nbytes, self._rt.cudaMemcpyKind.cudaMemcpyHostToDevice, self._stream))
+        self._call(
+            "cudaMemcpyAsync",
+            self._rt.cudaMemcpyAsync(
+                buf.ptr, host.ctypes.data, buf.nbytes, self._rt.cudaMemcpyKind.cudaMemcpyHostToDevice, self._stream
+            ),
+        )
         return buf
 
     @staticmethod
@@ -246,8 +250,12 @@ class _CudaPythonMemory:
 
     def download(self, buf: _DeviceBuffer) -> np.ndarray:
         host = np.empty(buf.shape, dtype=buf.dtype)
-        self._call("cudaMemcpyAsync", self._rt.cudaMemcpyAsync(
-            host.ctypes.data, buf.ptr, buf.nbytes, self._rt.cudaMemcpyKind.cudaMemcpyDeviceToHost, self._stream))
+        self._call(
+            "cudaMemcpyAsync",
+            self._rt.cudaMemcpyAsync(
+                host.ctypes.data, buf.ptr, buf.nbytes, self._rt.cudaMemcpyKind.cudaMemcpyDeviceToHost, self._stream
+            ),
+        )
         self.synchronize()
         return host
 
@@ -492,6 +500,4 @@ def open_runner(
     )
     if sidecar.plugins and not sidecar.plugins_serialized and not plugins:
         raise BackendUnavailableError(f"{plan} needs the TensorRT plugin library; set {PLUGINS_ENV}")
-    return TrtRunner(
-        plan, metadata, device=device, plugin_paths=plugins, host_code_allowed=sidecar.plugins_serialized
-    )
+    return TrtRunner(plan, metadata, device=device, plugin_paths=plugins, host_code_allowed=sidecar.plugins_serialized)

@@ -147,9 +147,7 @@ class LocalizationGraph(nn.Module):
         return logits, pred, pp_full, mask, boxes, count
 
 
-def _fused_postprocess(
-    low: Tensor, h: int, w: int, tau: float, max_boxes: int, normalize: bool
-) -> tuple[Tensor, ...]:
+def _fused_postprocess(low: Tensor, h: int, w: int, tau: float, max_boxes: int, normalize: bool) -> tuple[Tensor, ...]:
     """``fcam::CamPostprocess`` on ``(N, h, w)`` maps: an ONNX custom node under export, the op otherwise.
 
     Under export the node (op version :data:`~fcam_deploy.ops.names.ONNX_OPSET_VERSION`) outputs the mask as
@@ -253,8 +251,11 @@ def build_graph(
         arch=str(ck.arch),
         fcam_deploy_version=__version__,
         # the folder name and the weights' digest identify the source; no absolute path is shipped in the model
-        extra={"checkpoint": Path(checkpoint).resolve().name, "checkpoint_kind": str(kind),
-               **({"checkpoint_sha256": ck_sha} if ck_sha else {})},
+        extra={
+            "checkpoint": Path(checkpoint).resolve().name,
+            "checkpoint_kind": str(kind),
+            **({"checkpoint_sha256": ck_sha} if ck_sha else {}),
+        },
     )
     meta.validate(checkpoint)
     graph = LocalizationGraph(

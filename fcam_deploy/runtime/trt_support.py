@@ -143,7 +143,6 @@ class ShapeProfile:
         return {"name": self.name, "min": list(self.min), "opt": list(self.opt), "max": list(self.max)}
 
 
-
 # --------------------------------------------------------------------------------------------------------------
 # Sidecar metadata
 

@@ -572,7 +572,10 @@ def _run_ray(cfg: LocalizeConfig, todo: ImageSet, store: ResultStore, bar: Any, 
         blocks = max(4 * actors, math.ceil(len(items) / (4 * cfg.batch_size)))
         ds: Any = rd.from_items(items, override_num_blocks=min(len(items), blocks))
         ds = ds.map_batches(
-            decode_batch, fn_kwargs={"max_pixels": cfg.max_pixels}, batch_size=cfg.batch_size, batch_format="numpy",
+            decode_batch,
+            fn_kwargs={"max_pixels": cfg.max_pixels},
+            batch_size=cfg.batch_size,
+            batch_format="numpy",
             num_cpus=1,
         )
         ds = ds.map_batches(
@@ -628,8 +631,9 @@ def localize(cfg: LocalizeConfig) -> LocalizeSummary:
         if not _uses_gpu(cfg.device, cfg.backend):  # fail here, with the runtime's typed error, not in every actor
             from fcam_deploy.runtime import Localizer
 
-            Localizer.load(cfg.model, backend=cfg.backend, device=cfg.device, plugin_library=cfg.plugin_library,
-                           threads=1).close()
+            Localizer.load(
+                cfg.model, backend=cfg.backend, device=cfg.device, plugin_library=cfg.plugin_library, threads=1
+            ).close()
     require("pyarrow.parquet", "fcam localize")
     store = ResultStore(cfg.out, model_hash, commit_every=cfg.commit_every)
     try:

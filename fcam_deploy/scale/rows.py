@@ -47,7 +47,16 @@ __all__ = [
 
 #: Column names in file order.
 COLUMNS: tuple[str, ...] = (
-    "image", "width", "height", "class_index", "class_name", "score", "boxes", "tau", "model_sha256", "map_file",
+    "image",
+    "width",
+    "height",
+    "class_index",
+    "class_name",
+    "score",
+    "boxes",
+    "tau",
+    "model_sha256",
+    "map_file",
     "error",
 )
 #: Version of the row schema above (in the file metadata).
@@ -74,8 +83,11 @@ def row_schema(model_hash: str | None = None) -> Any:
     ]
     meta = None
     if model_hash is not None:
-        meta = {FILE_METADATA_KEY: json.dumps({"schema_version": SCHEMA_VERSION, "model_sha256": model_hash},
-                                              sort_keys=True)}
+        meta = {
+            FILE_METADATA_KEY: json.dumps(
+                {"schema_version": SCHEMA_VERSION, "model_sha256": model_hash}, sort_keys=True
+            )
+        }
     return pa.schema(fields, metadata=meta)
 
 

@@ -71,8 +71,14 @@ ROUTES: dict[str, str] = {"/predict": "POST", "/healthz": "GET", "/readyz": "GET
 #: Declared body types accepted by ``POST /predict`` (or no header). The body's own signature decides whether it
 #: is JPEG or PNG; ``application/x-www-form-urlencoded`` is what ``curl --data-binary @file`` declares by default.
 ALLOWED_CONTENT_TYPES: frozenset[str] = frozenset(
-    {"image/jpeg", "image/jpg", "image/pjpeg", "image/png", "application/octet-stream",
-     "application/x-www-form-urlencoded"}
+    {
+        "image/jpeg",
+        "image/jpg",
+        "image/pjpeg",
+        "image/png",
+        "application/octet-stream",
+        "application/x-www-form-urlencoded",
+    }
 )
 _SIGNATURES: tuple[tuple[bytes, str], ...] = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"))
 
@@ -119,8 +125,15 @@ class ServeConfig:
     metrics_port: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("replicas", "threads", "max_batch", "max_body_bytes", "max_pixels", "max_ongoing_requests",
-                     "max_boxes"):
+        for name in (
+            "replicas",
+            "threads",
+            "max_batch",
+            "max_body_bytes",
+            "max_pixels",
+            "max_ongoing_requests",
+            "max_boxes",
+        ):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
                 raise ConfigError(f"{name} must be an integer >= 1; got {v!r}")
@@ -162,9 +175,7 @@ class HttpError(Exception):
         return {"error": {"status": self.status, "code": self.code, "message": self.message}}
 
 
-def check_request(
-    body: bytes, content_type: str | None, query: Mapping[str, str], max_body_bytes: int
-) -> bool:
+def check_request(body: bytes, content_type: str | None, query: Mapping[str, str], max_body_bytes: int) -> bool:
     """Validate a ``POST /predict`` request before decoding; returns whether the map was asked for.
 
     Raises:
@@ -181,7 +192,8 @@ def check_request(
     declared = (content_type or "").split(";")[0].strip().lower()
     if declared and declared not in ALLOWED_CONTENT_TYPES:
         raise HttpError(
-            415, "unsupported_media_type",
+            415,
+            "unsupported_media_type",
             f"Content-Type {declared!r} is not accepted; send the JPEG or PNG file as the body with Content-Type "
             "image/jpeg, image/png or application/octet-stream",
         )
@@ -191,7 +203,8 @@ def check_request(
         raise HttpError(400, "empty_body", "empty body; send the image file (JPEG or PNG) as the request body")
     if not any(body.startswith(sig) for sig, _ in _SIGNATURES):
         raise HttpError(
-            415, "unsupported_media_type",
+            415,
+            "unsupported_media_type",
             "the body is neither a JPEG nor a PNG file (by its signature); send the image file itself, not a "
             "form or base64 text",
         )
@@ -253,12 +266,22 @@ class LocalizerEndpoint:
         from fcam_deploy.runtime import Localizer
 
         cfg = dict(config)
-        self._cfg = ServeConfig(**{**cfg, "model": Path(cfg["model"]),
-                                   "plugin_library": Path(cfg["plugin_library"]) if cfg["plugin_library"] else None})
+        self._cfg = ServeConfig(
+            **{
+                **cfg,
+                "model": Path(cfg["model"]),
+                "plugin_library": Path(cfg["plugin_library"]) if cfg["plugin_library"] else None,
+            }
+        )
         c = self._cfg
         self._loc = Localizer.load(
-            c.model, backend=c.backend, device=c.device, plugin_library=c.plugin_library, max_boxes=c.max_boxes,
-            batch_size=c.max_batch, threads=c.threads,
+            c.model,
+            backend=c.backend,
+            device=c.device,
+            plugin_library=c.plugin_library,
+            max_boxes=c.max_boxes,
+            batch_size=c.max_batch,
+            threads=c.threads,
         )
         h, w = self._loc.metadata.input_size
         self._loc.predict(np.zeros((h, w, 3), dtype=np.uint8))  # warm up: a broken model fails here, not later
@@ -314,8 +337,9 @@ class LocalizerEndpoint:
         path = request.url.path.rstrip("/") or "/"
         method = ROUTES.get(path)
         if method is None:
-            raise HttpError(404, "not_found", f"no route {path!r}; routes: " + ", ".join(
-                f"{m} {p}" for p, m in ROUTES.items()))
+            raise HttpError(
+                404, "not_found", f"no route {path!r}; routes: " + ", ".join(f"{m} {p}" for p, m in ROUTES.items())
+            )
         if request.method != method:
             raise HttpError(405, "method_not_allowed", f"{path} takes {method}, not {request.method}")
         if path == "/healthz":
@@ -324,11 +348,13 @@ class LocalizerEndpoint:
             return 200, self._readiness(), {}
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > self._cfg.max_body_bytes:
-            raise HttpError(413, "body_too_large",
-                            f"body of {declared} bytes exceeds the limit of {self._cfg.max_body_bytes}")
+            raise HttpError(
+                413, "body_too_large", f"body of {declared} bytes exceeds the limit of {self._cfg.max_body_bytes}"
+            )
         body = await self._read_body(request)
-        want_map = check_request(body, request.headers.get("content-type"), dict(request.query_params),
-                                 self._cfg.max_body_bytes)
+        want_map = check_request(
+            body, request.headers.get("content-type"), dict(request.query_params), self._cfg.max_body_bytes
+        )
         image = await asyncio.to_thread(decode_body, body, self._cfg.max_pixels)
         pred, batch = await self._batched(image)
         if isinstance(pred, FcamError):
@@ -424,13 +450,14 @@ class RunningServer:
                 ray.shutdown()
 
 
-
 def _serve_running(ray: Any) -> bool:
     """Whether a Serve controller already runs on the connected cluster."""
     from ray.util import list_named_actors
 
-    return any(a.get("namespace") == "serve" and "CONTROLLER" in a.get("name", "")
-               for a in list_named_actors(all_namespaces=True))
+    return any(
+        a.get("namespace") == "serve" and "CONTROLLER" in a.get("name", "")
+        for a in list_named_actors(all_namespaces=True)
+    )
 
 
 def start_server(config: ServeConfig) -> RunningServer:
@@ -450,8 +477,9 @@ def start_server(config: ServeConfig) -> RunningServer:
     if not config.uses_gpu:  # fail here, with the runtime's typed error, rather than in every replica
         from fcam_deploy.runtime import Localizer
 
-        Localizer.load(config.model, backend=config.backend, device=config.device,
-                       plugin_library=config.plugin_library, threads=1).close()
+        Localizer.load(
+            config.model, backend=config.backend, device=config.device, plugin_library=config.plugin_library, threads=1
+        ).close()
     owns_ray = False
     if not ray.is_initialized():
         if config.address:
@@ -462,8 +490,13 @@ def start_server(config: ServeConfig) -> RunningServer:
                 kwargs["_metrics_export_port"] = config.metrics_port
             from fcam_deploy.scale.localize import usable_cpus
 
-            ray.init(address="local", num_cpus=config.num_cpus or usable_cpus(), include_dashboard=False,
-                     logging_level=logging.WARNING, **kwargs)
+            ray.init(
+                address="local",
+                num_cpus=config.num_cpus or usable_cpus(),
+                include_dashboard=False,
+                logging_level=logging.WARNING,
+                **kwargs,
+            )
         owns_ray = True
     owns_serve = False
     try:

@@ -189,4 +189,3 @@ def load_train_config(
         else:
             data[k] = v
     return _build(cls, data, where)
-

@@ -86,8 +86,10 @@ class CRFConfig:
         if self.kernel not in _KERNELS:
             raise ConfigError(f"crf.kernel must be one of {_KERNELS}, got {self.kernel!r}")
         if self.grid is not None and (self.kernel != "pooled" or self.grid < 1):
-            raise ConfigError(f"crf.grid={self.grid!r}: a grid (>= 1) applies to kernel 'pooled' only "
-                              "(the lattice runs at the full resolution; use crf.scale to downsample)")
+            raise ConfigError(
+                f"crf.grid={self.grid!r}: a grid (>= 1) applies to kernel 'pooled' only "
+                "(the lattice runs at the full resolution; use crf.scale to downsample)"
+            )
         if not 0.0 < self.scale <= 1.0:
             raise ConfigError(f"crf.scale must be in (0, 1], got {self.scale!r}")
         if self.sigma_rgb <= 0 or self.sigma_xy <= 0:
@@ -96,11 +98,14 @@ class CRFConfig:
 
 def _check(probs: torch.Tensor, raw: torch.Tensor) -> None:
     if probs.ndim != 4 or raw.ndim != 4 or raw.shape[1] != 3:
-        raise InputError(f"dense CRF expects probs (N,K,H,W) and raw RGB (N,3,H,W); got {tuple(probs.shape)}, "
-                         f"{tuple(raw.shape)}")
+        raise InputError(
+            f"dense CRF expects probs (N,K,H,W) and raw RGB (N,3,H,W); got {tuple(probs.shape)}, {tuple(raw.shape)}"
+        )
     if probs.shape[0] != raw.shape[0] or probs.shape[2:] != raw.shape[2:]:
-        raise InputError(f"dense CRF: probs {tuple(probs.shape)} and raw {tuple(raw.shape)} differ in N/H/W "
-                         "(fix: give the raw RGB crop with the same geometry as the network input)")
+        raise InputError(
+            f"dense CRF: probs {tuple(probs.shape)} and raw {tuple(raw.shape)} differ in N/H/W "
+            "(fix: give the raw RGB crop with the same geometry as the network input)"
+        )
 
 
 def _sigma_xy(cfg: CRFConfig, h: int, w: int) -> float:
@@ -115,8 +120,9 @@ class _LatticeFilter(torch.autograd.Function):
     """out = W values; grad_values = W^T grad (the lattice with its blur axes in reverse order, exact)."""
 
     @staticmethod
-    def forward(ctx: Any, images: torch.Tensor, values: torch.Tensor, sigma_rgb: float,
-                sigma_xy: float) -> torch.Tensor:
+    def forward(
+        ctx: Any, images: torch.Tensor, values: torch.Tensor, sigma_rgb: float, sigma_xy: float
+    ) -> torch.Tensor:
         from fcam_deploy.ops.lattice import lattice_filter_op
 
         ctx.save_for_backward(images)
@@ -163,8 +169,9 @@ class _LatticeCRF(torch.autograd.Function):
     """value = -(c/N) sum S * (W S), official gradient -2 c W S / N (as sbelharbi/fcam-wsol dense_crf_loss.py)."""
 
     @staticmethod
-    def forward(ctx: Any, probs: torch.Tensor, raw: torch.Tensor, sigma_rgb: float, sigma_xy: float,
-                coef: float) -> torch.Tensor:
+    def forward(
+        ctx: Any, probs: torch.Tensor, raw: torch.Tensor, sigma_rgb: float, sigma_xy: float, coef: float
+    ) -> torch.Tensor:
         from fcam_deploy.ops.lattice import lattice_filter_op
 
         s = probs.detach().to(torch.float32).contiguous()
@@ -244,8 +251,9 @@ def dense_crf_loss(probs: torch.Tensor, raw: torch.Tensor, cfg: CRFConfig = CRFC
     lam = _lam(cfg, h, w)
     if cfg.scale != 1.0:  # the official crf_scale: nearest for the image, bilinear for the maps
         raw = F.interpolate(raw, scale_factor=cfg.scale, mode="nearest", recompute_scale_factor=False)
-        probs = F.interpolate(probs, scale_factor=cfg.scale, mode="bilinear", align_corners=False,
-                              recompute_scale_factor=False)
+        probs = F.interpolate(
+            probs, scale_factor=cfg.scale, mode="bilinear", align_corners=False, recompute_scale_factor=False
+        )
         h, w = probs.shape[-2:]
     if cfg.kernel == "lattice":
         return _LatticeCRF.apply(probs, raw, float(cfg.sigma_rgb), float(sigma_xy), lam)
@@ -259,7 +267,10 @@ def dense_crf_loss(probs: torch.Tensor, raw: torch.Tensor, cfg: CRFConfig = CRFC
 
 
 def exact_crf_value_and_grad(
-    probs: torch.Tensor, raw: torch.Tensor, cfg: CRFConfig = CRFConfig(), chunk: int = 2048,
+    probs: torch.Tensor,
+    raw: torch.Tensor,
+    cfg: CRFConfig = CRFConfig(),
+    chunk: int = 2048,
     kernel_scale: float = POOLED_KERNEL_SCALE,
 ) -> tuple[float, torch.Tensor]:
     """The dense CRF loss with the exact Gaussian at full resolution and its gradient, row-chunked (O(n) memory).

@@ -68,8 +68,16 @@ def load_demo_config(name: str) -> DemoConfig:
     return DemoConfig(**data)
 
 
-def _overlays(path: Path, images: list[np.ndarray], cams: list[np.ndarray], fmaps: list[np.ndarray],
-              gts: list[list[tuple[int, ...]]], tau_cam: float, tau_fcam: float, titles: list[str]) -> None:
+def _overlays(
+    path: Path,
+    images: list[np.ndarray],
+    cams: list[np.ndarray],
+    fmaps: list[np.ndarray],
+    gts: list[list[tuple[int, ...]]],
+    tau_cam: float,
+    tau_fcam: float,
+    titles: list[str],
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -84,8 +92,12 @@ def _overlays(path: Path, images: list[np.ndarray], cams: list[np.ndarray], fmap
         img = images[r]
         bc = boxes_from_scoremap(cams[r].astype(np.float64), [tau_cam], multi_contour=False)[0]
         bf = boxes_from_scoremap(fmaps[r].astype(np.float64), [tau_fcam], multi_contour=False)[0]
-        panels = [(img, "image + GT"), (cams[r], f"CAM (tau={tau_cam:.2f})"),
-                  (fmaps[r], f"F-CAM fg prob (tau={tau_fcam:.2f})"), (img, "boxes: GT / CAM / F-CAM")]
+        panels = [
+            (img, "image + GT"),
+            (cams[r], f"CAM (tau={tau_cam:.2f})"),
+            (fmaps[r], f"F-CAM fg prob (tau={tau_fcam:.2f})"),
+            (img, "boxes: GT / CAM / F-CAM"),
+        ]
         for c, (arr, title) in enumerate(panels):
             ax = axes[r][c]
             ax.imshow(arr, cmap=None if arr.ndim == 3 else "jet", vmin=0, vmax=1 if arr.ndim == 2 else None)
@@ -185,8 +197,13 @@ def run_demo(
     cpu_timings["eval_s"] = time.process_time() - c
 
     def pick(r: dict[str, Any]) -> dict[str, Any]:
-        return {"MaxBoxAcc": r["MaxBoxAcc"], "MaxBoxAccV2": r["MaxBoxAccV2"], "PxAP": r["PxAP"],
-                "per_iou": r.get("per_iou"), "best_threshold": r.get("best_threshold")}
+        return {
+            "MaxBoxAcc": r["MaxBoxAcc"],
+            "MaxBoxAccV2": r["MaxBoxAccV2"],
+            "PxAP": r["PxAP"],
+            "per_iou": r.get("per_iou"),
+            "best_threshold": r.get("best_threshold"),
+        }
 
     t, c = time.perf_counter(), time.process_time()
     ds = WSOLDataset(test, data_dir / "images", train=False, size=size, mean=fmeta.mean, std=fmeta.std)
@@ -207,8 +224,16 @@ def run_demo(
         gts.append([tuple(int(v * size / (w if j % 2 == 0 else h)) for j, v in enumerate(b)) for b in test.boxes[iid]])
     tau_c = float(res_cam["best_threshold"].get("MaxBoxAcc", 0.5))
     tau_f = float(fmeta.threshold if fmeta.threshold is not None else 0.5)
-    _overlays(out / "overlays.png", imgs, [m.astype(np.float32) for m in cam_maps],
-              [m.astype(np.float32) for m in f_maps], gts, tau_c, tau_f, [test.image_ids[i] for i in idx])
+    _overlays(
+        out / "overlays.png",
+        imgs,
+        [m.astype(np.float32) for m in cam_maps],
+        [m.astype(np.float32) for m in f_maps],
+        gts,
+        tau_c,
+        tau_f,
+        [test.image_ids[i] for i in idx],
+    )
     timings["overlays_s"] = time.perf_counter() - t
     cpu_timings["overlays_s"] = time.process_time() - c
     bench_doc: dict[str, Any] | None = None
@@ -220,8 +245,11 @@ def run_demo(
         t, c = time.perf_counter(), time.process_time()
         suite = load_suite("smoke" if quick else "quick")
         bench_doc = run_suite(suite, out / "bench", checkpoint=model_dir, data_dir=data_dir, progress=progress)
-        write_report(bench_doc, out / "bench", command=f"fcam bench --suite {suite.name} --checkpoint "
-                     f"{model_dir} --data {data_dir} --out {out / 'bench'}")
+        write_report(
+            bench_doc,
+            out / "bench",
+            command=f"fcam bench --suite {suite.name} --checkpoint {model_dir} --data {data_dir} --out {out / 'bench'}",
+        )
         timings["bench_s"] = time.perf_counter() - t
         cpu_timings["bench_s"] = time.process_time() - c
     timings["total_s"] = time.perf_counter() - t_all
@@ -229,17 +257,35 @@ def run_demo(
 
     results: dict[str, Any] = {
         "methods": {"cam": pick(res_cam), "fcam": pick(res_fcam)},
-        "baselines": {"whole_image": {"MaxBoxAcc": res_whole["MaxBoxAcc"], "MaxBoxAccV2": res_whole["MaxBoxAccV2"],
-                                      "PxAP": res_whole["PxAP"]}},
+        "baselines": {
+            "whole_image": {
+                "MaxBoxAcc": res_whole["MaxBoxAcc"],
+                "MaxBoxAccV2": res_whole["MaxBoxAccV2"],
+                "PxAP": res_whole["PxAP"],
+            }
+        },
         "classifier_top1": top1,
-        "selected": {"classifier_epoch": r1.best_epoch, "fcam_epoch": r2.best_epoch, "fcam_threshold": tau_f,
-                     "select_metric": fcfg.select_metric},
+        "selected": {
+            "classifier_epoch": r1.best_epoch,
+            "fcam_epoch": r2.best_epoch,
+            "fcam_threshold": tau_f,
+            "select_metric": fcfg.select_metric,
+        },
         "timings": {k2: round(v, 2) for k2, v in timings.items()},
         "cpu_timings": {k2: round(v, 2) for k2, v in cpu_timings.items()},
-        "config": {"demo": dataclasses.asdict(dcfg), "quick": quick, "seed": seed,
-                   "classifier": config_to_dict(ccfg), "fcam": config_to_dict(fcfg)},
-        "environment": {"torch": torch.__version__, "threads": torch.get_num_threads(),
-                        "python": platform.python_version(), "machine": platform.machine()},
+        "config": {
+            "demo": dataclasses.asdict(dcfg),
+            "quick": quick,
+            "seed": seed,
+            "classifier": config_to_dict(ccfg),
+            "fcam": config_to_dict(fcfg),
+        },
+        "environment": {
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "python": platform.python_version(),
+            "machine": platform.machine(),
+        },
         "benchmark": _bench_summary(bench_doc),
         "num_test_images": len(test.image_ids),
         "input_size": [size, size],
@@ -258,27 +304,37 @@ def _bench_summary(doc: dict[str, Any] | None) -> dict[str, Any] | None:
     methods: dict[str, dict[str, Any]] = {}
     for r in recs:
         if r["kind"] == "localization":
-            methods.setdefault(r["method"], {}).update(
-                {k: r[k] for k in ("MaxBoxAcc", "MaxBoxAccV2", "PxAP")})
+            methods.setdefault(r["method"], {}).update({k: r[k] for k in ("MaxBoxAcc", "MaxBoxAccV2", "PxAP")})
         elif r["kind"] == "flops":
             methods.setdefault(r["method"], {})["GMAC"] = r.get("autograd_gmac") or r.get("torch_gmac")
         elif r["kind"] == "latency" and r["scope"] == "model" and r["batch"] == 1:
             methods.setdefault(r["method"], {})[f"{r['backend']}_ms"] = r["per_image_ms"]
     parity = {r["method"]: r["passed"] for r in recs if r["kind"] == "parity"}
-    return {"suite": doc["suite"], "report": "bench/report.md", "methods": methods, "parity_passed": parity,
-            "ratios": doc["ratios"], "wall_time_s": round(doc["wall_time_s"], 1)}
+    return {
+        "suite": doc["suite"],
+        "report": "bench/report.md",
+        "methods": methods,
+        "parity_passed": parity,
+        "ratios": doc["ratios"],
+        "wall_time_s": round(doc["wall_time_s"], 1),
+    }
 
 
 def _report(r: dict[str, Any]) -> str:
     m = r["methods"]
     b = r["baselines"]["whole_image"]
-    rows = [("CAM (stage-1 classifier, GT class)", m["cam"]), ("F-CAM (decoder, fg probability)", m["fcam"]),
-            ("whole-image map (baseline)", b)]
+    rows = [
+        ("CAM (stage-1 classifier, GT class)", m["cam"]),
+        ("F-CAM (decoder, fg probability)", m["fcam"]),
+        ("whole-image map (baseline)", b),
+    ]
     lines = [
         "# fcam demo report",
         "",
-        (f"Synthetic WSOL set ({r['num_test_images']} test images), CPU only, "
-        f"{'--quick smoke run' if r['config']['quick'] else 'default run'}."),
+        (
+            f"Synthetic WSOL set ({r['num_test_images']} test images), CPU only, "
+            f"{'--quick smoke run' if r['config']['quick'] else 'default run'}."
+        ),
         "",
         "| method | MaxBoxAcc | MaxBoxAccV2 | PxAP |",
         "| --- | ---: | ---: | ---: |",
@@ -289,39 +345,55 @@ def _report(r: dict[str, Any]) -> str:
     d_px = m["fcam"]["PxAP"] - m["cam"]["PxAP"]
     lines += [
         "",
-        (f"F-CAM vs CAM: MaxBoxAccV2 {d_v2:+.1f} points, PxAP {d_px:+.1f} points. "
-        f"Classifier top-1 on test: {r['classifier_top1']:.1f} %."),
+        (
+            f"F-CAM vs CAM: MaxBoxAccV2 {d_v2:+.1f} points, PxAP {d_px:+.1f} points. "
+            f"Classifier top-1 on test: {r['classifier_top1']:.1f} %."
+        ),
         "",
-        (f"Selected epochs (validation {r['selected']['select_metric']}, epoch 0 included): classifier "
-        f"{r['selected']['classifier_epoch']}, F-CAM {r['selected']['fcam_epoch']}; F-CAM threshold tau = "
-        f"{r['selected']['fcam_threshold']}."),
+        (
+            f"Selected epochs (validation {r['selected']['select_metric']}, epoch 0 included): classifier "
+            f"{r['selected']['classifier_epoch']}, F-CAM {r['selected']['fcam_epoch']}; F-CAM threshold tau = "
+            f"{r['selected']['fcam_threshold']}."
+        ),
         "",
         "Timings (s, wall): " + ", ".join(f"{k} {v}" for k, v in r["timings"].items()),
         "",
         "Process CPU time (s, all threads): " + ", ".join(f"{k} {v}" for k, v in r.get("cpu_timings", {}).items()),
         "",
-        ("Metrics follow wsolevaluation (maps resized to 224x224; MaxBoxAcc = IoU 50 largest contour; "
-        "MaxBoxAccV2 = mean over IoU 30/50/70, all contours; PxAP from pooled histograms). "
-        "`overlays.png`: image, CAM, F-CAM map, boxes (green GT, red CAM, cyan F-CAM)."),
+        (
+            "Metrics follow wsolevaluation (maps resized to 224x224; MaxBoxAcc = IoU 50 largest contour; "
+            "MaxBoxAccV2 = mean over IoU 30/50/70, all contours; PxAP from pooled histograms). "
+            "`overlays.png`: image, CAM, F-CAM map, boxes (green GT, red CAM, cyan F-CAM)."
+        ),
         "",
         "`model/` is the selected F-CAM checkpoint (safetensors + config.json with the threshold).",
         "",
     ]
     b = r.get("benchmark")
     if b:
-        lines += [(f"## Every method: accuracy, cost, parity (benchmark suite `{b['suite']}`, full report in "
-                  f"`{b['report']}`)"), "", ("| method | MaxBoxAcc | MaxBoxAccV2 | PxAP | GMAC/img | torch ms/img | "
-                  "autograd ms/img | ONNX Runtime ms/img | ORT parity |"), ("| --- | ---: | ---: | ---: | ---: | ---: | "
-                  "---: | ---: | --- |")]
+        lines += [
+            (
+                f"## Every method: accuracy, cost, parity (benchmark suite `{b['suite']}`, full report in "
+                f"`{b['report']}`)"
+            ),
+            "",
+            (
+                "| method | MaxBoxAcc | MaxBoxAccV2 | PxAP | GMAC/img | torch ms/img | "
+                "autograd ms/img | ONNX Runtime ms/img | ORT parity |"
+            ),
+            ("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"),
+        ]
 
         def f(v: Any, nd: int = 1) -> str:
             return "–" if v is None else f"{v:.{nd}f}"
 
         for name, v in b["methods"].items():
             par = b["parity_passed"].get(name)
-            lines.append(f"| {name} | {f(v.get('MaxBoxAcc'))} | {f(v.get('MaxBoxAccV2'))} | {f(v.get('PxAP'))} | "
-                         f"{f(v.get('GMAC'), 3)} | {f(v.get('torch_ms'), 2)} | {f(v.get('torch-autograd_ms'), 2)} | "
-                         f"{f(v.get('onnxruntime_ms'), 2)} | {'–' if par is None else ('pass' if par else 'FAIL')} |")
+            lines.append(
+                f"| {name} | {f(v.get('MaxBoxAcc'))} | {f(v.get('MaxBoxAccV2'))} | {f(v.get('PxAP'))} | "
+                f"{f(v.get('GMAC'), 3)} | {f(v.get('torch_ms'), 2)} | {f(v.get('torch-autograd_ms'), 2)} | "
+                f"{f(v.get('onnxruntime_ms'), 2)} | {'–' if par is None else ('pass' if par else 'FAIL')} |"
+            )
         from fcam_deploy.bench.report import headline_ratio_lines
 
         lines.append("")

@@ -32,8 +32,9 @@ class DistInfo:
         return self.rank == 0
 
 
-def init_distributed(backend: str | None = None, init_method: str | None = None,
-                     rank: int | None = None, world_size: int | None = None) -> DistInfo:
+def init_distributed(
+    backend: str | None = None, init_method: str | None = None, rank: int | None = None, world_size: int | None = None
+) -> DistInfo:
     """Join a process group when launched by torchrun (``WORLD_SIZE`` > 1) or when ``init_method`` is given.
 
     Backend default: nccl with CUDA, gloo otherwise. Returns a single-process :class:`DistInfo` otherwise.

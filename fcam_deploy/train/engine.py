@@ -137,14 +137,21 @@ def _make_optimizer(params: list[tuple[str, nn.Parameter]], cfg: OptimConfig) ->
         (high if hit else base).append(p)
     unused = [p for p, u in used.items() if not u]
     if unused:
-        raise ConfigError(f"optim.high_lr_prefixes {unused} match no trainable parameter "
-                          f"(names look like {[n for n, _ in params[:3]]})")
+        raise ConfigError(
+            f"optim.high_lr_prefixes {unused} match no trainable parameter "
+            f"(names look like {[n for n, _ in params[:3]]})"
+        )
     groups = [{"params": base, "lr": cfg.lr, "initial_lr": cfg.lr}]
     if high:
         lr_h = cfg.lr * cfg.high_lr_ratio
         groups.append({"params": high, "lr": lr_h, "initial_lr": lr_h})
-    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0,
-                           weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(
+        groups,
+        lr=cfg.lr,
+        momentum=cfg.momentum,
+        nesterov=cfg.nesterov and cfg.momentum > 0,
+        weight_decay=cfg.weight_decay,
+    )
 
 
 def _set_lr(opt: torch.optim.Optimizer, cfg: OptimConfig, epoch: int) -> None:
@@ -199,29 +206,37 @@ class _Data:
     class_names: list[str]
 
 
-def _open_data(data_dir: Path, size: int, resize: int, mean: tuple[float, ...], std: tuple[float, ...],
-               seed: int) -> _Data:
+def _open_data(
+    data_dir: Path, size: int, resize: int, mean: tuple[float, ...], std: tuple[float, ...], seed: int
+) -> _Data:
     from fcam_deploy.data import WSOLDataset, open_dataset
 
     root = Path(data_dir)
     if not (root / "metadata").is_dir():
-        raise ConfigError(f"{root} is not a WSOL dataset folder (no metadata/) (fix: run `fcam data synth --out {root}`"
-                          " or point --data at a folder in the wsolevaluation layout)")
+        raise ConfigError(
+            f"{root} is not a WSOL dataset folder (no metadata/) (fix: run `fcam data synth --out {root}`"
+            " or point --data at a folder in the wsolevaluation layout)"
+        )
     tr_meta = open_dataset(root, "train")
     va_meta = open_dataset(root, "val")
     names_file = root / "metadata" / "class_names.txt"
     names = names_file.read_text(encoding="utf-8").splitlines() if names_file.is_file() else []
     k = int(tr_meta.num_classes)
     names = names if len(names) == k else [str(i) for i in range(k)]
-    train = WSOLDataset(tr_meta, root / "images", train=True, size=size, resize=resize, mean=mean, std=std,
-                        seed=seed, cache=True)
+    train = WSOLDataset(
+        tr_meta, root / "images", train=True, size=size, resize=resize, mean=mean, std=std, seed=seed, cache=True
+    )
     val = WSOLDataset(va_meta, root / "images", train=False, size=size, resize=size, mean=mean, std=std, cache=True)
     return _Data(train, val, va_meta, k, names)
 
 
-def evaluate_split(maps: list[np.ndarray], meta: Any, with_masks: bool = False,
-                   cam_curve_interval: float = 0.01,
-                   engine: Literal["auto", "fast", "reference"] = "auto") -> dict[str, Any]:
+def evaluate_split(
+    maps: list[np.ndarray],
+    meta: Any,
+    with_masks: bool = False,
+    cam_curve_interval: float = 0.01,
+    engine: Literal["auto", "fast", "reference"] = "auto",
+) -> dict[str, Any]:
     """Protocol metrics (percent) of maps (S, S) in [0, 1], one per ``meta.image_ids`` entry.
 
     Maps go to the protocol's 224 x 224 frame as in every command (:func:`fcam_deploy.metrics.model_eval.
@@ -268,10 +283,12 @@ def predict_maps(model: nn.Module, ds: Any, kind: str, device: torch.device, bat
     return out
 
 
-def validate(model: nn.Module, data: _Data, kind: str, device: torch.device,
-             cam_curve_interval: float = 0.01) -> dict[str, Any]:
-    return evaluate_split(predict_maps(model, data.val, kind, device), data.val_meta,
-                          cam_curve_interval=cam_curve_interval)
+def validate(
+    model: nn.Module, data: _Data, kind: str, device: torch.device, cam_curve_interval: float = 0.01
+) -> dict[str, Any]:
+    return evaluate_split(
+        predict_maps(model, data.val, kind, device), data.val_meta, cam_curve_interval=cam_curve_interval
+    )
 
 
 # ----------------------------------------------------------------------------------------------------- the loop
@@ -281,13 +298,20 @@ def _checkpoint_meta(model: Any, data: _Data, size: int, threshold: float | None
     from fcam_deploy.models.checkpoint import CheckpointMeta
 
     spec = model.spec
-    return CheckpointMeta(kind="fcam" if hasattr(model, "decoder") else "classifier", arch=model.arch,
-                          num_classes=data.num_classes, class_names=data.class_names, input_size=(size, size),
-                          mean=tuple(spec.mean), std=tuple(spec.std), threshold=threshold, extra=extra)
+    return CheckpointMeta(
+        kind="fcam" if hasattr(model, "decoder") else "classifier",
+        arch=model.arch,
+        num_classes=data.num_classes,
+        class_names=data.class_names,
+        input_size=(size, size),
+        mean=tuple(spec.mean),
+        std=tuple(spec.std),
+        threshold=threshold,
+        extra=extra,
+    )
 
 
-def _save_model(dir_: Path, model: Any, data: _Data, size: int, threshold: float | None,
-                extra: dict[str, Any]) -> None:
+def _save_model(dir_: Path, model: Any, data: _Data, size: int, threshold: float | None, extra: dict[str, Any]) -> None:
     from fcam_deploy.models.checkpoint import save_checkpoint
 
     save_checkpoint(dir_, model, _checkpoint_meta(model, data, size, threshold, extra))
@@ -318,8 +342,12 @@ def _run(
     if main:
         clean_tmp(state_dir)
     opt = _make_optimizer(trainable, cfg.optim)
-    st = TrainState(kind=kind, elb_t=getattr(getattr(cfg, "elb", None), "init_t", 1.0),
-                    world_size=dist_info.world_size, config=config_to_dict(cfg))
+    st = TrainState(
+        kind=kind,
+        elb_t=getattr(getattr(cfg, "elb", None), "init_t", 1.0),
+        world_size=dist_info.world_size,
+        config=config_to_dict(cfg),
+    )
     restored = load_latest_state(state_dir) if resume else None
     if resume and restored is None and main:
         log.warning("--resume: no training state in %s, starting from scratch", state_dir)
@@ -328,8 +356,10 @@ def _run(
         if st.kind != kind:
             raise CheckpointError(f"{state_dir} holds a {st.kind!r} run, not {kind!r}")
         if st.world_size != dist_info.world_size:
-            raise CheckpointError(f"{state_dir} was saved with {st.world_size} processes, now {dist_info.world_size}"
-                                  " (fix: resume with the same number of processes)")
+            raise CheckpointError(
+                f"{state_dir} was saved with {st.world_size} processes, now {dist_info.world_size}"
+                " (fix: resume with the same number of processes)"
+            )
         model.load_state_dict(model_sd)
         opt.load_state_dict(opt_sd)
         torch.set_rng_state(rng)
@@ -344,7 +374,8 @@ def _run(
         else:
             convert_sync_batchnorm(model)
         ddp_model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
     elb = ELBState(st.elb_t)
     best_dir, last_dir = out_dir / "best", out_dir / "last"
 
@@ -360,16 +391,27 @@ def _run(
         # tau stored in the checkpoint: the v1 optimum for MaxBoxAcc selection, else the IoU-50 V2 optimum.
         thr = bt.get("MaxBoxAcc") if cfg.select_metric == "MaxBoxAcc" else bt.get("50", bt.get("MaxBoxAcc"))
         thr = float(thr) if thr is not None else None
-        rec = {"type": "val", "epoch": epoch, "step": st.step, "tau": thr,
-               **{k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}}
+        rec = {
+            "type": "val",
+            "epoch": epoch,
+            "step": st.step,
+            "tau": thr,
+            **{k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)},
+        }
         st.history.append(rec)
         if logger:
             logger.write(rec)
         if st.best_value is None or value > st.best_value:
             st.best_value, st.best_epoch, st.best_threshold = value, epoch, thr
             if main:
-                _save_model(best_dir, model, data, size, thr,
-                            {**extra_meta, "epoch": epoch, "val": rec, "select_metric": cfg.select_metric})
+                _save_model(
+                    best_dir,
+                    model,
+                    data,
+                    size,
+                    thr,
+                    {**extra_meta, "epoch": epoch, "val": rec, "select_metric": cfg.select_metric},
+                )
 
     if restored is None:
         if kind == "fcam":
@@ -384,11 +426,16 @@ def _run(
         batches = epoch_batches(n_train, cfg.batch_size, cfg.seed, epoch + 1, dist_info.world_size)
         _set_lr(opt, cfg.optim, epoch)
         ddp_model.train()
-        todo = [_rank_slice(b, dist_info.rank, dist_info.world_size) for b in batches[st.batch_in_epoch:]]
-        loader = torch.utils.data.DataLoader(train_ds, batch_sampler=todo, num_workers=num_workers,
-                                             collate_fn=_collate)
-        bar = tqdm(total=len(batches), initial=st.batch_in_epoch, desc=f"{kind} epoch {epoch + 1}/{cfg.epochs}",
-                   disable=not (progress and main), leave=False, dynamic_ncols=True)
+        todo = [_rank_slice(b, dist_info.rank, dist_info.world_size) for b in batches[st.batch_in_epoch :]]
+        loader = torch.utils.data.DataLoader(train_ds, batch_sampler=todo, num_workers=num_workers, collate_fn=_collate)
+        bar = tqdm(
+            total=len(batches),
+            initial=st.batch_in_epoch,
+            desc=f"{kind} epoch {epoch + 1}/{cfg.epochs}",
+            disable=not (progress and main),
+            leave=False,
+            dynamic_ncols=True,
+        )
         sums: dict[str, float] = {}
         nb = 0
         for batch in loader:
@@ -416,24 +463,40 @@ def _run(
             elb.step_epoch(cfg.elb)  # type: ignore[union-attr]
         st.elb_t = elb.t
         if logger:
-            logger.write({"type": "epoch", "epoch": st.epoch, "step": st.step, "elb_t": elb.t,
-                          "lr": opt.param_groups[0]["lr"], **{f"mean_{k}": v / max(nb, 1) for k, v in sums.items()}})
+            logger.write(
+                {
+                    "type": "epoch",
+                    "epoch": st.epoch,
+                    "step": st.step,
+                    "elb_t": elb.t,
+                    "lr": opt.param_groups[0]["lr"],
+                    **{f"mean_{k}": v / max(nb, 1) for k, v in sums.items()},
+                }
+            )
         if (st.epoch % max(getattr(cfg, "val_every", 1), 1) == 0) or st.epoch == cfg.epochs:
             do_validate(st.epoch)
         snapshot()
     if main:
         _save_model(last_dir, model, data, size, st.best_threshold, {**extra_meta, "epoch": st.epoch})
-        summary = {"kind": kind, "best_epoch": st.best_epoch, "best_value": st.best_value,
-                   "select_metric": cfg.select_metric, "best_threshold": st.best_threshold, "steps": st.step,
-                   "seconds": time.perf_counter() - t0, "history": [h for h in st.history if h["type"] == "val"]}
+        summary = {
+            "kind": kind,
+            "best_epoch": st.best_epoch,
+            "best_value": st.best_value,
+            "select_metric": cfg.select_metric,
+            "best_threshold": st.best_threshold,
+            "steps": st.step,
+            "seconds": time.perf_counter() - t0,
+            "history": [h for h in st.history if h["type"] == "val"],
+        }
         atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     if dist_info.active and dist_info.world_size > 1:
         import torch.distributed as dist
 
         dist.barrier()  # rank 0 has written best/ and last/ before any rank returns
     best_rec = next((h for h in st.history if h["type"] == "val" and h["epoch"] == st.best_epoch), {})
-    return TrainResult(out_dir, best_dir, last_dir, int(st.best_epoch or 0), best_rec, st.step,
-                       time.perf_counter() - t0)
+    return TrainResult(
+        out_dir, best_dir, last_dir, int(st.best_epoch or 0), best_rec, st.step, time.perf_counter() - t0
+    )
 
 
 # ------------------------------------------------------------------------------------------------ public stages
@@ -443,8 +506,11 @@ def _device(device: str | None, dist_info: DistInfo) -> torch.device:
     if device:
         d = torch.device(device)
     else:
-        d = torch.device("cuda", dist_info.rank % max(torch.cuda.device_count(), 1)) if torch.cuda.is_available() \
+        d = (
+            torch.device("cuda", dist_info.rank % max(torch.cuda.device_count(), 1))
+            if torch.cuda.is_available()
             else torch.device("cpu")
+        )
     if d.type == "cuda":
         torch.cuda.set_device(d)
     return d
@@ -486,10 +552,23 @@ def train_classifier(
         acc = (logits.argmax(1) == batch["label"].to(dev)).float().mean()
         return {"loss": loss, "acc": acc.detach()}
 
-    return _run(kind="classifier", model=model, trainable=list(model.named_parameters()), cfg=cfg,
-                size=cfg.input_size, data=data, out_dir=Path(out_dir), step_fn=step, resume=resume,
-                progress=progress, save_every_steps=save_every_steps, dist_info=dist_info, device=dev,
-                num_workers=num_workers, extra_meta={"stage": "classifier", "config": config_to_dict(cfg)})
+    return _run(
+        kind="classifier",
+        model=model,
+        trainable=list(model.named_parameters()),
+        cfg=cfg,
+        size=cfg.input_size,
+        data=data,
+        out_dir=Path(out_dir),
+        step_fn=step,
+        resume=resume,
+        progress=progress,
+        save_every_steps=save_every_steps,
+        dist_info=dist_info,
+        device=dev,
+        num_workers=num_workers,
+        extra_meta={"stage": "classifier", "config": config_to_dict(cfg)},
+    )
 
 
 def train_fcam(
@@ -533,8 +612,10 @@ def train_fcam(
         with torch.no_grad():
             cam = normalize_cam(out.cam.float())
             up = F.interpolate(cam[:, None], size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
-            gens = [torch.Generator().manual_seed(sample_generator_seed(cfg.seed, epoch, int(i), "seeds"))
-                    for i in batch["index"]]
+            gens = [
+                torch.Generator().manual_seed(sample_generator_seed(cfg.seed, epoch, int(i), "seeds"))
+                for i in batch["index"]
+            ]
             seeds = sample_seeds(up, gens, cfg.seeds)
             norm = None
             if dist_info.active and dist_info.world_size > 1:
@@ -543,13 +624,37 @@ def train_fcam(
                 n_lab = (seeds != -255).sum().to(torch.float64).reshape(1)
                 dist.all_reduce(n_lab)
                 norm = float(n_lab) / dist_info.world_size
-        parts = fcam_loss(out.seg_logits, seeds, batch["raw"].to(dev), seed_lambda=cfg.seed_lambda, crf=cfg.crf,
-                          elb_t=elb.t, size_lambda=cfg.elb.lam, seed_normalizer=norm)
-        return {"loss": parts.total, "seed": parts.seed.detach(), "crf": parts.crf.detach(),
-                "size": parts.size.detach()}
+        parts = fcam_loss(
+            out.seg_logits,
+            seeds,
+            batch["raw"].to(dev),
+            seed_lambda=cfg.seed_lambda,
+            crf=cfg.crf,
+            elb_t=elb.t,
+            size_lambda=cfg.elb.lam,
+            seed_normalizer=norm,
+        )
+        return {
+            "loss": parts.total,
+            "seed": parts.seed.detach(),
+            "crf": parts.crf.detach(),
+            "size": parts.size.detach(),
+        }
 
-    return _run(kind="fcam", model=model, trainable=trainable, cfg=cfg, size=size, data=data,
-                out_dir=Path(out_dir), step_fn=step, resume=resume, progress=progress,
-                save_every_steps=save_every_steps, dist_info=dist_info, device=dev, num_workers=num_workers,
-                extra_meta={"stage": "fcam", "config": config_to_dict(cfg),
-                            "classifier": Path(classifier_dir).resolve().name})  # no absolute path shipped
+    return _run(
+        kind="fcam",
+        model=model,
+        trainable=trainable,
+        cfg=cfg,
+        size=size,
+        data=data,
+        out_dir=Path(out_dir),
+        step_fn=step,
+        resume=resume,
+        progress=progress,
+        save_every_steps=save_every_steps,
+        dist_info=dist_info,
+        device=dev,
+        num_workers=num_workers,
+        extra_meta={"stage": "fcam", "config": config_to_dict(cfg), "classifier": Path(classifier_dir).resolve().name},
+    )  # no absolute path shipped

@@ -159,10 +159,12 @@ def load_latest_state(
         doc = json.loads((snap / "state.json").read_text(encoding="utf-8"))
         tensors = load_file(str(snap / "state.safetensors"))
     except (OSError, ValueError) as exc:
-        raise CheckpointError(f"training state {snap} is unreadable: {exc} (fix: delete {state_dir} to restart)") from exc
+        raise CheckpointError(
+            f"training state {snap} is unreadable: {exc} (fix: delete {state_dir} to restart)"
+        ) from exc
     if doc.get("format") != _FORMAT:
         raise CheckpointError(f"{snap}/state.json is not a {_FORMAT} file")
     state = TrainState(**doc["state"])
-    model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    model_state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     opt = _unflatten_optimizer(tensors, doc["optimizer"])
     return state, model_state, opt, tensors["rng.torch_cpu"]

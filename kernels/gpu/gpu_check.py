@@ -195,36 +195,90 @@ def hard_cases(small: bool, sm_count: int, seed: int = 0) -> list[HardCase]:
     cases = [
         HardCase(f"checkerboard {s}x{s} identity", binary_pattern("checkerboard", s)[None], s, s, std),
         HardCase(f"serpentine {s}x{s} identity", binary_pattern("serpentine", s)[None], s, s, std),
-        HardCase(f"sparse pixels {s}x{s} identity, K=16 ties", binary_pattern("sparse", s)[None], s, s,
-                 [(False, False, True, 16, 0.5), (True, False, True, 20, 0.5)]),
-        HardCase(f"sparse pixels {s}x{s} protocol, K=16 ties", binary_pattern("sparse", s)[None], s, s,
-                 [(True, True, True, 16, 0.5)], reference=small),
-        HardCase("sparse pixels 24x24 protocol, K=16 ties", binary_pattern("sparse", 24)[None], 24, 24,
-                 [(True, True, True, 16, 0.5), (False, True, True, 64, 0.3)]),
-        HardCase(f"1x{big_out}x{big_out} from {big_in}x{big_in}", _smooth(rng, 1, big_in, big_in), big_out, big_out,
-                 [(False, False, True, 8, 0.5), (True, True, True, 8, 0.5), (False, False, False, 4, 0.2)]),
+        HardCase(
+            f"sparse pixels {s}x{s} identity, K=16 ties",
+            binary_pattern("sparse", s)[None],
+            s,
+            s,
+            [(False, False, True, 16, 0.5), (True, False, True, 20, 0.5)],
+        ),
+        HardCase(
+            f"sparse pixels {s}x{s} protocol, K=16 ties",
+            binary_pattern("sparse", s)[None],
+            s,
+            s,
+            [(True, True, True, 16, 0.5)],
+            reference=small,
+        ),
+        HardCase(
+            "sparse pixels 24x24 protocol, K=16 ties",
+            binary_pattern("sparse", 24)[None],
+            24,
+            24,
+            [(True, True, True, 16, 0.5), (False, True, True, 64, 0.3)],
+        ),
+        HardCase(
+            f"1x{big_out}x{big_out} from {big_in}x{big_in}",
+            _smooth(rng, 1, big_in, big_in),
+            big_out,
+            big_out,
+            [(False, False, True, 8, 0.5), (True, True, True, 8, 0.5), (False, False, False, 4, 0.2)],
+        ),
     ]
     n_big = sm_count + 7
-    cases.append(HardCase(f"N={n_big} (> {sm_count} SMs) 14x14->56x56", _smooth(rng, n_big, 14, 14), 56, 56,
-                          [(False, False, True, 4, 0.5), (True, True, True, 4, 0.35)]))
+    cases.append(
+        HardCase(
+            f"N={n_big} (> {sm_count} SMs) 14x14->56x56",
+            _smooth(rng, n_big, 14, 14),
+            56,
+            56,
+            [(False, False, True, 4, 0.5), (True, True, True, 4, 0.35)],
+        )
+    )
     x = rng.standard_normal((3, 9, 11)).astype(np.float32)
     negzero = np.where(x > 0, x / (1 + x), np.float32(-0.0)).astype(np.float32)
-    cases.append(HardCase("-0.0 in pass-through maps (torch.relu(-0.0))", negzero, 23, 29,
-                          [(q, p, False, 4, t) for q in (False, True) for p in (False, True) for t in (0.0, 0.5)]))
+    cases.append(
+        HardCase(
+            "-0.0 in pass-through maps (torch.relu(-0.0))",
+            negzero,
+            23,
+            29,
+            [(q, p, False, 4, t) for q in (False, True) for p in (False, True) for t in (0.0, 0.5)],
+        )
+    )
     nan = _smooth(rng, 3, 8, 8)
     nan[1, 3, 4] = np.nan
     nan[2, 0, 0] = np.inf
-    cases.append(HardCase("NaN / inf maps (zeros)", nan, 16, 16,
-                          [(q, p, n, 3, 0.5) for q in (False, True) for p in (False, True) for n in (True, False)]))
+    cases.append(
+        HardCase(
+            "NaN / inf maps (zeros)",
+            nan,
+            16,
+            16,
+            [(q, p, n, 3, 0.5) for q in (False, True) for p in (False, True) for n in (True, False)],
+        )
+    )
     for shape, out in (((2, 1, 13), (5, 7)), ((2, 13, 1), (1, 9)), ((2, 1, 1), (1, 1)), ((2, 6, 1), (6, 1))):
-        cases.append(HardCase(f"h or w = 1: {shape[1]}x{shape[2]}->{out[0]}x{out[1]}",
-                              rng.standard_normal(shape).astype(np.float32), out[0], out[1],
-                              [(q, p, n, 2, 0.45) for q in (False, True) for p in (False, True) for n in (True, False)]))
+        cases.append(
+            HardCase(
+                f"h or w = 1: {shape[1]}x{shape[2]}->{out[0]}x{out[1]}",
+                rng.standard_normal(shape).astype(np.float32),
+                out[0],
+                out[1],
+                [(q, p, n, 2, 0.45) for q in (False, True) for p in (False, True) for n in (True, False)],
+            )
+        )
     for shape, out in (((4, 28, 28), (224, 224)), ((3, 7, 9), (3, 2)), ((2, 14, 14), (375, 500))):
         if small and out[0] * out[1] > 60_000:
             out = (out[0] // 2, out[1] // 2)
-        cases.append(HardCase(f"random {shape[1]}x{shape[2]}->{out[0]}x{out[1]}", _smooth(rng, *shape), *out,
-                              [(q, p, n, 5, 0.5) for q in (False, True) for p in (False, True) for n in (True, False)]))
+        cases.append(
+            HardCase(
+                f"random {shape[1]}x{shape[2]}->{out[0]}x{out[1]}",
+                _smooth(rng, *shape),
+                *out,
+                [(q, p, n, 5, 0.5) for q in (False, True) for p in (False, True) for n in (True, False)],
+            )
+        )
     return cases
 
 
@@ -274,8 +328,15 @@ def check_postprocess_exact(ctx: Context) -> dict[str, Any]:
             failures.append(f"{case.name}: not run (time box)")
             continue
         maps = torch.from_numpy(np.ascontiguousarray(case.maps))
-        row: dict[str, Any] = {"case": case.name, "shape": list(case.maps.shape), "out": [case.out_h, case.out_w],
-                               "runs": 0, "vs_cpu": 0, "vs_reference": 0, "mismatches": 0}
+        row: dict[str, Any] = {
+            "case": case.name,
+            "shape": list(case.maps.shape),
+            "out": [case.out_h, case.out_w],
+            "runs": 0,
+            "vs_cpu": 0,
+            "vs_reference": 0,
+            "mismatches": 0,
+        }
         for q, p, norm, k, tau in case.combos:
             args = (case.out_h, case.out_w, tau, q, p, k, norm)
             cpu = op(maps, *args)
@@ -309,7 +370,7 @@ def check_postprocess_exact(ctx: Context) -> dict[str, Any]:
     return {
         "ok": not failures and n_cmp > 0,
         "summary": f"{what}: {n_cmp} exact comparisons over {len(rows)} hard inputs, {len(failures)} mismatch(es)"
-                   + (f"; reference not run: {'; '.join(sorted(ref_skips))}" if ref_skips else ""),
+        + (f"; reference not run: {'; '.join(sorted(ref_skips))}" if ref_skips else ""),
         "cases": rows,
         "failures": failures[:50],
         "reference_skipped": sorted(ref_skips),
@@ -339,8 +400,11 @@ def check_stream_determinism(ctx: Context) -> dict[str, Any]:
                 n += 1
                 if diff:
                     failures.append(f"{case.name} q={int(q)} p={int(p)} [{label}] {diff}")
-    return {"ok": not failures, "summary": f"{n} bitwise comparisons (two runs; a non-default stream), "
-                                           f"{len(failures)} difference(s)", "failures": failures[:50]}
+    return {
+        "ok": not failures,
+        "summary": f"{n} bitwise comparisons (two runs; a non-default stream), {len(failures)} difference(s)",
+        "failures": failures[:50],
+    }
 
 
 def _launcher_test_binary(ctx: Context) -> Path:
@@ -375,12 +439,18 @@ def _cuda_home() -> str:
 def check_build_torch_ext(ctx: Context) -> dict[str, Any]:
     """kernels/torch/build_ext.py with CUDA for the local architecture, against this machine's torch."""
     arch = _local_arch()
-    env = dict(os.environ, FCAM_TORCH_CUDA="1", FCAM_CUDA_ARCHS=arch, CUDA_HOME=_cuda_home(),
-               MAX_JOBS=str(os.cpu_count() or 4))
-    rc, log, secs = _run_logged([sys.executable, str(ROOT / "kernels" / "torch" / "build_ext.py")],
-                                max(ctx.time_left(), 1), env)
-    return {"ok": rc == 0, "summary": f"torch extension with CUDA for sm_{arch}: exit {rc} in {secs:.0f} s",
-            "arch": arch, "log_tail": log[-3000:]}
+    env = dict(
+        os.environ, FCAM_TORCH_CUDA="1", FCAM_CUDA_ARCHS=arch, CUDA_HOME=_cuda_home(), MAX_JOBS=str(os.cpu_count() or 4)
+    )
+    rc, log, secs = _run_logged(
+        [sys.executable, str(ROOT / "kernels" / "torch" / "build_ext.py")], max(ctx.time_left(), 1), env
+    )
+    return {
+        "ok": rc == 0,
+        "summary": f"torch extension with CUDA for sm_{arch}: exit {rc} in {secs:.0f} s",
+        "arch": arch,
+        "log_tail": log[-3000:],
+    }
 
 
 def check_build_launcher_test(ctx: Context) -> dict[str, Any]:
@@ -392,16 +462,32 @@ def check_build_launcher_test(ctx: Context) -> dict[str, Any]:
     nvcc = str(Path(_cuda_home()) / "bin" / "nvcc")
     gen = ["-G", "Ninja"] if shutil.which("ninja") else []
     t0 = time.monotonic()
-    rc, log, _ = _run_logged(["cmake", "-S", str(ROOT / "kernels"), "-B", str(build), *gen,
-                              "-DCMAKE_BUILD_TYPE=Release", f"-DCMAKE_CUDA_COMPILER={nvcc}",
-                              f"-DFCAM_CUDA_ARCHS={arch}"], max(ctx.time_left(), 1))
+    rc, log, _ = _run_logged(
+        [
+            "cmake",
+            "-S",
+            str(ROOT / "kernels"),
+            "-B",
+            str(build),
+            *gen,
+            "-DCMAKE_BUILD_TYPE=Release",
+            f"-DCMAKE_CUDA_COMPILER={nvcc}",
+            f"-DFCAM_CUDA_ARCHS={arch}",
+        ],
+        max(ctx.time_left(), 1),
+    )
     if rc == 0:
-        rc, log2, _ = _run_logged(["cmake", "--build", str(build), "--target", "fcam_cuda_launcher_test", "-j",
-                                   str(os.cpu_count() or 4)], max(ctx.time_left(), 1))
+        rc, log2, _ = _run_logged(
+            ["cmake", "--build", str(build), "--target", "fcam_cuda_launcher_test", "-j", str(os.cpu_count() or 4)],
+            max(ctx.time_left(), 1),
+        )
         log += log2
     secs = time.monotonic() - t0
-    return {"ok": rc == 0 and (build / "fcam_cuda_launcher_test").is_file(),
-            "summary": f"fcam_cuda_launcher_test for sm_{arch}: exit {rc} in {secs:.0f} s", "log_tail": log[-3000:]}
+    return {
+        "ok": rc == 0 and (build / "fcam_cuda_launcher_test").is_file(),
+        "summary": f"fcam_cuda_launcher_test for sm_{arch}: exit {rc} in {secs:.0f} s",
+        "log_tail": log[-3000:],
+    }
 
 
 def check_cuda_launcher_test(ctx: Context) -> dict[str, Any]:
@@ -437,8 +523,11 @@ def _sanitizer_check(tool: str) -> Callable[[Context], dict[str, Any]]:
         cmd = [san, "--tool", tool, "--error-exitcode", "97", str(binary), "--small"]
         rc, log, secs = _run_logged(cmd, max(ctx.time_left(), 1))
         errors = [ln for ln in log.splitlines() if "ERROR SUMMARY" in ln or "RACECHECK SUMMARY" in ln]
-        return {"ok": rc == 0, "summary": f"{tool}: exit {rc} in {secs:.1f} s; {' '.join(errors) or 'no summary'}",
-                "log_tail": log[-3000:]}
+        return {
+            "ok": rc == 0,
+            "summary": f"{tool}: exit {rc} in {secs:.1f} s; {' '.join(errors) or 'no summary'}",
+            "log_tail": log[-3000:],
+        }
 
     run.__doc__ = f"compute-sanitizer --tool {tool} on fcam_cuda_launcher_test --small"
     return run
@@ -494,13 +583,28 @@ def check_postprocess_timing(ctx: Context) -> dict[str, Any]:
         t_proto = _cuda_time(functools.partial(op, maps, oh, ow, 0.5, True, True, 4, True))
         t_torch = _cuda_time(torch_ops)
         moved = n * h * w * 4 + n * oh * ow * (4 + 1)  # maps in, full + mask out
-        rows.append({"case": f"N={n}, {name}", "op_ms": t_op * 1e3, "op_protocol_ms": t_proto * 1e3,
-                     "torch_ops_ms": t_torch * 1e3, "op_vs_torch_ops": t_torch / t_op,
-                     "op_effective_GBps": moved / t_op / 1e9, "pct_of_copy_bw": 100 * moved / t_op / copy_bw})
-    return {"ok": True, "copy_GBps": copy_bw / 1e9, "rows": rows,
-            "summary": "; ".join(f"{r['case']}: op {r['op_ms']:.3f} ms vs torch ops {r['torch_ops_ms']:.3f} ms, "
-                                 f"{r['pct_of_copy_bw']:.0f}% of copy bandwidth" for r in rows),
-            "note": "torch ops = the same map steps (min-max, bilinear, threshold) without components or boxes"}
+        rows.append(
+            {
+                "case": f"N={n}, {name}",
+                "op_ms": t_op * 1e3,
+                "op_protocol_ms": t_proto * 1e3,
+                "torch_ops_ms": t_torch * 1e3,
+                "op_vs_torch_ops": t_torch / t_op,
+                "op_effective_GBps": moved / t_op / 1e9,
+                "pct_of_copy_bw": 100 * moved / t_op / copy_bw,
+            }
+        )
+    return {
+        "ok": True,
+        "copy_GBps": copy_bw / 1e9,
+        "rows": rows,
+        "summary": "; ".join(
+            f"{r['case']}: op {r['op_ms']:.3f} ms vs torch ops {r['torch_ops_ms']:.3f} ms, "
+            f"{r['pct_of_copy_bw']:.0f}% of copy bandwidth"
+            for r in rows
+        ),
+        "note": "torch ops = the same map steps (min-max, bilinear, threshold) without components or boxes",
+    }
 
 
 def _time_once(fn: Callable[[], Any]) -> float:
@@ -537,9 +641,16 @@ def check_hard_input_timing(ctx: Context) -> dict[str, Any]:
             for k in (1, 16):
                 name = f"{kind} {size}x{size}, K={k}"
                 if kind in slow or ctx.time_left() < 20:
-                    rows.append({"case": name, "op_ms": None, "vs_smooth_map": None,
-                                 "note": "not timed: the smaller size took > 1 s per call" if kind in slow
-                                 else "not timed: time box"})
+                    rows.append(
+                        {
+                            "case": name,
+                            "op_ms": None,
+                            "vs_smooth_map": None,
+                            "note": "not timed: the smaller size took > 1 s per call"
+                            if kind in slow
+                            else "not timed: time box",
+                        }
+                    )
                     continue
                 m = torch.from_numpy(binary_pattern(kind, size)[None]).cuda()
                 t = _time_once(functools.partial(op, m, size, size, 0.5, False, False, k, True))
@@ -548,8 +659,12 @@ def check_hard_input_timing(ctx: Context) -> dict[str, Any]:
                     slow.add(kind)
                 ctx.save_partial({"ok": False, "rows": rows, "summary": "partial (time box)"})
     worst = max((r for r in rows if r["op_ms"] is not None), key=lambda r: r["vs_smooth_map"], default=None)
-    summary = (f"{len(rows)} inputs; slowest relative to a smooth map: {worst['case']} {worst['op_ms']:.2f} ms "
-               f"({worst['vs_smooth_map']:.1f}x)" if worst else "nothing timed")
+    summary = (
+        f"{len(rows)} inputs; slowest relative to a smooth map: {worst['case']} {worst['op_ms']:.2f} ms "
+        f"({worst['vs_smooth_map']:.1f}x)"
+        if worst
+        else "nothing timed"
+    )
     return {"ok": True, "rows": rows, "summary": summary + (f"; > 1 s per call: {sorted(slow)}" if slow else "")}
 
 
@@ -584,9 +699,17 @@ def _graph_vs_eager(arch: str, batch: int, size: int) -> dict[str, Any]:
         cg.replay()
         sync()
         diff = max(float((a.float() - b.float()).abs().max()) for a, b in zip(eager_out, static_out, strict=True))
-    return {"arch": arch, "batch": batch, "size": size, "eager_p50_ms": eager.p50, "graph_p50_ms": replay.p50,
-            "eager_ms_per_image": eager.p50 / batch, "graph_ms_per_image": replay.p50 / batch,
-            "speedup": eager.p50 / replay.p50, "max_abs_diff_vs_eager": diff}
+    return {
+        "arch": arch,
+        "batch": batch,
+        "size": size,
+        "eager_p50_ms": eager.p50,
+        "graph_p50_ms": replay.p50,
+        "eager_ms_per_image": eager.p50 / batch,
+        "graph_ms_per_image": replay.p50 / batch,
+        "speedup": eager.p50 / replay.p50,
+        "max_abs_diff_vs_eager": diff,
+    }
 
 
 def check_fcam_e2e(ctx: Context) -> dict[str, Any]:
@@ -607,10 +730,18 @@ def check_fcam_e2e(ctx: Context) -> dict[str, Any]:
     if not rows:
         raise Skip("; ".join(skipped) or "nothing to run")
     ok = all(r["max_abs_diff_vs_eager"] <= 1e-4 for r in rows)
-    summ = "; ".join(f"{r['arch']} b{r['batch']}: eager {r['eager_ms_per_image']:.2f} / graph "
-                     f"{r['graph_ms_per_image']:.2f} ms per image" for r in rows)
-    return {"ok": ok, "rows": rows, "skipped": skipped, "paper_ms_per_image": PAPER_MS_PER_IMAGE,
-            "summary": summ + (f"; not run: {'; '.join(skipped)}" if skipped else "")}
+    summ = "; ".join(
+        f"{r['arch']} b{r['batch']}: eager {r['eager_ms_per_image']:.2f} / graph "
+        f"{r['graph_ms_per_image']:.2f} ms per image"
+        for r in rows
+    )
+    return {
+        "ok": ok,
+        "rows": rows,
+        "skipped": skipped,
+        "paper_ms_per_image": PAPER_MS_PER_IMAGE,
+        "summary": summ + (f"; not run: {'; '.join(skipped)}" if skipped else ""),
+    }
 
 
 def check_lattice_filter(ctx: Context) -> dict[str, Any]:
@@ -638,14 +769,27 @@ def check_lattice_filter(ctx: Context) -> dict[str, Any]:
             raise Skip("lattice_filter returned a CPU tensor for CUDA inputs (no CUDA kernel)")
         gpu_c = gpu.cpu()
         scale = float(cpu.abs().max()) or 1.0
-        rows.append({"sigma_rgb": sigma_rgb, "sigma_xy": sigma_xy, "shape": list(cpu.shape),
-                     "bit_identical": bool(torch.equal(gpu_c, cpu)),
-                     "max_abs_diff": float((gpu_c - cpu).abs().max()), "max_rel_diff": float((gpu_c - cpu).abs().max())
-                     / scale})
+        rows.append(
+            {
+                "sigma_rgb": sigma_rgb,
+                "sigma_xy": sigma_xy,
+                "shape": list(cpu.shape),
+                "bit_identical": bool(torch.equal(gpu_c, cpu)),
+                "max_abs_diff": float((gpu_c - cpu).abs().max()),
+                "max_rel_diff": float((gpu_c - cpu).abs().max()) / scale,
+            }
+        )
     ok = all(r["max_rel_diff"] <= 1e-4 for r in rows)  # float atomics may reorder sums; 1e-4 of the output scale
-    return {"ok": ok, "rows": rows, "tolerance": "max |CUDA - CPU| <= 1e-4 * max |CPU| (bit-identity recorded)",
-            "summary": "; ".join(f"sigma_rgb {r['sigma_rgb']}, sigma_xy {r['sigma_xy']}: max abs diff "
-                                 f"{r['max_abs_diff']:.2e}, bit-identical {r['bit_identical']}" for r in rows)}
+    return {
+        "ok": ok,
+        "rows": rows,
+        "tolerance": "max |CUDA - CPU| <= 1e-4 * max |CPU| (bit-identity recorded)",
+        "summary": "; ".join(
+            f"sigma_rgb {r['sigma_rgb']}, sigma_xy {r['sigma_xy']}: max abs diff "
+            f"{r['max_abs_diff']:.2e}, bit-identical {r['bit_identical']}"
+            for r in rows
+        ),
+    }
 
 
 #: The check list, in run order (most important first: the global time limit skips from the end).
@@ -684,16 +828,42 @@ def run_check_inline(check: Check, ctx: Context) -> CheckResult:
     except Exception as exc:  # noqa: BLE001 - recorded in the report, and the other checks still run
         import traceback
 
-        return CheckResult(check.name, check.phase, "error", time.monotonic() - t0, f"{type(exc).__name__}: {exc}",
-                           {"traceback": traceback.format_exc()[-4000:]})
+        return CheckResult(
+            check.name,
+            check.phase,
+            "error",
+            time.monotonic() - t0,
+            f"{type(exc).__name__}: {exc}",
+            {"traceback": traceback.format_exc()[-4000:]},
+        )
     status = "pass" if data.get("ok") else "fail"
-    return CheckResult(check.name, check.phase, status, time.monotonic() - t0, "" if data.get("ok") else
-                       str(data.get("summary", "")), data)
+    return CheckResult(
+        check.name,
+        check.phase,
+        status,
+        time.monotonic() - t0,
+        "" if data.get("ok") else str(data.get("summary", "")),
+        data,
+    )
 
 
 def _child_cmd(check: Check, ctx: Context, result: Path, budget: float) -> list[str]:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", check.name, "--device", ctx.device,
-           "--work", str(ctx.work), "--out", str(ctx.out), "--result", str(result), "--time-limit", f"{budget:.1f}"]
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--child",
+        check.name,
+        "--device",
+        ctx.device,
+        "--work",
+        str(ctx.work),
+        "--out",
+        str(ctx.out),
+        "--result",
+        str(result),
+        "--time-limit",
+        f"{budget:.1f}",
+    ]
     return cmd + (["--small"] if ctx.small else [])
 
 
@@ -714,28 +884,46 @@ def _collect_child(check: Check, proc: subprocess.Popen[str], result: Path, t0: 
         data.pop("ok", None)
         data["summary"] = f"time box of {budget:.0f} s exceeded" + ("; partial results kept" if data else "")
         data["output_tail"] = (out or "")[-3000:]
-        return CheckResult(check.name, check.phase, "timeout", time.monotonic() - t0,
-                           f"time box of {budget:.0f} s exceeded", data)
+        return CheckResult(
+            check.name, check.phase, "timeout", time.monotonic() - t0, f"time box of {budget:.0f} s exceeded", data
+        )
     if result.is_file():
         res = CheckResult(**json.loads(result.read_text()))
         res.seconds = time.monotonic() - t0  # wall time including the child's start
         return res
-    return CheckResult(check.name, check.phase, "error", time.monotonic() - t0,
-                       f"the check's process exited with {proc.returncode} without a result (crash?)",
-                       {"output_tail": (out or "")[-3000:]})
+    return CheckResult(
+        check.name,
+        check.phase,
+        "error",
+        time.monotonic() - t0,
+        f"the check's process exited with {proc.returncode} without a result (crash?)",
+        {"output_tail": (out or "")[-3000:]},
+    )
 
 
-def run_checks(checks: list[Check], ctx: Context, isolate: bool = True, budget_scale: float = 1.0,
-               log: Callable[[str], None] = print) -> list[CheckResult]:
+def run_checks(
+    checks: list[Check],
+    ctx: Context,
+    isolate: bool = True,
+    budget_scale: float = 1.0,
+    log: Callable[[str], None] = print,
+) -> list[CheckResult]:
     """Run ``checks`` (each in a subprocess when ``isolate``), time-boxed, never stopping at a failure."""
     results: dict[str, CheckResult] = {}
     pending = list(checks)
     with tempfile.TemporaryDirectory(prefix="fcam-gpu-check-") as tmp:
+
         def start(check: Check) -> tuple[subprocess.Popen[str], Path, float, float]:
             result = Path(tmp) / f"{check.name}.json"
             budget = min(check.budget_s * budget_scale, max(ctx.time_left(), 0.1))
-            proc = subprocess.Popen(_child_cmd(check, ctx, result, budget), stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT, text=True, cwd=ROOT, env=_child_env())
+            proc = subprocess.Popen(
+                _child_cmd(check, ctx, result, budget),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                cwd=ROOT,
+                env=_child_env(),
+            )
             return proc, result, time.monotonic(), budget
 
         if isolate and ctx.device == "cuda":
@@ -747,8 +935,9 @@ def run_checks(checks: list[Check], ctx: Context, isolate: bool = True, budget_s
             pending = [c for c in pending if c.name not in running]
         for check in pending:
             if ctx.time_left() < 10:
-                results[check.name] = CheckResult(check.name, check.phase, "skip", 0.0,
-                                                  "global time limit reached before this check")
+                results[check.name] = CheckResult(
+                    check.name, check.phase, "skip", 0.0, "global time limit reached before this check"
+                )
             elif not isolate or (check.cuda and ctx.device != "cuda"):
                 results[check.name] = run_check_inline(check, ctx)
             else:
@@ -776,14 +965,23 @@ def environment() -> dict[str, Any]:
         env.update(torch=torch.__version__, torch_cuda=torch.version.cuda, cuda_available=torch.cuda.is_available())
         if torch.cuda.is_available():
             p = torch.cuda.get_device_properties(0)
-            env["gpu"] = {"name": p.name, "capability": f"{p.major}.{p.minor}", "sms": p.multi_processor_count,
-                          "memory_gib": round(p.total_memory / 2**30, 1)}
+            env["gpu"] = {
+                "name": p.name,
+                "capability": f"{p.major}.{p.minor}",
+                "sms": p.multi_processor_count,
+                "memory_gib": round(p.total_memory / 2**30, 1),
+            }
     except Exception as exc:  # noqa: BLE001 - recorded in the report
         env["torch_error"] = f"{type(exc).__name__}: {exc}"
     smi = shutil.which("nvidia-smi")
     if smi:
-        proc = subprocess.run([smi, "--query-gpu=name,driver_version", "--format=csv,noheader"], capture_output=True,
-                              text=True, check=False, timeout=30)
+        proc = subprocess.run(
+            [smi, "--query-gpu=name,driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=30,
+        )
         env["nvidia_smi"] = proc.stdout.strip() or proc.stderr.strip()
     nvcc = shutil.which("nvcc")
     if nvcc:
@@ -792,26 +990,38 @@ def environment() -> dict[str, Any]:
     return env
 
 
-def write_report(results: list[CheckResult], out: Path, *, mode: str, env: dict[str, Any], total_s: float,
-                 time_limit_s: float) -> tuple[Path, Path]:
+def write_report(
+    results: list[CheckResult], out: Path, *, mode: str, env: dict[str, Any], total_s: float, time_limit_s: float
+) -> tuple[Path, Path]:
     """Write ``gpu_check.json`` and ``gpu_check.md`` into ``out``; returns their paths."""
     out.mkdir(parents=True, exist_ok=True)
     ok = all(r.status in ("pass", "skip") for r in results)
-    doc = {"schema_version": SCHEMA_VERSION, "mode": mode, "ok": ok,
-           "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-           "total_s": round(total_s, 1), "time_limit_s": time_limit_s, "environment": env,
-           "counts": {s: sum(r.status == s for r in results) for s in STATUSES},
-           "checks": [asdict(r) for r in results]}
+    doc = {
+        "schema_version": SCHEMA_VERSION,
+        "mode": mode,
+        "ok": ok,
+        "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "total_s": round(total_s, 1),
+        "time_limit_s": time_limit_s,
+        "environment": env,
+        "counts": {s: sum(r.status == s for r in results) for s in STATUSES},
+        "checks": [asdict(r) for r in results],
+    }
     jpath, mpath = out / "gpu_check.json", out / "gpu_check.md"
     jpath.write_text(json.dumps(doc, indent=1, default=str) + "\n")
     gpu = env.get("gpu", {})
     lines = [
-        "# GPU check (`bash kernels/gpu/run_all.sh`)", "",
-        (f"Mode **{mode}**, {'**all checks passed or skipped**' if ok else '**FAILURES**'}; "
-         f"{total_s:.0f} s in total (limit {time_limit_s:.0f} s). GPU: {gpu.get('name', 'none')} "
-         f"(sm_{gpu.get('capability', '?').replace('.', '')}, {gpu.get('sms', '?')} SMs); torch {env.get('torch')} "
-         f"(CUDA {env.get('torch_cuda')}); {env.get('nvcc', 'no nvcc')}; driver: {env.get('nvidia_smi', '?')}."), "",
-        "| check | phase | status | time (s) | result |", "| --- | --- | --- | --- | --- |",
+        "# GPU check (`bash kernels/gpu/run_all.sh`)",
+        "",
+        (
+            f"Mode **{mode}**, {'**all checks passed or skipped**' if ok else '**FAILURES**'}; "
+            f"{total_s:.0f} s in total (limit {time_limit_s:.0f} s). GPU: {gpu.get('name', 'none')} "
+            f"(sm_{gpu.get('capability', '?').replace('.', '')}, {gpu.get('sms', '?')} SMs); torch {env.get('torch')} "
+            f"(CUDA {env.get('torch_cuda')}); {env.get('nvcc', 'no nvcc')}; driver: {env.get('nvidia_smi', '?')}."
+        ),
+        "",
+        "| check | phase | status | time (s) | result |",
+        "| --- | --- | --- | --- | --- |",
     ]
     for r in results:
         summary = str(r.data.get("summary") or r.reason).replace("|", "/").replace("\n", " ")
@@ -819,27 +1029,44 @@ def write_report(results: list[CheckResult], out: Path, *, mode: str, env: dict[
     by = {r.name: r for r in results}
     exact = by.get("postprocess-exact")
     if exact and exact.data.get("cases"):
-        lines += ["", "## Exact comparisons (bit-identical `full`, equal mask / boxes / count)", "",
-                  "| input | maps | out | option sets | vs CPU launcher | vs NumPy reference | mismatches |",
-                  "| --- | --- | --- | --- | --- | --- | --- |"]
+        lines += [
+            "",
+            "## Exact comparisons (bit-identical `full`, equal mask / boxes / count)",
+            "",
+            "| input | maps | out | option sets | vs CPU launcher | vs NumPy reference | mismatches |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
         for c in exact.data["cases"]:
-            lines.append(f"| {c['case']} | {'x'.join(map(str, c['shape']))} | {c['out'][0]}x{c['out'][1]} | "
-                         f"{c['runs']} | {c['vs_cpu']} | {c['vs_reference']} | {c['mismatches']} |")
+            lines.append(
+                f"| {c['case']} | {'x'.join(map(str, c['shape']))} | {c['out'][0]}x{c['out'][1]} | "
+                f"{c['runs']} | {c['vs_cpu']} | {c['vs_reference']} | {c['mismatches']} |"
+            )
         for f in exact.data.get("failures", [])[:10]:
             lines.append(f"- {f}")
     timing = by.get("postprocess-timing")
     if timing and timing.data.get("rows"):
-        lines += ["", f"## CUDA post-process vs torch ops (copy bandwidth {timing.data['copy_GBps']:.0f} GB/s)", "",
-                  "| case | op ms | op + protocol ms | torch ops ms | speed-up | % of copy bandwidth |",
-                  "| --- | --- | --- | --- | --- | --- |"]
+        lines += [
+            "",
+            f"## CUDA post-process vs torch ops (copy bandwidth {timing.data['copy_GBps']:.0f} GB/s)",
+            "",
+            "| case | op ms | op + protocol ms | torch ops ms | speed-up | % of copy bandwidth |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
         for t in timing.data["rows"]:
-            lines.append(f"| {t['case']} | {t['op_ms']:.3f} | {t['op_protocol_ms']:.3f} | {t['torch_ops_ms']:.3f} | "
-                         f"{t['op_vs_torch_ops']:.2f}x | {t['pct_of_copy_bw']:.0f}% |")
+            lines.append(
+                f"| {t['case']} | {t['op_ms']:.3f} | {t['op_protocol_ms']:.3f} | {t['torch_ops_ms']:.3f} | "
+                f"{t['op_vs_torch_ops']:.2f}x | {t['pct_of_copy_bw']:.0f}% |"
+            )
         lines.append(f"\n{timing.data.get('note', '')}")
     hard = by.get("postprocess-hard-input-timing")
     if hard and hard.data.get("rows"):
-        lines += ["", "## Hard inputs, identity resize (one call each; vs a smooth 64x64 map upsampled to the same size)",
-                  "", "| input | op ms | vs smooth map |", "| --- | --- | --- |"]
+        lines += [
+            "",
+            "## Hard inputs, identity resize (one call each; vs a smooth 64x64 map upsampled to the same size)",
+            "",
+            "| input | op ms | vs smooth map |",
+            "| --- | --- | --- |",
+        ]
         for r in hard.data["rows"]:
             if r.get("op_ms") is None:
                 lines.append(f"| {r['case']} | - | {r.get('note', '')} |")
@@ -848,15 +1075,23 @@ def write_report(results: list[CheckResult], out: Path, *, mode: str, env: dict[
     e2e = by.get("fcam-e2e-cuda-graphs")
     lines += ["", "## F-CAM end to end, eager vs CUDA graph (224x224, random weights)", ""]
     if e2e and e2e.data.get("rows"):
-        lines += ["| backbone | batch | eager ms / image | CUDA graph ms / image | speed-up | max abs diff |",
-                  "| --- | --- | --- | --- | --- | --- |"]
+        lines += [
+            "| backbone | batch | eager ms / image | CUDA graph ms / image | speed-up | max abs diff |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
         for e in e2e.data["rows"]:
-            lines.append(f"| {e['arch']} | {e['batch']} | {e['eager_ms_per_image']:.3f} | "
-                         f"{e['graph_ms_per_image']:.3f} | {e['speedup']:.2f}x | {e['max_abs_diff_vs_eager']:.1e} |")
+            lines.append(
+                f"| {e['arch']} | {e['batch']} | {e['eager_ms_per_image']:.3f} | "
+                f"{e['graph_ms_per_image']:.3f} | {e['speedup']:.2f}x | {e['max_abs_diff_vs_eager']:.1e} |"
+            )
     else:
         lines.append(f"Not measured: {(e2e.reason if e2e else 'not run') or 'no rows'}.")
-    lines += ["", "Paper, per image (fcam-method.md runtime table, ResNet50 column; hardware not stated): "
-              + "; ".join(f"{k} {v} ms" for k, v in PAPER_MS_PER_IMAGE.items()) + "."]
+    lines += [
+        "",
+        "Paper, per image (fcam-method.md runtime table, ResNet50 column; hardware not stated): "
+        + "; ".join(f"{k} {v} ms" for k, v in PAPER_MS_PER_IMAGE.items())
+        + ".",
+    ]
     for r in results:
         if r.status in ("fail", "error", "timeout"):
             tail = r.data.get("traceback") or r.data.get("log_tail") or r.data.get("output_tail") or ""
@@ -896,21 +1131,30 @@ def main(argv: list[str] | None = None) -> int:
     env = environment()
     if args.device == "cuda" and not env.get("cuda_available"):
         why = env.get("torch_error") or "torch.cuda.is_available() is False"
-        print(f"[gpu-check] no CUDA device visible to torch ({why}); this command needs an NVIDIA GPU "
-              "(--device cpu runs the CPU-only mode)", file=sys.stderr)
+        print(
+            f"[gpu-check] no CUDA device visible to torch ({why}); this command needs an NVIDIA GPU "
+            "(--device cpu runs the CPU-only mode)",
+            file=sys.stderr,
+        )
         return 2
     t0 = time.monotonic()
     ctx.deadline = t0 + args.time_limit
     ctx.work.mkdir(parents=True, exist_ok=True)
-    print(f"[gpu-check] mode {args.device}, {len(checks)} check(s), limit {args.time_limit:.0f} s; "
-          f"GPU {env.get('gpu', {}).get('name', 'none')}", flush=True)
-    results = run_checks(checks, ctx, isolate=True, budget_scale=args.budget_scale,
-                         log=lambda s: print(s, flush=True))
-    jpath, mpath = write_report(results, args.out, mode=args.device, env=env, total_s=time.monotonic() - t0,
-                                time_limit_s=args.time_limit)
+    print(
+        f"[gpu-check] mode {args.device}, {len(checks)} check(s), limit {args.time_limit:.0f} s; "
+        f"GPU {env.get('gpu', {}).get('name', 'none')}",
+        flush=True,
+    )
+    results = run_checks(checks, ctx, isolate=True, budget_scale=args.budget_scale, log=lambda s: print(s, flush=True))
+    jpath, mpath = write_report(
+        results, args.out, mode=args.device, env=env, total_s=time.monotonic() - t0, time_limit_s=args.time_limit
+    )
     bad = [r.name for r in results if r.status in ("fail", "error", "timeout")]
-    print(f"[gpu-check] {len(results) - len(bad)}/{len(results)} passed or skipped; wrote {jpath} and {mpath}"
-          + (f"; FAILED: {', '.join(bad)}" if bad else ""), flush=True)
+    print(
+        f"[gpu-check] {len(results) - len(bad)}/{len(results)} passed or skipped; wrote {jpath} and {mpath}"
+        + (f"; FAILED: {', '.join(bad)}" if bad else ""),
+        flush=True,
+    )
     return 1 if bad else 0
 
 

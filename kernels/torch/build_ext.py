@@ -58,8 +58,9 @@ def gencode_flags(archs: list[str]) -> list[str]:
 
 def toolkit_cuda_major(cuda_home: str) -> int:
     """Major version of the CUDA toolkit at ``cuda_home`` (``nvcc --version``)."""
-    out = subprocess.run([str(Path(cuda_home) / "bin" / "nvcc"), "--version"], capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run(
+        [str(Path(cuda_home) / "bin" / "nvcc"), "--version"], capture_output=True, text=True, check=True
+    ).stdout
     m = re.search(r"release (\d+)\.", out)
     if m is None:
         raise ValueError(f"cannot read the CUDA version from `nvcc --version`: {out.strip()[-200:]}")
@@ -100,8 +101,12 @@ def main() -> int:
     cflags = ["-O3", "-ffp-contract=off", "-fno-fast-math"]  # torch 2.14 headers need its own -std=c++20
     cuda_flags: list[str] = []
     if with_cuda:
-        sources += [kernels / "torch" / "cuda_impl.cpp", kernels / "src" / "cuda" / "cam_postprocess.cu",
-                    kernels / "torch" / "lattice_cuda_impl.cpp", kernels / "src" / "cuda" / "lattice_filter.cu"]
+        sources += [
+            kernels / "torch" / "cuda_impl.cpp",
+            kernels / "src" / "cuda" / "cam_postprocess.cu",
+            kernels / "torch" / "lattice_cuda_impl.cpp",
+            kernels / "src" / "cuda" / "lattice_filter.cu",
+        ]
         env_archs = os.environ.get("FCAM_CUDA_ARCHS", "")
         archs = [a for a in env_archs.split(";") if a] or default_cuda_archs(toolkit_cuda_major(cuda_home))
         print(f"[kernels] torch extension CUDA architectures: {';'.join(archs)}", flush=True)

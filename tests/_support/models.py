@@ -79,8 +79,12 @@ def export_to(
     """Export ``model`` as a localization graph to ``path`` (``fcam_deploy.export.onnx_export.export_graph``)."""
     from fcam_deploy.export.onnx_export import export_graph
 
-    export_graph(graph_for(model, method, postprocess, size), model_metadata(method, postprocess, size), path,
-                 dynamic_batch=dynamic_batch)
+    export_graph(
+        graph_for(model, method, postprocess, size),
+        model_metadata(method, postprocess, size),
+        path,
+        dynamic_batch=dynamic_batch,
+    )
     return path
 
 
@@ -90,8 +94,16 @@ def save_tiny_checkpoint(directory: Path, model: torch.nn.Module, size: tuple[in
     from fcam_deploy.models.checkpoint import CheckpointMeta, save_checkpoint
 
     kind = "fcam" if isinstance(model, FCAM) else "classifier"
-    meta = CheckpointMeta(arch=ARCH, num_classes=len(CLASS_NAMES), class_names=list(CLASS_NAMES), input_size=size,
-                          mean=MEAN, std=STD, threshold=threshold, kind=kind)
+    meta = CheckpointMeta(
+        arch=ARCH,
+        num_classes=len(CLASS_NAMES),
+        class_names=list(CLASS_NAMES),
+        input_size=size,
+        mean=MEAN,
+        std=STD,
+        threshold=threshold,
+        kind=kind,
+    )
     save_checkpoint(directory, model, meta)  # type: ignore[arg-type]
     return directory
 
@@ -153,8 +165,9 @@ def tiny_onnx(
 
     meta = model_metadata("cam", "onnx", size)
     metadata = {**meta.to_props(), **{f"fcam_deploy.{k}": v for k, v in (props or {}).items()}}
-    w = np.asarray(weights if weights is not None else np.linspace(-1, 1, 3 * graph_classes).reshape(3, -1),
-                   dtype=np.float32)
+    w = np.asarray(
+        weights if weights is not None else np.linspace(-1, 1, 3 * graph_classes).reshape(3, -1), dtype=np.float32
+    )
     h, wd = size
     inits = [
         numpy_helper.from_array(w, "W"),

@@ -12,8 +12,15 @@ from fcam_deploy.bench.flops import count_onnx_macs, count_torch_macs
 
 
 def _export(model: torch.nn.Module, x: torch.Tensor, path: Path) -> None:
-    torch.onnx.export(model, (x,), str(path), input_names=["images"], output_names=["out"], dynamo=False,
-                      dynamic_axes={"images": {0: "batch"}})
+    torch.onnx.export(
+        model,
+        (x,),
+        str(path),
+        input_names=["images"],
+        output_names=["out"],
+        dynamo=False,
+        dynamic_axes={"images": {0: "batch"}},
+    )
 
 
 def test_small_net_agrees_with_hand_count(tmp_path: Path) -> None:

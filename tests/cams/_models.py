@@ -60,5 +60,3 @@ def make_model(seed: int = 0, dtype: torch.dtype = torch.float32, **kw: object) 
 
 def make_images(n: int = 3, h: int = 32, w: int = 40, seed: int = 1, dtype: torch.dtype = torch.float32) -> Tensor:
     return torch.randn(n, 3, h, w, generator=torch.Generator().manual_seed(seed), dtype=dtype)
-
-

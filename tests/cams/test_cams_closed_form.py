@@ -100,7 +100,12 @@ def test_heads_export_to_onnx_and_match(tmp_path) -> None:
         head = cls_head(normalize=True)
         path = tmp_path / f"{name}.onnx"
         torch.onnx.export(
-            head, (a, w, cls), str(path), input_names=["A", "W", "classes"], output_names=["maps"], dynamo=False,
+            head,
+            (a, w, cls),
+            str(path),
+            input_names=["A", "W", "classes"],
+            output_names=["maps"],
+            dynamo=False,
             opset_version=17,
         )
         onnx.checker.check_model(onnx.load(str(path)))
@@ -130,8 +135,9 @@ def test_closed_form_cam_module_exports_with_and_without_classes(tmp_path) -> No
             path = tmp_path / f"{method}_{with_cls}.onnx"
             args = (x, cls) if with_cls else (x,)
             names = ["x", "classes"] if with_cls else ["x"]
-            torch.onnx.export(mod, args, str(path), input_names=names, output_names=["logits", "maps"],
-                              dynamo=False, opset_version=17)
+            torch.onnx.export(
+                mod, args, str(path), input_names=names, output_names=["logits", "maps"], dynamo=False, opset_version=17
+            )
             sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
             feeds = {"x": x.numpy(), **({"classes": cls.numpy()} if with_cls else {})}
             logits, maps = sess.run(None, feeds)
@@ -151,8 +157,13 @@ if given is not None:
 
     @settings(max_examples=25, deadline=None)
     @given(
-        n=st.integers(1, 3), c=st.integers(1, 9), h=st.integers(1, 6), w=st.integers(1, 6), k=st.integers(1, 5),
-        seed=st.integers(0, 2**31 - 1), method=st.sampled_from(GRAD_METHODS),
+        n=st.integers(1, 3),
+        c=st.integers(1, 9),
+        h=st.integers(1, 6),
+        w=st.integers(1, 6),
+        k=st.integers(1, 5),
+        seed=st.integers(0, 2**31 - 1),
+        method=st.sampled_from(GRAD_METHODS),
     )
     def test_closed_form_equals_autograd_property(n, c, h, w, k, seed, method) -> None:
         """Random shapes, signed activations, any classes: the head equals the general formula fed with the

@@ -103,8 +103,9 @@ def test_scorecam_matches_oracle_and_is_batch_size_invariant(model, images) -> N
         for i in range(3):
             scores = []
             for k in range(a.shape[1]):
-                m = nn.functional.interpolate(a[i : i + 1, k : k + 1], size=(32, 40), mode="bilinear",
-                                              align_corners=True)[0, 0]
+                m = nn.functional.interpolate(
+                    a[i : i + 1, k : k + 1], size=(32, 40), mode="bilinear", align_corners=True
+                )[0, 0]
                 m = (m - m.min()) / (m.max() - m.min() + 1e-8)
                 scores.append(model(images[i : i + 1] * m)[0, cls[i]])
             w = torch.softmax(torch.stack(scores), 0)

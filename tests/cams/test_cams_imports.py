@@ -15,7 +15,9 @@ def test_import_is_lazy_about_optional_dependencies() -> None:
         "bad = [m for m in ('cv2', 'onnxruntime', 'matplotlib', 'pytorch_grad_cam', 'safetensors', 'onnx') "
         "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)"
     )
-    proc = subprocess.run([sys.executable, "-c", code], check=False, cwd=REPO, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], check=False, cwd=REPO, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 

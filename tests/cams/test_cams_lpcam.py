@@ -220,8 +220,11 @@ def test_no_context_warns_or_fails_and_thresholds_are_selected() -> None:
     with pytest.raises(ConfigError):
         clusters.select(0.9, (0.5, 0.1))
     # the search keeps the best score, ties -> the earlier candidate
-    cands = [{"fg_threshold": 0.9, "bg_band": (1.0, 1.0)}, {"fg_threshold": 0.9, "bg_band": (0.0, 1.0)},
-             {"fg_threshold": 0.5, "bg_band": (0.0, 1.0)}]
+    cands = [
+        {"fg_threshold": 0.9, "bg_band": (1.0, 1.0)},
+        {"fg_threshold": 0.9, "bg_band": (0.0, 1.0)},
+        {"fg_threshold": 0.5, "bg_band": (0.0, 1.0)},
+    ]
     search = select_lpcam_thresholds(clusters, lambda p: float(sum(nb for _, nb in p.counts().values())), cands)
     assert search.best == {"fg_threshold": 0.9, "bg_band": (0.0, 1.0)}
     assert next(r["context_prototypes"] for r in search.table) == 0 and len(search.table) == 3
@@ -277,9 +280,15 @@ def test_load_errors(tmp_path) -> None:
     with pytest.raises(CheckpointError, match="format"):
         load_lpcam(other)
     shape = tmp_path / "shape.safetensors"
-    save_file({"fg.0": torch.zeros(2, 5)}, str(shape), metadata={
-        "format": "fcam-deploy-lpcam", "format_version": "1",
-        "header": json.dumps({"num_classes": 2, "channels": 4})})
+    save_file(
+        {"fg.0": torch.zeros(2, 5)},
+        str(shape),
+        metadata={
+            "format": "fcam-deploy-lpcam",
+            "format_version": "1",
+            "header": json.dumps({"num_classes": 2, "channels": 4}),
+        },
+    )
     with pytest.raises(CheckpointError, match="fg.0"):
         load_lpcam(shape)
 

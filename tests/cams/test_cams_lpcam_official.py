@@ -69,9 +69,13 @@ class _Tiny(nn.Module):
 
     def __init__(self, weight: Tensor) -> None:
         super().__init__()
-        convs = [nn.Conv2d(3, 16, 3, 2, 1, bias=False), nn.Conv2d(16, 32, 3, 2, 1, bias=False),
-                 nn.Conv2d(32, 64, 3, 2, 1, bias=False), nn.Conv2d(64, 64, 3, 2, 1, bias=False),
-                 nn.Conv2d(64, 2048, 1, bias=False)]
+        convs = [
+            nn.Conv2d(3, 16, 3, 2, 1, bias=False),
+            nn.Conv2d(16, 32, 3, 2, 1, bias=False),
+            nn.Conv2d(32, 64, 3, 2, 1, bias=False),
+            nn.Conv2d(64, 64, 3, 2, 1, bias=False),
+            nn.Conv2d(64, 2048, 1, bias=False),
+        ]
         with torch.no_grad():
             for salt, conv in enumerate(convs, start=1):
                 conv.weight.copy_(_weight(tuple(conv.weight.shape), salt))
@@ -108,8 +112,11 @@ def _split(model: _Tiny, loader: list[tuple[Tensor, Tensor]], scales: tuple[floa
     with torch.no_grad():
         for x, y in loader:
             a = model.trunk(x)
-            out.append(split_cams(model.trunk, x, a, model.head.weight[y], mode="official", scales=scales,
-                                  flip=True)[0].double().numpy())
+            out.append(
+                split_cams(model.trunk, x, a, model.head.weight[y], mode="official", scales=scales, flip=True)[0]
+                .double()
+                .numpy()
+            )
     return out
 
 
@@ -124,8 +131,17 @@ def test_single_scale_matches_official(setup: tuple[_Tiny, list[tuple[Tensor, Te
     for ours, theirs in zip(_split(model, loader, (1.0,)), _unflat(ref["split_flat"], ref["split_shape"]), strict=True):
         np.testing.assert_allclose(ours, theirs, atol=2e-6, rtol=0)
     # 2. every cluster centre's probability, 3. the selected prototypes (counts and 16 projections + norm)
-    clusters = cluster_lpcam(model, loader, num_clusters=4, tol=1e-4, seed=0, split="official", split_scales=(1.0,),
-                             split_flip=True, memory_limit_mb=None)
+    clusters = cluster_lpcam(
+        model,
+        loader,
+        num_clusters=4,
+        tol=1e-4,
+        seed=0,
+        split="official",
+        split_scales=(1.0,),
+        split_flip=True,
+        memory_limit_mb=None,
+    )
     for c in range(N_CLS):
         np.testing.assert_allclose(clusters.p_fg[c].numpy(), ref["p_fg"][c], atol=2e-5, rtol=0)
         np.testing.assert_allclose(clusters.p_bg[c].numpy(), ref["p_bg"][c], atol=2e-5, rtol=0)
@@ -146,8 +162,9 @@ def test_single_scale_matches_official(setup: tuple[_Tiny, list[tuple[Tensor, Te
     with LPCAM(model, protos, flip=True) as ext:
         for (x, y), theirs in zip(loader, theirs_cam, strict=True):
             low = ext(x, y).lowres
-            ours = nn.functional.interpolate(low[:, None].double(), size=theirs.shape, mode="bilinear",
-                                             align_corners=False)[0, 0].numpy()
+            ours = nn.functional.interpolate(
+                low[:, None].double(), size=theirs.shape, mode="bilinear", align_corners=False
+            )[0, 0].numpy()
             np.testing.assert_allclose(_minmax(ours), _minmax(theirs), atol=5e-6, rtol=0)
 
 
@@ -167,9 +184,12 @@ def test_four_scales_agree_with_official(setup: tuple[_Tiny, list[tuple[Tensor, 
     diff = max(float(np.abs(a - b).max()) for a, b in zip(ours, theirs, strict=True))
     assert same >= 0.99 and diff <= 0.03, (same, diff)
     clusters = cluster_lpcam(model, loader, num_clusters=4, tol=1e-4, seed=0, memory_limit_mb=None)
-    match = [c for c in range(n_cls)
-             if np.allclose(clusters.p_fg[c].numpy(), ref["p_fg"][c], atol=1e-3)
-             and np.allclose(clusters.p_bg[c].numpy(), ref["p_bg"][c], atol=1e-3)]
+    match = [
+        c
+        for c in range(n_cls)
+        if np.allclose(clusters.p_fg[c].numpy(), ref["p_fg"][c], atol=1e-3)
+        and np.allclose(clusters.p_bg[c].numpy(), ref["p_bg"][c], atol=1e-3)
+    ]
     assert len(match) >= n_cls - 1, match
     protos = clusters.select(0.45, (0.05, 0.9), fallback=True, on_no_context="ignore")
     for c in match:

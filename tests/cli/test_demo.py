@@ -48,8 +48,25 @@ def test_demo_quick_end_to_end(tmp_path: Path) -> None:
     assert res["input_size"] == [h, w] and h != 224
     for method in ("cam", "fcam"):
         js = tmp_path / f"eval_{method}.json"
-        assert main(["eval", "--checkpoint", str(out / "model"), "--data", str(out / "data"), "--split", "test",
-                     "--method", method, "--json", str(js), "--no-progress"]) == 0
+        assert (
+            main(
+                [
+                    "eval",
+                    "--checkpoint",
+                    str(out / "model"),
+                    "--data",
+                    str(out / "data"),
+                    "--split",
+                    "test",
+                    "--method",
+                    method,
+                    "--json",
+                    str(js),
+                    "--no-progress",
+                ]
+            )
+            == 0
+        )
         ev = json.loads(js.read_text())
         assert ev["input_size"] == [h, w]
         for k in ("MaxBoxAcc", "MaxBoxAccV2", "PxAP"):

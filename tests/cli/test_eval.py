@@ -25,7 +25,9 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     clf = build_classifier("resnet18", 3)
     meta = CheckpointMeta(arch="resnet18", num_classes=3, class_names=["a", "b", "c"])
     save_checkpoint(root / "clf", clf, meta)
-    save_checkpoint(root / "fcam", FCAM(clf), CheckpointMeta(arch="resnet18", num_classes=3, class_names=["a", "b", "c"]))
+    save_checkpoint(
+        root / "fcam", FCAM(clf), CheckpointMeta(arch="resnet18", num_classes=3, class_names=["a", "b", "c"])
+    )
     return root / "ds", root / "clf", root / "fcam"
 
 
@@ -39,9 +41,24 @@ def test_eval_then_score_saved_maps_gives_the_same_numbers(
 ) -> None:
     ds, clf, fcam = setup
     ckpt = clf if ckpt_kind == "clf" else fcam
-    rc = _run("eval", "--checkpoint", str(ckpt), "--data", str(ds), "--split", "test", "--method", method,
-              "--json", str(tmp_path / "e.json"), "--save-maps", str(tmp_path / "maps"), "--no-progress",
-              "--batch-size", "2")
+    rc = _run(
+        "eval",
+        "--checkpoint",
+        str(ckpt),
+        "--data",
+        str(ds),
+        "--split",
+        "test",
+        "--method",
+        method,
+        "--json",
+        str(tmp_path / "e.json"),
+        "--save-maps",
+        str(tmp_path / "maps"),
+        "--no-progress",
+        "--batch-size",
+        "2",
+    )
     assert rc == 0
     ev = json.loads((tmp_path / "e.json").read_text())
     assert ev["num_images"] == 5 and ev["method"] == method
@@ -52,13 +69,33 @@ def test_eval_then_score_saved_maps_gives_the_same_numbers(
     assert saved == sorted(f"test/{k:06d}.png.npy" for k in range(5))
     arr = np.load(tmp_path / "maps" / "test" / "000000.png.npy")
     assert arr.shape == (224, 224) and arr.dtype == np.float32 and 0 <= arr.min() and arr.max() <= 1
-    rc = _run("score", "--maps", str(tmp_path / "maps"), "--metadata", str(ds), "--split", "test",
-              "--predictions", str(tmp_path / "maps" / "predictions.json"), "--json", str(tmp_path / "s.json"),
-              "--no-progress")
+    rc = _run(
+        "score",
+        "--maps",
+        str(tmp_path / "maps"),
+        "--metadata",
+        str(ds),
+        "--split",
+        "test",
+        "--predictions",
+        str(tmp_path / "maps" / "predictions.json"),
+        "--json",
+        str(tmp_path / "s.json"),
+        "--no-progress",
+    )
     assert rc == 0
     sc = json.loads((tmp_path / "s.json").read_text())
-    for key in ("MaxBoxAcc", "MaxBoxAccV2", "PxAP", "per_iou", "per_iou_v1", "best_threshold", "top1_loc",
-                "top5_loc", "num_images"):
+    for key in (
+        "MaxBoxAcc",
+        "MaxBoxAccV2",
+        "PxAP",
+        "per_iou",
+        "per_iou_v1",
+        "best_threshold",
+        "top1_loc",
+        "top5_loc",
+        "num_images",
+    ):
         assert sc[key] == ev[key], key
 
 
@@ -66,16 +103,44 @@ def test_fcam_method_needs_an_fcam_checkpoint(
     setup: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     ds, clf, _ = setup
-    rc = _run("eval", "--checkpoint", str(clf), "--data", str(ds), "--method", "fcam", "--json",
-              str(tmp_path / "e.json"), "--no-progress")
+    rc = _run(
+        "eval",
+        "--checkpoint",
+        str(clf),
+        "--data",
+        str(ds),
+        "--method",
+        "fcam",
+        "--json",
+        str(tmp_path / "e.json"),
+        "--no-progress",
+    )
     assert rc == 2
     assert "F-CAM" in capsys.readouterr().err
-    rc = _run("eval", "--checkpoint", str(clf), "--data", str(ds), "--method", "lpcam", "--json",
-              str(tmp_path / "e.json"), "--no-progress")
+    rc = _run(
+        "eval",
+        "--checkpoint",
+        str(clf),
+        "--data",
+        str(ds),
+        "--method",
+        "lpcam",
+        "--json",
+        str(tmp_path / "e.json"),
+        "--no-progress",
+    )
     assert rc == 2
     assert "--lpcam-prototypes" in capsys.readouterr().err
-    rc = _run("eval", "--checkpoint", str(tmp_path / "none"), "--data", str(ds), "--json",
-              str(tmp_path / "e.json"), "--no-progress")
+    rc = _run(
+        "eval",
+        "--checkpoint",
+        str(tmp_path / "none"),
+        "--data",
+        str(ds),
+        "--json",
+        str(tmp_path / "e.json"),
+        "--no-progress",
+    )
     assert rc == 2
     assert not (tmp_path / "e.json").exists()
 
@@ -91,12 +156,28 @@ def test_eval_runs_the_model_at_the_checkpoint_input_size(setup: tuple[Path, Pat
 
     ds, clf_dir, _ = setup
     clf, _ = load_checkpoint(clf_dir)
-    save_checkpoint(tmp_path / "f64", FCAM(clf), CheckpointMeta(arch="resnet18", num_classes=3,
-                                                                class_names=["a", "b", "c"], input_size=(64, 64)))
+    save_checkpoint(
+        tmp_path / "f64",
+        FCAM(clf),
+        CheckpointMeta(arch="resnet18", num_classes=3, class_names=["a", "b", "c"], input_size=(64, 64)),
+    )
     for method in ("fcam", "cam"):
-        rc = _run("eval", "--checkpoint", str(tmp_path / "f64"), "--data", str(ds), "--split", "test", "--method",
-                  method, "--json", str(tmp_path / f"{method}.json"), "--save-maps", str(tmp_path / method),
-                  "--no-progress")
+        rc = _run(
+            "eval",
+            "--checkpoint",
+            str(tmp_path / "f64"),
+            "--data",
+            str(ds),
+            "--split",
+            "test",
+            "--method",
+            method,
+            "--json",
+            str(tmp_path / f"{method}.json"),
+            "--save-maps",
+            str(tmp_path / method),
+            "--no-progress",
+        )
         assert rc == 0
         ev = json.loads((tmp_path / f"{method}.json").read_text())
         assert ev["input_size"] == [64, 64]
@@ -140,8 +221,22 @@ def test_eval_explains_the_ground_truth_class(setup: tuple[Path, Path, Path], tm
     """GT-known evaluation (the protocol): each saved map is the CAM of the image's label, also for images whose
     predicted class differs (the check fails when eval explains the prediction instead)."""
     ds, clf, _ = setup
-    rc = _run("eval", "--checkpoint", str(clf), "--data", str(ds), "--split", "test", "--method", "cam",
-              "--json", str(tmp_path / "e.json"), "--save-maps", str(tmp_path / "maps"), "--no-progress")
+    rc = _run(
+        "eval",
+        "--checkpoint",
+        str(clf),
+        "--data",
+        str(ds),
+        "--split",
+        "test",
+        "--method",
+        "cam",
+        "--json",
+        str(tmp_path / "e.json"),
+        "--save-maps",
+        str(tmp_path / "maps"),
+        "--no-progress",
+    )
     assert rc == 0
     labels = dict(line.split(",") for line in (ds / "metadata" / "test" / "class_labels.txt").read_text().split())
     mismatched = 0

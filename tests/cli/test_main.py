@@ -14,7 +14,17 @@ def test_every_command_registers() -> None:
     parser = cli.build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     assert set(sub.choices) >= {
-        "data", "train", "eval", "score", "demo", "export", "parity", "build-engine", "doctor", "predict", "bench",
+        "data",
+        "train",
+        "eval",
+        "score",
+        "demo",
+        "export",
+        "parity",
+        "build-engine",
+        "doctor",
+        "predict",
+        "bench",
     }
 
 

@@ -42,8 +42,15 @@ def test_perfect_maps_score_100(dataset: Path, tmp_path: Path, capsys: pytest.Ca
         m = load_gt_mask([dataset / "masks" / p for p in meta.masks[i]])
         save_map(tmp_path / "maps", i, m.astype(np.float64))
     rc, res, _ = _score(
-        capsys, "--maps", str(tmp_path / "maps"), "--metadata", str(dataset), "--split", "test",
-        "--json", str(tmp_path / "r.json"),
+        capsys,
+        "--maps",
+        str(tmp_path / "maps"),
+        "--metadata",
+        str(dataset),
+        "--split",
+        "test",
+        "--json",
+        str(tmp_path / "r.json"),
     )
     assert rc == 0 and res is not None
     assert res["PxAP"] == 100.0
@@ -65,17 +72,38 @@ def test_score_equals_evaluate_maps_and_null_without_masks(
         save_map(tmp_path / "maps", i, s)
         maps[i] = s.astype(np.float32).astype(np.float64)
     rc, res, _ = _score(
-        capsys, "--maps", str(tmp_path / "maps"), "--metadata", str(dataset / "metadata" / "test"),
-        "--cam-curve-interval", "0.05", "--iou", "40", "50", "--json", str(tmp_path / "r.json"),
+        capsys,
+        "--maps",
+        str(tmp_path / "maps"),
+        "--metadata",
+        str(dataset / "metadata" / "test"),
+        "--cam-curve-interval",
+        "0.05",
+        "--iou",
+        "40",
+        "50",
+        "--json",
+        str(tmp_path / "r.json"),
     )
     assert rc == 0 and res is not None
     assert res["PxAP"] is None  # masks listed but no --masks root
     expected = evaluate_maps(maps, meta, cam_curve_interval=0.05, iou_thresholds=(40, 50), engine="reference")
     assert res == json.loads(json.dumps(expected))
     rc, res2, _ = _score(
-        capsys, "--maps", str(tmp_path / "maps"), "--metadata", str(dataset / "metadata" / "test"),
-        "--masks", str(dataset / "masks"), "--cam-curve-interval", "0.05", "--iou", "40", "50",
-        "--json", str(tmp_path / "r2.json"),
+        capsys,
+        "--maps",
+        str(tmp_path / "maps"),
+        "--metadata",
+        str(dataset / "metadata" / "test"),
+        "--masks",
+        str(dataset / "masks"),
+        "--cam-curve-interval",
+        "0.05",
+        "--iou",
+        "40",
+        "50",
+        "--json",
+        str(tmp_path / "r2.json"),
     )
     assert rc == 0 and res2 is not None and res2["PxAP"] is not None
 
@@ -90,8 +118,17 @@ def test_predictions_give_top_loc(dataset: Path, tmp_path: Path, capsys: pytest.
     preds[wrong] = preds[wrong][1:] + preds[wrong][:1]  # GT class last of 3: top-5 hit, top-1 miss
     (tmp_path / "p.json").write_text(json.dumps(preds))
     rc, res, _ = _score(
-        capsys, "--maps", str(tmp_path / "maps"), "--metadata", str(dataset), "--split", "test",
-        "--predictions", str(tmp_path / "p.json"), "--json", str(tmp_path / "r.json"),
+        capsys,
+        "--maps",
+        str(tmp_path / "maps"),
+        "--metadata",
+        str(dataset),
+        "--split",
+        "test",
+        "--predictions",
+        str(tmp_path / "p.json"),
+        "--json",
+        str(tmp_path / "r.json"),
     )
     assert rc == 0 and res is not None
     n = len(meta.image_ids)
@@ -121,8 +158,15 @@ def test_bad_map_names_the_file(
     else:
         np.save(target, bad)
     rc, _, err = _score(
-        capsys, "--maps", str(tmp_path / "maps"), "--metadata", str(dataset), "--split", "test",
-        "--json", str(tmp_path / "r.json"),
+        capsys,
+        "--maps",
+        str(tmp_path / "maps"),
+        "--metadata",
+        str(dataset),
+        "--split",
+        "test",
+        "--json",
+        str(tmp_path / "r.json"),
     )
     assert rc == 2
     assert "fcam score: error:" in err and f"{victim}.npy" in err
@@ -134,13 +178,24 @@ def test_bad_map_names_the_file(
 
 def test_bad_arguments(dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "maps").mkdir()
-    rc, _, err = _score(capsys, "--maps", str(tmp_path / "maps"), "--metadata", str(dataset), "--json",
-                        str(tmp_path / "r.json"))
+    rc, _, err = _score(
+        capsys, "--maps", str(tmp_path / "maps"), "--metadata", str(dataset), "--json", str(tmp_path / "r.json")
+    )
     assert rc == 2 and "--split" in err
-    rc, _, err = _score(capsys, "--maps", str(tmp_path / "nope"), "--metadata", str(dataset), "--split", "test",
-                        "--json", str(tmp_path / "r.json"))
+    rc, _, err = _score(
+        capsys,
+        "--maps",
+        str(tmp_path / "nope"),
+        "--metadata",
+        str(dataset),
+        "--split",
+        "test",
+        "--json",
+        str(tmp_path / "r.json"),
+    )
     assert rc == 2 and "not a folder" in err
-    rc, _, err = _score(capsys, "--maps", str(tmp_path / "maps"), "--metadata", str(tmp_path), "--json",
-                        str(tmp_path / "r.json"))
+    rc, _, err = _score(
+        capsys, "--maps", str(tmp_path / "maps"), "--metadata", str(tmp_path), "--json", str(tmp_path / "r.json")
+    )
     assert rc == 2 and "image_ids.txt" in err
     shutil.rmtree(tmp_path / "maps")

@@ -51,9 +51,7 @@ def build_cpp(build: Path, **env: str) -> Path:
         if "npm is needed" in tail:
             unavailable("npm missing and no cached ONNX Runtime headers")
         if "Could NOT find PNG" in tail or "Could NOT find JPEG" in tail:
-            unavailable(
-                "libpng/libjpeg development files missing (apt-get install libpng-dev libjpeg-dev)"
-            )
+            unavailable("libpng/libjpeg development files missing (apt-get install libpng-dev libjpeg-dev)")
         pytest.fail(f"export/cpp/build.sh failed:\n{tail}")
     assert (build / "install" / "bin" / "fcam_localize").is_file()
     return build / "install"
@@ -67,9 +65,7 @@ def install_dir() -> Path:
 @pytest.fixture(scope="session")
 def asan_install_dir() -> Path:
     """The library and app built with AddressSanitizer + UndefinedBehaviorSanitizer (-O1)."""
-    return build_cpp(
-        BUILD_ASAN, FCAM_CPP_SANITIZE="1", CMAKE_BUILD_TYPE="RelWithDebInfo"
-    )
+    return build_cpp(BUILD_ASAN, FCAM_CPP_SANITIZE="1", CMAKE_BUILD_TYPE="RelWithDebInfo")
 
 
 @dataclass
@@ -224,9 +220,7 @@ def exported_fcam(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], P
                 postprocess=postprocess,
                 max_boxes=4 if postprocess == "custom-op" else 0,
             )
-            graph = LocalizationGraph(
-                fcam, "fcam", postprocess, size, mean, std, 0.4, max_boxes=4
-            )
+            graph = LocalizationGraph(fcam, "fcam", postprocess, size, mean, std, 0.4, max_boxes=4)
             out = root / f"fcam_{postprocess}.onnx"
             export_graph(graph, meta, out)
             cache[postprocess] = out

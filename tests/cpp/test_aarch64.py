@@ -27,9 +27,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "export" / "cpp" / "cross" / "aarch64.sh"
 TOOLCHAIN = REPO / "export" / "cpp" / "cmake" / "aarch64-linux-gnu.cmake"
-BUILD = Path(
-    os.environ.get("FCAM_AARCH64_BUILD", REPO / "export" / "cpp" / "build-aarch64")
-)
+BUILD = Path(os.environ.get("FCAM_AARCH64_BUILD", REPO / "export" / "cpp" / "build-aarch64"))
 
 
 def _unavailable(reason: str) -> None:
@@ -39,11 +37,7 @@ def _unavailable(reason: str) -> None:
 
 
 def _missing_prerequisites() -> list[str]:
-    missing = [
-        tool
-        for tool in ("aarch64-linux-gnu-g++", "qemu-aarch64", "cmake")
-        if shutil.which(tool) is None
-    ]
+    missing = [tool for tool in ("aarch64-linux-gnu-g++", "qemu-aarch64", "cmake") if shutil.which(tool) is None]
     missing += [
         f"arm64 {lib}"
         for lib in ("libpng16.so", "libjpeg.so", "libstdc++.so.6")
@@ -82,9 +76,7 @@ def _write_launcher_cases(path: Path, seed: int, n_cases: int) -> None:
             tau = float(rng.choice([0.0, 1.0, rng.random()]))
             m = rng.standard_normal((n, h, w)).astype(np.float32)
             if not norm:
-                m = (
-                    np.abs(m) / 3
-                )  # the runtime's case: a map already in [0, 1] (clamped)
+                m = np.abs(m) / 3  # the runtime's case: a map already in [0, 1] (clamped)
             r = cam_postprocess_reference(m, oh, ow, tau, q, p, k, norm)
             f.write(
                 struct.pack(
@@ -138,10 +130,7 @@ def aarch64_build(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 def test_launcher_test_binary_under_qemu(aarch64_build: dict[str, Any]) -> None:
     out = aarch64_build["stdout"]
-    assert (
-        "fcam_launcher_test: 300 file cases" in out
-        and "fcam_launcher_test: all checks passed" in out
-    ), out
+    assert "fcam_launcher_test: 300 file cases" in out and "fcam_launcher_test: all checks passed" in out, out
     assert "ARM aarch64" in out  # the app that was built is an aarch64 executable
 
 
@@ -172,20 +161,14 @@ def _cmake_build(src: Path, build: Path, *args: str) -> None:
     assert bld.returncode == 0, bld.stdout + bld.stderr
 
 
-def _postprocess_input(
-    path: Path, seed: int
-) -> tuple[np.ndarray, list[tuple[int, int]], float, int]:
+def _postprocess_input(path: Path, seed: int) -> tuple[np.ndarray, list[tuple[int, int]], float, int]:
     """Maps of the runtime's kind (in [0, 1], normalize off), with ties and plateaus, to sizes up and down."""
     rng = np.random.default_rng(seed)
     n, h, w, k, tau = 12, 12, 16, 6, 0.4
     maps = rng.random((n, h, w)).astype(np.float32)
-    maps[1] = (
-        np.round(maps[1] * 4) / 4
-    )  # plateaus: many ties at the threshold and in the max
+    maps[1] = np.round(maps[1] * 4) / 4  # plateaus: many ties at the threshold and in the max
     maps[2] = 0.0  # all zero: no component
-    maps[3] = np.where(
-        rng.random((h, w)) < 0.3, 1.0, 0.0
-    )  # scattered pixels, many components
+    maps[3] = np.where(rng.random((h, w)) < 0.3, 1.0, 0.0)  # scattered pixels, many components
     maps[4] = rng.random((h, w)) * 1.5 - 0.25  # values outside [0, 1]: clamped
     sizes = [
         (375, 500),
@@ -208,9 +191,7 @@ def _postprocess_input(
     return maps, sizes, tau, k
 
 
-def test_postprocess_bit_identical_on_aarch64(
-    aarch64_build: dict[str, Any], tmp_path: Path
-) -> None:
+def test_postprocess_bit_identical_on_aarch64(aarch64_build: dict[str, Any], tmp_path: Path) -> None:
     """The launcher built for aarch64 (run under qemu) writes the same bytes as the x86-64 build, and those are the
     Python core's (fcam_deploy._native_cpu) — the post-processing of the runtime and of the C++ library."""
     from fcam_deploy.ops.cpu import native_cpu_available, postprocess_to_sizes
@@ -247,31 +228,18 @@ def test_postprocess_bit_identical_on_aarch64(
     )
     assert arm.returncode == 0, arm.stderr
     a, b = (tmp_path / "x86.bin").read_bytes(), (tmp_path / "arm.bin").read_bytes()
-    assert (
-        len(a)
-        == len(b)
-        == sum(h * w * 5 for h, w in sizes) + len(sizes) * (k * 4 + 1) * 4
-    )
+    assert len(a) == len(b) == sum(h * w * 5 for h, w in sizes) + len(sizes) * (k * 4 + 1) * 4
     assert a == b, f"{sum(x != y for x, y in zip(a, b, strict=True))} bytes differ"
     ok, why = native_cpu_available()
     if not ok:
-        pytest.skip(
-            f"x86-64 == aarch64 checked; the comparison with the Python core needs it: {why}"
-        )
-    ref = postprocess_to_sizes(
-        maps, sizes, tau, max_boxes=k, normalize=False, threads=2
-    )
+        pytest.skip(f"x86-64 == aarch64 checked; the comparison with the Python core needs it: {why}")
+    ref = postprocess_to_sizes(maps, sizes, tau, max_boxes=k, normalize=False, threads=2)
     expect = b"".join(
-        f.astype(np.float32).tobytes() + m.astype(np.uint8).tobytes()
-        for f, m in zip(ref.fulls, ref.masks, strict=True)
+        f.astype(np.float32).tobytes() + m.astype(np.uint8).tobytes() for f, m in zip(ref.fulls, ref.masks, strict=True)
     )
-    expect += (
-        ref.boxes.astype(np.int32).tobytes() + ref.count.astype(np.int32).tobytes()
-    )
+    expect += ref.boxes.astype(np.int32).tobytes() + ref.count.astype(np.int32).tobytes()
     assert a == expect
-    assert (
-        int((ref.count > 0).sum()) >= 9 and int(ref.count.max()) == k
-    )  # not vacuous: boxes found, K reached
+    assert int((ref.count > 0).sum()) >= 9 and int(ref.count.max()) == k  # not vacuous: boxes found, K reached
 
 
 def test_decode_and_resize_bit_identical_on_aarch64(
@@ -353,10 +321,7 @@ def test_localize_bit_identical_on_aarch64(
     assert proc.returncode == 0, proc.stderr
     out = _run_localize_compare("exact", tmp_path / "exact_arith.onnx", images)
     n = len(images)
-    assert (
-        f"[compare] exact: {n} image(s): lines_identical {n}, maps_identical {n}, masks_identical {n}"
-        in out
-    ), out
+    assert f"[compare] exact: {n} image(s): lines_identical {n}, maps_identical {n}, masks_identical {n}" in out, out
 
 
 def test_exported_fcam_close_on_aarch64(
@@ -370,7 +335,4 @@ def test_exported_fcam_close_on_aarch64(
     boxes must still agree (export/cpp/cross/compare_runs.py --close)."""
     sel = images[:8]
     out = _run_localize_compare("close", exported_fcam("onnx"), sel)
-    assert (
-        f"[compare] close: {len(sel)} image(s)" in out
-        and f"classes_equal {len(sel)}" in out
-    ), out
+    assert f"[compare] close: {len(sel)} image(s)" in out and f"classes_equal {len(sel)}" in out, out

@@ -41,10 +41,7 @@ def _pillow_coeffs(in_size: int, out_size: int) -> list[tuple[int, list[int]]]:
         out.append(
             (
                 xmin,
-                [
-                    int(v * (1 << _PRECISION_BITS) + (0.5 if v >= 0 else -0.5))
-                    for v in w
-                ],
+                [int(v * (1 << _PRECISION_BITS) + (0.5 if v >= 0 else -0.5)) for v in w],
             )
         )
     return out
@@ -70,16 +67,10 @@ def pillow_bilinear(a: np.ndarray, out_w: int, out_h: int) -> np.ndarray:
         return _pillow_pass(x, out_w) if x.shape[1] != out_w else x
 
     def vertical(x: np.ndarray) -> np.ndarray:
-        return (
-            _pillow_pass(x.transpose(1, 0, 2), out_h).transpose(1, 0, 2)
-            if x.shape[0] != out_h
-            else x
-        )
+        return _pillow_pass(x.transpose(1, 0, 2), out_h).transpose(1, 0, 2) if x.shape[0] != out_h else x
 
     vertical_first = (h - out_h) > 0 and (h - out_h) > 2 * (w - out_w)
-    return np.ascontiguousarray(
-        horizontal(vertical(a)) if vertical_first else vertical(horizontal(a))
-    )
+    return np.ascontiguousarray(horizontal(vertical(a)) if vertical_first else vertical(horizontal(a)))
 
 
 def _numpy_pairwise_sum(v: list[float]) -> float:
@@ -97,9 +88,7 @@ def _numpy_pairwise_sum(v: list[float]) -> float:
             for j in range(8):
                 acc[j] += v[i + j]
             i += 8
-        res = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + (
-            (acc[4] + acc[5]) + (acc[6] + acc[7])
-        )
+        res = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))
         for x in v[i:]:
             res += x
         return res
@@ -119,9 +108,7 @@ def test_pairwise_sum_oracle_is_numpys() -> None:
     rng = np.random.default_rng(7)
     for k in [1, 2, 3, 7, 8, 9, 16, 17, 100, 128, 129, 200, 1000]:
         v = np.exp(rng.uniform(-30, 0, k))
-        assert _numpy_pairwise_sum([float(x) for x in v]) == float(
-            v[None, :].sum(axis=1)[0]
-        ), k
+        assert _numpy_pairwise_sum([float(x) for x in v]) == float(v[None, :].sum(axis=1)[0]), k
 
 
 # ---- comparison against the Python runtime ------------------------------------------------------------------------
@@ -145,25 +132,16 @@ def _compare(
 
     from fcam_deploy.runtime import Localizer
 
-    run = tools.localize_json(
-        install, model, images, tmp / "maps", *extra, *(["--batch"] if batch else [])
-    )
+    run = tools.localize_json(install, model, images, tmp / "maps", *extra, *(["--batch"] if batch else []))
     loc = Localizer.load(model, backend="onnxruntime", **load_kw)
     pil = [Image.open(p) for p in images]
     refs = loc.predict(pil) if batch else [loc.predict(im) for im in pil]
     counts = {"images": 0, "with_boxes": 0, "mixed_mask": 0, "python_score_exact": 0}
-    for got, cmap, cmask, ref, path in zip(
-        run.results, run.maps, run.masks, refs, images, strict=True
-    ):
+    for got, cmap, cmask, ref, path in zip(run.results, run.maps, run.masks, refs, images, strict=True):
         assert got["image"] == str(path)
         assert got["size"] == list(ref.size), path
-        assert np.array_equal(
-            _bits(np.array(got["logits"], np.float32)), _bits(ref.logits)
-        ), path
-        assert (
-            got["class_index"] == ref.class_index
-            and got["class_name"] == ref.class_name
-        ), path
+        assert np.array_equal(_bits(np.array(got["logits"], np.float32)), _bits(ref.logits)), path
+        assert got["class_index"] == ref.class_index and got["class_name"] == ref.class_name, path
         # the score: exactly the libm oracle on the (bit-equal) logits; the Python runtime computes it with
         # np.exp, whose SIMD code (AVX512F here) may round the last bit differently from libm's exp
         assert got["score"] == softmax_score_oracle(ref.logits, ref.class_index), path
@@ -174,11 +152,7 @@ def _compare(
             path,
             int((_bits(cmap) != _bits(ref.map)).sum()),
         )
-        assert (
-            cmask.dtype == np.uint8
-            and np.array_equal(cmask.astype(bool), ref.mask)
-            and cmask.max() <= 1
-        ), path
+        assert cmask.dtype == np.uint8 and np.array_equal(cmask.astype(bool), ref.mask) and cmask.max() <= 1, path
         assert [tuple(b) for b in got["boxes"]] == [tuple(b) for b in ref.boxes], path
         assert got["mask_pixels"] == int(ref.mask.sum()), path
         assert got["tau"] == ref.tau
@@ -196,13 +170,8 @@ def test_probe_graph_matches_python_runtime(
     tmp_path: Path,
 ) -> None:
     counts = _compare(cpp_tools, install_dir, probe_model, images, tmp_path / "single")
-    assert (
-        counts["with_boxes"] >= len(images) - 2
-        and counts["mixed_mask"] >= len(images) - 2
-    ), counts
-    counts = _compare(
-        cpp_tools, install_dir, probe_model, images, tmp_path / "batch", batch=True
-    )
+    assert counts["with_boxes"] >= len(images) - 2 and counts["mixed_mask"] >= len(images) - 2, counts
+    counts = _compare(cpp_tools, install_dir, probe_model, images, tmp_path / "batch", batch=True)
     assert counts["images"] == len(images)
 
 
@@ -225,16 +194,10 @@ def test_results_identical_for_every_thread_budget(
         )
         for t in (1, 3)
     ]
-    assert [r["threads"] for r in runs[0].results] == [1] * 8 and runs[1].results[0][
-        "threads"
-    ] == 3
+    assert [r["threads"] for r in runs[0].results] == [1] * 8 and runs[1].results[0]["threads"] == 3
     for a, b in zip(runs[0].results, runs[1].results, strict=True):
-        assert {k: v for k, v in a.items() if k != "threads"} == {
-            k: v for k, v in b.items() if k != "threads"
-        }
-    for m1, m3 in zip(
-        runs[0].maps + runs[0].masks, runs[1].maps + runs[1].masks, strict=True
-    ):
+        assert {k: v for k, v in a.items() if k != "threads"} == {k: v for k, v in b.items() if k != "threads"}
+    for m1, m3 in zip(runs[0].maps + runs[0].masks, runs[1].maps + runs[1].masks, strict=True):
         assert np.array_equal(m1, m3)
 
 
@@ -254,9 +217,7 @@ def _ort_ops_library() -> Path | None:
     env = os.environ.get("FCAM_ORT_OPS")
     if env:
         return Path(env)
-    built = (
-        Path(__file__).resolve().parents[2] / "kernels" / "build" / "libfcam_ort_ops.so"
-    )
+    built = Path(__file__).resolve().parents[2] / "kernels" / "build" / "libfcam_ort_ops.so"
     return built if built.is_file() else None
 
 
@@ -282,16 +243,10 @@ def test_custom_op_graph(
         images[:1],
         env={**env, "FCAM_ORT_OPS": str(tmp_path / "nope.so")},
     )
-    assert (
-        proc.returncode == 2
-        and "BackendUnavailableError" in proc.stderr
-        and "nope.so" in proc.stderr
-    )
+    assert proc.returncode == 2 and "BackendUnavailableError" in proc.stderr and "nope.so" in proc.stderr
     lib = _ort_ops_library()
     if lib is None:
-        pytest.skip(
-            "libfcam_ort_ops.so not built (make kernels) and FCAM_ORT_OPS unset"
-        )
+        pytest.skip("libfcam_ort_ops.so not built (make kernels) and FCAM_ORT_OPS unset")
     _compare(
         cpp_tools,
         install_dir,
@@ -309,9 +264,7 @@ def test_custom_op_graph(
         tmp_path / "env",
         env={**env, "FCAM_ORT_OPS": str(lib)},
     )
-    explicit = cpp_tools.localize_json(
-        install_dir, model, images[:8], tmp_path / "explicit2", "--custom-ops", str(lib)
-    )
+    explicit = cpp_tools.localize_json(install_dir, model, images[:8], tmp_path / "explicit2", "--custom-ops", str(lib))
     assert via_env.results == explicit.results
 
 
@@ -349,21 +302,11 @@ def test_typed_errors_and_exit_codes(
     junk.write_text("hello")
     truncated = tmp_path / "truncated.png"
     truncated.write_bytes(images[4].read_bytes()[:200])
-    proc = cpp_tools.localize(
-        install_dir, probe_model, [images[0], tmp_path / "missing.png", junk, truncated]
-    )
+    proc = cpp_tools.localize(install_dir, probe_model, [images[0], tmp_path / "missing.png", junk, truncated])
     assert proc.returncode == 1  # per-image failures: the good image is still reported
-    assert (
-        proc.stdout.count("\n") == 1
-        and "class" in proc.stdout
-        and "score" in proc.stdout
-    )
+    assert proc.stdout.count("\n") == 1 and "class" in proc.stdout and "score" in proc.stdout
     assert proc.stderr.count("ImageError") == 3
-    assert (
-        "cannot open" in proc.stderr
-        and "not a PNG or JPEG" in proc.stderr
-        and "corrupt" in proc.stderr
-    )
+    assert "cannot open" in proc.stderr and "not a PNG or JPEG" in proc.stderr and "corrupt" in proc.stderr
     _only_app_lines(proc.stderr)
 
     g = helper.make_graph(
@@ -373,40 +316,22 @@ def test_typed_errors_and_exit_codes(
         [helper.make_tensor_value_info("logits", TensorProto.UINT8, [1, 4, 4, 3])],
     )
     plain = tmp_path / "plain.onnx"
-    onnx.save(
-        helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)]), str(plain)
-    )
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)]), str(plain))
     proc = cpp_tools.localize(install_dir, plain, images[:1])
-    assert (
-        proc.returncode == 2
-        and "ModelFormatError" in proc.stderr
-        and "not an fcam-deploy model" in proc.stderr
-    )
+    assert proc.returncode == 2 and "ModelFormatError" in proc.stderr and "not an fcam-deploy model" in proc.stderr
 
     plan = tmp_path / "model.plan"
     plan.write_bytes(b"x")
     proc = cpp_tools.localize(install_dir, plan, images[:1])
-    assert (
-        proc.returncode == 2
-        and "BackendUnavailableError" in proc.stderr
-        and "TensorRT" in proc.stderr
-    )
+    assert proc.returncode == 2 and "BackendUnavailableError" in proc.stderr and "TensorRT" in proc.stderr
 
     proc = cpp_tools.localize(install_dir, tmp_path / "model.bin", images[:1])
     assert proc.returncode == 2 and "unknown model kind" in proc.stderr
-    proc = cpp_tools.localize(
-        install_dir, probe_model, images[:1], "--backend", "tensorrt"
-    )
+    proc = cpp_tools.localize(install_dir, probe_model, images[:1], "--backend", "tensorrt")
     assert proc.returncode == 2 and "ONNX file" in proc.stderr
     for device in ("gpu7", "cuda:99999999999", "cuda:-1", "cuda:"):
-        proc = cpp_tools.localize(
-            install_dir, probe_model, images[:1], "--device", device
-        )
-        assert (
-            proc.returncode == 2
-            and "InputError" in proc.stderr
-            and "cuda:N" in proc.stderr
-        ), (device, proc.stderr)
+        proc = cpp_tools.localize(install_dir, probe_model, images[:1], "--device", device)
+        assert proc.returncode == 2 and "InputError" in proc.stderr and "cuda:N" in proc.stderr, (device, proc.stderr)
     for flag, value in (
         ("--max-boxes", "0"),
         ("--max-boxes", "x"),
@@ -423,21 +348,14 @@ def _jpeg_bytes(size: tuple[int, int] = (16, 16), **save: Any) -> bytes:
 
     rng = np.random.default_rng(1)
     buf = io.BytesIO()
-    Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(
-        buf, format="JPEG", **save
-    )
+    Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(buf, format="JPEG", **save)
     return buf.getvalue()
 
 
 def _declare_jpeg_size(data: bytes, width: int, height: int) -> bytes:
     """Patch the frame header (SOF0) of a baseline JPEG to declare another size; the entropy data stays tiny."""
     i = data.index(b"\xff\xc0")
-    return (
-        data[: i + 5]
-        + height.to_bytes(2, "big")
-        + width.to_bytes(2, "big")
-        + data[i + 9 :]
-    )
+    return data[: i + 5] + height.to_bytes(2, "big") + width.to_bytes(2, "big") + data[i + 9 :]
 
 
 def _limit_address_space(gib: float) -> Callable[[], None]:
@@ -468,9 +386,7 @@ def test_jpeg_bomb_and_truncation_are_image_errors(
     corrupt = tmp_path / "corrupt.jpg"
     data = bytearray(_jpeg_bytes((64, 64)))
     sos = data.index(b"\xff\xda")
-    data[sos + 40 : sos + 60] = (
-        b"\xff\x00" * 10
-    )  # stuffed bytes inside the scan: valid markers, wrong data
+    data[sos + 40 : sos + 60] = b"\xff\x00" * 10  # stuffed bytes inside the scan: valid markers, wrong data
     data[sos + 70 : sos + 72] = b"\xff\xd0"  # a restart marker where none is expected
     corrupt.write_bytes(bytes(data))
     proc = subprocess.run(
@@ -536,8 +452,7 @@ _METADATA_CASES: list[tuple[dict[str, str], str]] = [
 
 def _metadata_probes(model: Path, tmp: Path) -> list[tuple[Path, str]]:
     return [
-        (_patched_probe(model, tmp / f"meta{i}.onnx", **props), text)
-        for i, (props, text) in enumerate(_METADATA_CASES)
+        (_patched_probe(model, tmp / f"meta{i}.onnx", **props), text) for i, (props, text) in enumerate(_METADATA_CASES)
     ]
 
 
@@ -576,9 +491,7 @@ def test_probe_cases_clean_under_asan_ubsan(
     bomb = tmp_path / "bomb.jpg"
     bomb.write_bytes(_declare_jpeg_size(_jpeg_bytes(), 60000, 60000))
     truncated = tmp_path / "truncated.jpg"
-    truncated.write_bytes(
-        next(p for p in images if p.name == "photo.jpg").read_bytes()[:300]
-    )
+    truncated.write_bytes(next(p for p in images if p.name == "photo.jpg").read_bytes()[:300])
     proc = cpp_tools.localize(
         asan_install_dir,
         probe_model,
@@ -588,15 +501,11 @@ def test_probe_cases_clean_under_asan_ubsan(
         env=env,
     )
     assert proc.returncode == 1 and proc.stdout.count("\n") == 8, proc.stderr[-3000:]
-    assert "runtime error" not in proc.stderr and "Sanitizer" not in proc.stderr, (
-        proc.stderr[-3000:]
-    )
+    assert "runtime error" not in proc.stderr and "Sanitizer" not in proc.stderr, proc.stderr[-3000:]
     for model, text in _metadata_probes(probe_model, tmp_path):
         proc = cpp_tools.localize(asan_install_dir, model, images[:1], env=env)
         assert proc.returncode == 2 and text in proc.stderr, (text, proc.stderr[-3000:])
-        assert "runtime error" not in proc.stderr and "Sanitizer" not in proc.stderr, (
-            proc.stderr[-3000:]
-        )
+        assert "runtime error" not in proc.stderr and "Sanitizer" not in proc.stderr, proc.stderr[-3000:]
     proc = cpp_tools.localize(
         asan_install_dir,
         probe_model,
@@ -605,11 +514,7 @@ def test_probe_cases_clean_under_asan_ubsan(
         "cuda:99999999999",
         env=env,
     )
-    assert (
-        proc.returncode == 2
-        and "InputError" in proc.stderr
-        and "Sanitizer" not in proc.stderr
-    )
+    assert proc.returncode == 2 and "InputError" in proc.stderr and "Sanitizer" not in proc.stderr
 
 
 def test_cuda_request_reports_cpu_fallback(
@@ -619,9 +524,7 @@ def test_cuda_request_reports_cpu_fallback(
 
     if "CUDAExecutionProvider" in ort.get_available_providers():
         pytest.skip("this onnxruntime has the CUDA EP; the fallback path is not taken")
-    proc = cpp_tools.localize(
-        install_dir, probe_model, images[:1], "--device", "cuda:0"
-    )
+    proc = cpp_tools.localize(install_dir, probe_model, images[:1], "--device", "cuda:0")
     assert proc.returncode == 0 and "runs on the CPU" in proc.stderr
 
 
@@ -637,9 +540,7 @@ def _dynamic_symbols(lib: Path) -> list[str]:
 
 
 def _runpath(path: Path) -> str:
-    out = subprocess.run(
-        ["readelf", "-d", str(path)], capture_output=True, text=True, check=True
-    ).stdout
+    out = subprocess.run(["readelf", "-d", str(path)], capture_output=True, text=True, check=True).stdout
     m = re.search(r"\((?:RUNPATH|RPATH)\)\s+Library r(?:un)?path: \[(.*)\]", out)
     return m.group(1) if m else ""
 
@@ -667,22 +568,13 @@ def test_only_the_public_api_is_exported(install_dir: Path) -> None:
         "typeinfo name for fcam::Error",
         "vtable for fcam::Error",
     )
-    foreign = [
-        s
-        for s in symbols
-        if not (s.startswith(public) or s in rtti) or "detail" in s or "Impl" in s
-    ]
+    foreign = [s for s in symbols if not (s.startswith(public) or s in rtti) or "detail" in s or "Impl" in s]
     assert not foreign, foreign
-    assert (
-        any(s.startswith("fcam::Localizer::predict(") for s in symbols)
-        and "typeinfo for fcam::Error" in symbols
-    )
+    assert any(s.startswith("fcam::Localizer::predict(") for s in symbols) and "typeinfo for fcam::Error" in symbols
     assert len(symbols) <= 32, symbols
 
 
-def test_install_is_relocatable(
-    install_dir: Path, images: list[Path], probe_model: Path, tmp_path: Path
-) -> None:
+def test_install_is_relocatable(install_dir: Path, images: list[Path], probe_model: Path, tmp_path: Path) -> None:
     """Issue 12 C++ 5: no RUNPATH into the build tree; the install folder moved elsewhere still runs, with the ONNX
     Runtime library next to it."""
     if shutil.which("readelf") is None:
@@ -701,9 +593,7 @@ def test_install_is_relocatable(
         text=True,
         env=env,
     )
-    ort_line = next(
-        line for line in ldd.stdout.splitlines() if "libonnxruntime" in line
-    )
+    ort_line = next(line for line in ldd.stdout.splitlines() if "libonnxruntime" in line)
     assert str(moved) in ort_line, ldd.stdout
     a = subprocess.run(
         [
@@ -784,17 +674,8 @@ def test_pil_exact_resize(consumer: Path, images: list[Path], tmp_path: Path) ->
         (big, 100, 20),
         (images[7], 90, 333),
     ]
-    header = (
-        Path(__file__).resolve().parents[2]
-        / "export"
-        / "cpp"
-        / "include"
-        / "fcam"
-        / "localizer.hpp"
-    )
-    version = re.search(
-        r'#define FCAM_LOCALIZER_VERSION_STRING "([^"]+)"', header.read_text()
-    ).group(1)
+    header = Path(__file__).resolve().parents[2] / "export" / "cpp" / "include" / "fcam" / "localizer.hpp"
+    version = re.search(r'#define FCAM_LOCALIZER_VERSION_STRING "([^"]+)"', header.read_text()).group(1)
     vertical_first = 0
     for path, w, h in cases:
         out = tmp_path / "out.rgb"
@@ -818,9 +699,7 @@ def test_pil_exact_resize(consumer: Path, images: list[Path], tmp_path: Path) ->
             int(np.abs(got.astype(int) - want).max()),
         )
         if int(PIL.__version__.split(".")[0]) >= 13:
-            assert np.array_equal(
-                got, np.asarray(src.resize((w, h), Image.Resampling.BILINEAR))
-            ), (path.name, w, h)
+            assert np.array_equal(got, np.asarray(src.resize((w, h), Image.Resampling.BILINEAR))), (path.name, w, h)
     assert vertical_first >= 4
 
 
@@ -830,25 +709,19 @@ def test_pillow_port_matches_installed_pillow() -> None:
     from PIL import Image
 
     if int(PIL.__version__.split(".")[0]) < 13:
-        pytest.skip(
-            f"Pillow {PIL.__version__} < 13 always runs the horizontal pass first"
-        )
+        pytest.skip(f"Pillow {PIL.__version__} < 13 always runs the horizontal pass first")
     rng = np.random.default_rng(3)
     orders = set()
     for _ in range(60):
         h, w, oh, ow = (int(v) for v in rng.integers(1, 90, 4))
         a = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-        want = np.asarray(
-            Image.fromarray(a).resize((ow, oh), Image.Resampling.BILINEAR)
-        )
+        want = np.asarray(Image.fromarray(a).resize((ow, oh), Image.Resampling.BILINEAR))
         assert np.array_equal(pillow_bilinear(a, ow, oh), want), (h, w, oh, ow)
         orders.add((h - oh) > 0 and (h - oh) > 2 * (w - ow))
     assert orders == {True, False}
 
 
-def test_concurrent_predict_is_consistent(
-    consumer: Path, images: list[Path], probe_model: Path
-) -> None:
+def test_concurrent_predict_is_consistent(consumer: Path, images: list[Path], probe_model: Path) -> None:
     proc = subprocess.run(
         [str(consumer / "thread_check"), str(probe_model), *map(str, images[:6])],
         capture_output=True,

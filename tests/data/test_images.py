@@ -167,6 +167,7 @@ def test_refuses_when_truncated_loading_was_enabled_globally(tmp_path: Path, mon
 
 def _png_header_only(width: int, height: int) -> bytes:
     """A PNG signature + IHDR (8-bit RGB) + IEND, with no pixel data at all."""
+
     def chunk(kind: bytes, payload: bytes) -> bytes:
         return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
 

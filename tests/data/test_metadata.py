@@ -121,12 +121,16 @@ def test_openimages_shape_masks_and_empty_sizes(tmp_path: Path) -> None:
     two = "val/01226z/3dda685b28b1c1d8.jpg"
     assert meta.sizes == {}
     assert meta.boxes == {}
-    assert meta.masks[two] == ["val/01226z/3dda685b28b1c1d8_m01226z_a3c3a490.png",
-                               "val/01226z/3dda685b28b1c1d8_m01226z_cde75368.png"]
+    assert meta.masks[two] == [
+        "val/01226z/3dda685b28b1c1d8_m01226z_a3c3a490.png",
+        "val/01226z/3dda685b28b1c1d8_m01226z_cde75368.png",
+    ]
     assert meta.ignore[two] == "val/01226z/3dda685b28b1c1d8_ignore.png"
     assert meta.ignore_path(two) == masks / "val/01226z/3dda685b28b1c1d8_ignore.png"
-    assert [p.name for p in meta.mask_paths(two)] == ["3dda685b28b1c1d8_m01226z_a3c3a490.png",
-                                                       "3dda685b28b1c1d8_m01226z_cde75368.png"]
+    assert [p.name for p in meta.mask_paths(two)] == [
+        "3dda685b28b1c1d8_m01226z_a3c3a490.png",
+        "3dda685b28b1c1d8_m01226z_cde75368.png",
+    ]
 
 
 def test_openimages_train_shape_has_no_localization(tmp_path: Path) -> None:
@@ -172,62 +176,171 @@ A, B, C = CUB_IDS
 
 BAD_CASES: list[tuple[str, dict[str, str], str, int | None, str]] = [
     # (case, files, file that must be named, line, substring of the problem)
-    ("crlf", _mutate(CUB_VAL, "class_labels.txt", CUB_VAL["class_labels.txt"].replace("\n", "\r\n")),
-     "class_labels.txt", 1, "CR"),
-    ("crlf-late", _mutate(CUB_VAL, "image_sizes.txt", f"{A},560,419\n{B},576,432\r\n{C},999,587\n"),
-     "image_sizes.txt", 2, "CRLF"),
+    (
+        "crlf",
+        _mutate(CUB_VAL, "class_labels.txt", CUB_VAL["class_labels.txt"].replace("\n", "\r\n")),
+        "class_labels.txt",
+        1,
+        "CR",
+    ),
+    (
+        "crlf-late",
+        _mutate(CUB_VAL, "image_sizes.txt", f"{A},560,419\n{B},576,432\r\n{C},999,587\n"),
+        "image_sizes.txt",
+        2,
+        "CRLF",
+    ),
     ("dotdot", _mutate(CUB_VAL, "image_ids.txt", f"{A}\n../escape.jpg\n{C}\n"), "image_ids.txt", 2, ".."),
     ("absolute", _mutate(CUB_VAL, "image_ids.txt", f"{A}\n{B}\n/etc/passwd\n"), "image_ids.txt", 3, "absolute"),
     ("backslash", _mutate(CUB_VAL, "image_ids.txt", f"{A}\n{B}\n001\\x.jpg\n"), "image_ids.txt", 3, "backslash"),
     ("duplicate-id", _mutate(CUB_VAL, "image_ids.txt", f"{A}\n{B}\n{A}\n"), "image_ids.txt", 3, "duplicate"),
     ("comma-in-id", _mutate(CUB_VAL, "image_ids.txt", f"{A}\n{B}\n{C},x\n"), "image_ids.txt", 3, "comma"),
     ("blank-line", _mutate(CUB_VAL, "image_ids.txt", f"{A}\n\n{B}\n{C}\n"), "image_ids.txt", 2, "empty line"),
-    ("label-not-int", _mutate(CUB_VAL, "class_labels.txt", f"{A},0\n{B},zero\n{C},0\n"),
-     "class_labels.txt", 2, "not an integer"),
-    ("label-float", _mutate(CUB_VAL, "class_labels.txt", f"{A},0\n{B},0\n{C},1.0\n"),
-     "class_labels.txt", 3, "not an integer"),
-    ("label-negative", _mutate(CUB_VAL, "class_labels.txt", f"{A},-1\n{B},0\n{C},0\n"),
-     "class_labels.txt", 1, "out of range"),
-    ("label-dup", _mutate(CUB_VAL, "class_labels.txt", f"{A},0\n{B},0\n{B},0\n{C},0\n"),
-     "class_labels.txt", 3, "duplicate"),
-    ("label-unknown-id", _mutate(CUB_VAL, "class_labels.txt", f"{A},0\n{B},0\n{C},0\nother.jpg,0\n"),
-     "class_labels.txt", 4, "not in image_ids.txt"),
-    ("label-missing", _mutate(CUB_VAL, "class_labels.txt", f"{A},0\n{C},0\n"), "class_labels.txt", None,
-     "no label"),
-    ("label-malformed", _mutate(CUB_VAL, "class_labels.txt", f"{A},0\n{B} 0\n{C},0\n"),
-     "class_labels.txt", 2, "expected 2"),
-    ("size-missing", _mutate(CUB_VAL, "image_sizes.txt", f"{A},560,419\n{C},999,587\n"), "image_sizes.txt", None,
-     "no size"),
-    ("size-zero", _mutate(CUB_VAL, "image_sizes.txt", f"{A},560,419\n{B},0,432\n{C},999,587\n"),
-     "image_sizes.txt", 2, "not positive"),
-    ("size-malformed", _mutate(CUB_VAL, "image_sizes.txt", f"{A},560,419\n{B},576\n{C},999,587\n"),
-     "image_sizes.txt", 2, "expected 3"),
-    ("box-outside-x", _mutate(CUB_VAL, "localization.txt", f"{A},176,136,560,291\n{B},44,183,426,254\n"
-                              f"{C},437,42,834,422\n"), "localization.txt", 1, "outside"),
-    ("box-outside-y", _mutate(CUB_VAL, "localization.txt", f"{A},176,136,459,291\n{B},44,183,426,432\n"
-                              f"{C},437,42,834,422\n"), "localization.txt", 2, "outside"),
-    ("box-x0-gt-x1", _mutate(CUB_VAL, "localization.txt", f"{A},176,136,459,291\n{B},44,183,426,254\n"
-                             f"{C},834,42,437,422\n"), "localization.txt", 3, "x0 > x1"),
-    ("box-negative", _mutate(CUB_VAL, "localization.txt", f"{A},-1,136,459,291\n{B},44,183,426,254\n"
-                             f"{C},437,42,834,422\n"), "localization.txt", 1, "negative"),
-    ("box-not-int", _mutate(CUB_VAL, "localization.txt", f"{A},176,136,459,291\n{B},44,183.5,426,254\n"
-                            f"{C},437,42,834,422\n"), "localization.txt", 2, "not an integer"),
-    ("box-4-fields", _mutate(CUB_VAL, "localization.txt", f"{A},176,136,459,291\n{B},44,183,426\n"
-                             f"{C},437,42,834,422\n"), "localization.txt", 2, "expected 5"),
-    ("box-unknown-id", _mutate(CUB_VAL, "localization.txt", f"{A},176,136,459,291\n{B},44,183,426,254\n"
-                               f"{C},437,42,834,422\nzzz.jpg,1,1,2,2\n"), "localization.txt", 4, "not in"),
-    ("box-missing", _mutate(CUB_VAL, "localization.txt", f"{A},176,136,459,291\n{C},437,42,834,422\n"),
-     "localization.txt", None, "no box"),
-    ("box-then-mask", _mutate(CUB_VAL, "localization.txt", f"{A},176,136,459,291\n{B},m.png,\n"
-                              f"{C},437,42,834,422\n"), "localization.txt", 2, "mask line"),
-    ("bom", _mutate(CUB_VAL, "image_ids.txt", "\ufeff" + CUB_VAL["image_ids.txt"]), "image_ids.txt", 1,
-     "byte-order mark"),
+    (
+        "label-not-int",
+        _mutate(CUB_VAL, "class_labels.txt", f"{A},0\n{B},zero\n{C},0\n"),
+        "class_labels.txt",
+        2,
+        "not an integer",
+    ),
+    (
+        "label-float",
+        _mutate(CUB_VAL, "class_labels.txt", f"{A},0\n{B},0\n{C},1.0\n"),
+        "class_labels.txt",
+        3,
+        "not an integer",
+    ),
+    (
+        "label-negative",
+        _mutate(CUB_VAL, "class_labels.txt", f"{A},-1\n{B},0\n{C},0\n"),
+        "class_labels.txt",
+        1,
+        "out of range",
+    ),
+    (
+        "label-dup",
+        _mutate(CUB_VAL, "class_labels.txt", f"{A},0\n{B},0\n{B},0\n{C},0\n"),
+        "class_labels.txt",
+        3,
+        "duplicate",
+    ),
+    (
+        "label-unknown-id",
+        _mutate(CUB_VAL, "class_labels.txt", f"{A},0\n{B},0\n{C},0\nother.jpg,0\n"),
+        "class_labels.txt",
+        4,
+        "not in image_ids.txt",
+    ),
+    ("label-missing", _mutate(CUB_VAL, "class_labels.txt", f"{A},0\n{C},0\n"), "class_labels.txt", None, "no label"),
+    (
+        "label-malformed",
+        _mutate(CUB_VAL, "class_labels.txt", f"{A},0\n{B} 0\n{C},0\n"),
+        "class_labels.txt",
+        2,
+        "expected 2",
+    ),
+    (
+        "size-missing",
+        _mutate(CUB_VAL, "image_sizes.txt", f"{A},560,419\n{C},999,587\n"),
+        "image_sizes.txt",
+        None,
+        "no size",
+    ),
+    (
+        "size-zero",
+        _mutate(CUB_VAL, "image_sizes.txt", f"{A},560,419\n{B},0,432\n{C},999,587\n"),
+        "image_sizes.txt",
+        2,
+        "not positive",
+    ),
+    (
+        "size-malformed",
+        _mutate(CUB_VAL, "image_sizes.txt", f"{A},560,419\n{B},576\n{C},999,587\n"),
+        "image_sizes.txt",
+        2,
+        "expected 3",
+    ),
+    (
+        "box-outside-x",
+        _mutate(CUB_VAL, "localization.txt", f"{A},176,136,560,291\n{B},44,183,426,254\n{C},437,42,834,422\n"),
+        "localization.txt",
+        1,
+        "outside",
+    ),
+    (
+        "box-outside-y",
+        _mutate(CUB_VAL, "localization.txt", f"{A},176,136,459,291\n{B},44,183,426,432\n{C},437,42,834,422\n"),
+        "localization.txt",
+        2,
+        "outside",
+    ),
+    (
+        "box-x0-gt-x1",
+        _mutate(CUB_VAL, "localization.txt", f"{A},176,136,459,291\n{B},44,183,426,254\n{C},834,42,437,422\n"),
+        "localization.txt",
+        3,
+        "x0 > x1",
+    ),
+    (
+        "box-negative",
+        _mutate(CUB_VAL, "localization.txt", f"{A},-1,136,459,291\n{B},44,183,426,254\n{C},437,42,834,422\n"),
+        "localization.txt",
+        1,
+        "negative",
+    ),
+    (
+        "box-not-int",
+        _mutate(CUB_VAL, "localization.txt", f"{A},176,136,459,291\n{B},44,183.5,426,254\n{C},437,42,834,422\n"),
+        "localization.txt",
+        2,
+        "not an integer",
+    ),
+    (
+        "box-4-fields",
+        _mutate(CUB_VAL, "localization.txt", f"{A},176,136,459,291\n{B},44,183,426\n{C},437,42,834,422\n"),
+        "localization.txt",
+        2,
+        "expected 5",
+    ),
+    (
+        "box-unknown-id",
+        _mutate(
+            CUB_VAL,
+            "localization.txt",
+            f"{A},176,136,459,291\n{B},44,183,426,254\n{C},437,42,834,422\nzzz.jpg,1,1,2,2\n",
+        ),
+        "localization.txt",
+        4,
+        "not in",
+    ),
+    (
+        "box-missing",
+        _mutate(CUB_VAL, "localization.txt", f"{A},176,136,459,291\n{C},437,42,834,422\n"),
+        "localization.txt",
+        None,
+        "no box",
+    ),
+    (
+        "box-then-mask",
+        _mutate(CUB_VAL, "localization.txt", f"{A},176,136,459,291\n{B},m.png,\n{C},437,42,834,422\n"),
+        "localization.txt",
+        2,
+        "mask line",
+    ),
+    (
+        "bom",
+        _mutate(CUB_VAL, "image_ids.txt", "\ufeff" + CUB_VAL["image_ids.txt"]),
+        "image_ids.txt",
+        1,
+        "byte-order mark",
+    ),
 ]
 
 
 @pytest.mark.parametrize("case,files,fname,line,problem", BAD_CASES, ids=[c[0] for c in BAD_CASES])
-def test_bad_metadata(tmp_path: Path, case: str, files: dict[str, str], fname: str, line: int | None,
-                      problem: str) -> None:
+def test_bad_metadata(
+    tmp_path: Path, case: str, files: dict[str, str], fname: str, line: int | None, problem: str
+) -> None:
     mdir, images, _ = make_split(tmp_path, files)
     with pytest.raises(MetadataError) as e:
         load_metadata(mdir, images)
@@ -287,9 +400,12 @@ def test_boxes_need_sizes(tmp_path: Path) -> None:
 
 
 MASK_BAD: list[tuple[str, str, int | None, str]] = [
-    ("ignore-on-later-line",
-     "val/a.jpg,val/a_m0.png,val/a_ignore.png\nval/a.jpg,val/a_m1.png,val/a_ignore.png\nval/b.jpg,val/b_m0.png,\n",
-     2, "only the image's first line"),
+    (
+        "ignore-on-later-line",
+        "val/a.jpg,val/a_m0.png,val/a_ignore.png\nval/a.jpg,val/a_m1.png,val/a_ignore.png\nval/b.jpg,val/b_m0.png,\n",
+        2,
+        "only the image's first line",
+    ),
     ("mask-dotdot", "val/a.jpg,../x.png,\nval/b.jpg,val/b_m0.png,\n", 1, ".."),
     ("ignore-absolute", "val/a.jpg,val/a_m0.png,/tmp/ign.png\nval/b.jpg,val/b_m0.png,\n", 1, "absolute"),
     ("mask-2-fields-first", "val/a.jpg,val/a_m0.png\nval/b.jpg,val/b_m0.png,\n", 1, "got 2"),

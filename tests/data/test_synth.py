@@ -30,8 +30,11 @@ CFG = SynthConfig(size=64, num_classes=4)
 
 
 def _digest(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -159,10 +162,19 @@ def test_same_rng_same_sample_different_label_different_head() -> None:
     assert diff.any() and not np.any(diff & ~a.head_mask)
 
 
-@pytest.mark.parametrize("bad", [
-    {"num_classes": 0}, {"num_classes": len(PATTERNS) + 1}, {"size": 8}, {"object_area": (0.4, 0.2)},
-    {"head_fraction": 0.9}, {"two_instance_prob": 1.5}, {"image_format": "bmp"}, {"noise_sigma": -1.0},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"num_classes": 0},
+        {"num_classes": len(PATTERNS) + 1},
+        {"size": 8},
+        {"object_area": (0.4, 0.2)},
+        {"head_fraction": 0.9},
+        {"two_instance_prob": 1.5},
+        {"image_format": "bmp"},
+        {"noise_sigma": -1.0},
+    ],
+)
 def test_config_validation(bad: dict) -> None:
     with pytest.raises(ConfigError):
         SynthConfig(**bad)
@@ -190,16 +202,32 @@ def test_jpeg_format(tmp_path: Path) -> None:
 
 def test_cli_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "cli"
-    argv = ["data", "synth", "--out", str(out), "--classes", "3", "--train", "6", "--val", "3", "--test", "3",
-            "--size", "48", "--seed", "2", "--no-progress"]
+    argv = [
+        "data",
+        "synth",
+        "--out",
+        str(out),
+        "--classes",
+        "3",
+        "--train",
+        "6",
+        "--val",
+        "3",
+        "--test",
+        "3",
+        "--size",
+        "48",
+        "--seed",
+        "2",
+        "--no-progress",
+    ]
     assert cli.main(argv) == 0
     assert "wrote" in capsys.readouterr().out
     for split, n in (("train", 6), ("val", 3), ("test", 3)):
         meta = open_dataset(out, split)
         assert len(meta) == n and meta.num_classes == 3
     # the CLI and the API write the same bytes
-    generate_synthetic(tmp_path / "api", SynthConfig(size=48, num_classes=3), {"train": 6, "val": 3, "test": 3},
-                       seed=2)
+    generate_synthetic(tmp_path / "api", SynthConfig(size=48, num_classes=3), {"train": 6, "val": 3, "test": 3}, seed=2)
     assert _digest(out) == _digest(tmp_path / "api")
     # an existing set is a typed error -> exit code 2; --overwrite replaces it
     assert cli.main(argv) == 2
@@ -212,15 +240,51 @@ def test_cli_config_file_and_check(tmp_path: Path, capsys: pytest.CaptureFixture
     cfg_path = tmp_path / "design.json"
     cfg_path.write_text(json.dumps({"num_classes": 2, "size": 40, "two_instance_prob": 1.0, "noise_sigma": 0.0}))
     out = tmp_path / "d"
-    assert cli.main(["data", "synth", "--out", str(out), "--config", str(cfg_path), "--train", "4", "--val", "0",
-                     "--test", "2", "--no-progress"]) == 0
+    assert (
+        cli.main(
+            [
+                "data",
+                "synth",
+                "--out",
+                str(out),
+                "--config",
+                str(cfg_path),
+                "--train",
+                "4",
+                "--val",
+                "0",
+                "--test",
+                "2",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     meta = open_dataset(out, "train")
     assert meta.num_classes == 2 and meta.sizes[meta.image_ids[0]] == (40, 40)
     assert all(len(meta.boxes[k]) == 2 for k in meta.image_ids)  # two_instance_prob=1 reached the generator
     # the record written next to the set reproduces it byte for byte
     again = tmp_path / "again"
-    assert cli.main(["data", "synth", "--out", str(again), "--config", str(out / "metadata/synth_config.json"),
-                     "--train", "4", "--val", "0", "--test", "2", "--no-progress"]) == 0
+    assert (
+        cli.main(
+            [
+                "data",
+                "synth",
+                "--out",
+                str(again),
+                "--config",
+                str(out / "metadata/synth_config.json"),
+                "--train",
+                "4",
+                "--val",
+                "0",
+                "--test",
+                "2",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert _digest(again) == _digest(out)
     capsys.readouterr()
     assert cli.main(["data", "check", "--data", str(out), "--decode"]) == 0

@@ -49,8 +49,7 @@ def test_train_matches_pil_crop_flip(seed: int) -> None:
     size, resize = 24, 30
     geom = sample_crop_flip(size, resize, torch.Generator().manual_seed(seed))
     image, raw = train_transform(img, size, resize, torch.Generator().manual_seed(seed))
-    ref_im = img.resize((resize, resize), Image.BILINEAR).crop((geom.left, geom.top, geom.left + size,
-                                                                 geom.top + size))
+    ref_im = img.resize((resize, resize), Image.BILINEAR).crop((geom.left, geom.top, geom.left + size, geom.top + size))
     if geom.flip:
         ref_im = ref_im.transpose(Image.FLIP_LEFT_RIGHT)
     ref = _chw(ref_im)

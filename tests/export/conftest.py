@@ -41,9 +41,14 @@ def exported(tmp_path_factory: pytest.TempPathFactory, tiny_models) -> Callable[
         key = (method, postprocess, dynamic_batch)
         if key not in cache:
             clf, fcam = tiny_models
-            cache[key] = support.export_to(root / f"{method}_{postprocess}_{int(dynamic_batch)}.onnx",
-                                           fcam if method == "fcam" else clf, method, postprocess, EXPORT_SIZE,
-                                           dynamic_batch=dynamic_batch)
+            cache[key] = support.export_to(
+                root / f"{method}_{postprocess}_{int(dynamic_batch)}.onnx",
+                fcam if method == "fcam" else clf,
+                method,
+                postprocess,
+                EXPORT_SIZE,
+                dynamic_batch=dynamic_batch,
+            )
         return cache[key]
 
     return _get
@@ -62,6 +67,7 @@ def synth_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from fcam_deploy.data import SynthConfig, generate_synthetic
 
     out = tmp_path_factory.mktemp("synth")
-    generate_synthetic(out, SynthConfig(size=64, num_classes=len(CLASS_NAMES)), counts={"test": 10}, seed=3,
-                       overwrite=True)
+    generate_synthetic(
+        out, SynthConfig(size=64, num_classes=len(CLASS_NAMES)), counts={"test": 10}, seed=3, overwrite=True
+    )
     return out

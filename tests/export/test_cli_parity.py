@@ -37,8 +37,9 @@ def test_export_cli_writes_checkpoint_metadata(cli_onnx, checkpoint_dir, capsys)
     assert meta.fcam_deploy_version == __version__
 
 
-def test_parity_finds_the_checkpoint_next_to_the_model_by_digest(checkpoint_dir, cli_onnx, synth_dir, tmp_path,
-                                                                  capsys) -> None:
+def test_parity_finds_the_checkpoint_next_to_the_model_by_digest(
+    checkpoint_dir, cli_onnx, synth_dir, tmp_path, capsys
+) -> None:
     import shutil
 
     from fcam_deploy.export.parity import _find_checkpoint
@@ -52,8 +53,19 @@ def test_parity_finds_the_checkpoint_next_to_the_model_by_digest(checkpoint_dir,
     cfg["weights_sha256"] = "0" * 64  # another checkpoint of the same name is not taken for it
     (tmp_path / checkpoint_dir.name / "config.json").write_text(json.dumps(cfg))
     assert _find_checkpoint(tmp_path / "m.onnx", meta) is None
-    rc = main(["parity", str(tmp_path / "m.onnx"), "--data", str(synth_dir), "--json", str(tmp_path / "p.json"),
-               "--limit", "2", "--no-metrics"])
+    rc = main(
+        [
+            "parity",
+            str(tmp_path / "m.onnx"),
+            "--data",
+            str(synth_dir),
+            "--json",
+            str(tmp_path / "p.json"),
+            "--limit",
+            "2",
+            "--no-metrics",
+        ]
+    )
     assert rc == 2 and "pass --checkpoint" in capsys.readouterr().err
 
 
@@ -65,8 +77,20 @@ def test_export_cli_typed_errors(tmp_path, capsys) -> None:
 def test_parity_cli_passes_on_the_synthetic_split(cli_onnx, synth_dir, tmp_path, checkpoint_dir) -> None:
     report_path = tmp_path / "parity.json"
     replay = tmp_path / "replay"
-    rc = main(["parity", str(cli_onnx), "--data", str(synth_dir), "--json", str(report_path),
-               "--save-dir", str(replay), "--checkpoint", str(checkpoint_dir)])
+    rc = main(
+        [
+            "parity",
+            str(cli_onnx),
+            "--data",
+            str(synth_dir),
+            "--json",
+            str(report_path),
+            "--save-dir",
+            str(replay),
+            "--checkpoint",
+            str(checkpoint_dir),
+        ]
+    )
     report = json.loads(report_path.read_text())
     assert rc == 0 and report["passed"], report
     assert report["num_images"] == 10
@@ -98,8 +122,21 @@ def test_parity_detects_a_wrong_model(cli_onnx, synth_dir, tmp_path, checkpoint_
         model.seg_head.bias.add_(torch.tensor([0.5, -0.5]))
     other = tmp_path / "other"
     save_checkpoint(other, model, meta)
-    rc = main(["parity", str(cli_onnx), "--data", str(synth_dir), "--json", str(tmp_path / "p.json"),
-               "--checkpoint", str(other), "--no-metrics", "--limit", "4"])
+    rc = main(
+        [
+            "parity",
+            str(cli_onnx),
+            "--data",
+            str(synth_dir),
+            "--json",
+            str(tmp_path / "p.json"),
+            "--checkpoint",
+            str(other),
+            "--no-metrics",
+            "--limit",
+            "4",
+        ]
+    )
     report = json.loads((tmp_path / "p.json").read_text())
     assert rc == 1 and not report["passed"] and report["comparisons"][0]["max_abs_diff"]["map"] > 1e-3
 
@@ -109,10 +146,25 @@ def test_parity_custom_op_against_standard_graph(checkpoint_dir, synth_dir, cli_
     if lib is None:
         skip_or_fail("libfcam_ort_ops.so not built (make kernels)")
     custom = tmp_path / "fcam_custom.onnx"
-    assert main(["export", "--checkpoint", str(checkpoint_dir), "--out", str(custom),
-                 "--postprocess", "custom-op"]) == 0
-    rc = main(["parity", str(custom), "--data", str(synth_dir), "--json", str(tmp_path / "c.json"),
-               "--plugins", str(lib), "--against", str(cli_onnx), "--checkpoint", str(checkpoint_dir)])
+    assert (
+        main(["export", "--checkpoint", str(checkpoint_dir), "--out", str(custom), "--postprocess", "custom-op"]) == 0
+    )
+    rc = main(
+        [
+            "parity",
+            str(custom),
+            "--data",
+            str(synth_dir),
+            "--json",
+            str(tmp_path / "c.json"),
+            "--plugins",
+            str(lib),
+            "--against",
+            str(cli_onnx),
+            "--checkpoint",
+            str(checkpoint_dir),
+        ]
+    )
     report = json.loads((tmp_path / "c.json").read_text())
     assert rc == 0 and report["passed"], report
     assert report["against"]["max_abs_diff_vs_model"]["map"] <= 1e-5
@@ -152,11 +204,17 @@ def test_profile_errors(tmp_path) -> None:
 
 def test_export_cli_profile_and_override(checkpoint_dir, tmp_path, capsys) -> None:
     prof = tmp_path / "trt-fp32_static-48_b1.toml"
-    prof.write_text('[export]\npostprocess = "none"\nmethod = "cam"\ndynamic_batch = false\nopset = 19\n'
-                    '[engine]\nshapes = "1/1/1"\n')
+    prof.write_text(
+        '[export]\npostprocess = "none"\nmethod = "cam"\ndynamic_batch = false\nopset = 19\n'
+        '[engine]\nshapes = "1/1/1"\n'
+    )
     out = tmp_path / "p.onnx"
-    assert main(["export", "--checkpoint", str(checkpoint_dir), "--out", str(out), "--profile", str(prof),
-                 "--opset", "20"]) == 0
+    assert (
+        main(
+            ["export", "--checkpoint", str(checkpoint_dir), "--out", str(out), "--profile", str(prof), "--opset", "20"]
+        )
+        == 0
+    )
     meta = read_onnx_metadata(out)
     assert (meta.postprocess, meta.method, meta.dynamic_batch, meta.opset) == ("none", "cam", False, 20)
     import onnx
@@ -200,8 +258,14 @@ def _fixed_outputs() -> dict[str, np.ndarray]:
     mask = (m > np.float32(tau) * m.max()).astype(np.uint8)
     boxes = np.full((1, 2, 4), -1, np.int32)
     boxes[0, 0], boxes[0, 1] = (2, 2, 4, 4), (0, 0, 0, 0)
-    return {"logits": np.array([[0.1, 2.0, -1.0]], np.float32), "pred_class": np.array([1], np.int64), "map": m,
-            "mask": mask, "boxes": boxes, "box_count": np.array([2], np.int32)}
+    return {
+        "logits": np.array([[0.1, 2.0, -1.0]], np.float32),
+        "pred_class": np.array([1], np.int64),
+        "map": m,
+        "mask": mask,
+        "boxes": boxes,
+        "box_count": np.array([2], np.int32),
+    }
 
 
 def _verdict(ref: dict[str, np.ndarray], other: dict[str, np.ndarray]) -> dict:
@@ -210,8 +274,11 @@ def _verdict(ref: dict[str, np.ndarray], other: dict[str, np.ndarray]) -> dict:
 
     meta = model_metadata("cam", "custom-op", size=_PARITY_SIZE, max_boxes=2)
     runner = _torch_runner_cls()
-    summary, _ = compare_runs([runner(_FixedGraph(ref), meta, "ref"), runner(_FixedGraph(other), meta, "other")],
-                              [np.zeros((1, *_PARITY_SIZE, 3), np.uint8)], meta)
+    summary, _ = compare_runs(
+        [runner(_FixedGraph(ref), meta, "ref"), runner(_FixedGraph(other), meta, "other")],
+        [np.zeros((1, *_PARITY_SIZE, 3), np.uint8)],
+        meta,
+    )
     return summary
 
 

@@ -168,16 +168,23 @@ def test_custom_op_node_outputs_are_tensorrt_plugin_types_and_graph_outputs_are_
 
     model = onnx.load(str(exported("cam", "custom-op")))
     inferred = onnx.shape_inference.infer_shapes(model)
-    types = {v.name: v.type.tensor_type.elem_type
-             for v in [*inferred.graph.value_info, *inferred.graph.output, *inferred.graph.input]}
+    types = {
+        v.name: v.type.tensor_type.elem_type
+        for v in [*inferred.graph.value_info, *inferred.graph.output, *inferred.graph.input]
+    }
     (node,) = [n for n in model.graph.node if n.domain == names.ONNX_DOMAIN]
     assert len(node.output) == 4
     node_types = [types.get(o) for o in node.output]
     assert None not in node_types, f"untyped custom-node outputs: {dict(zip(node.output, node_types))}"
-    assert not TRT_PLUGIN_FORBIDDEN_TYPES & set(node_types), {o: onnx.TensorProto.DataType.Name(t)
-                                                              for o, t in zip(node.output, node_types)}
-    assert node_types == [onnx.TensorProto.FLOAT, onnx.TensorProto.INT32, onnx.TensorProto.INT32,
-                          onnx.TensorProto.INT32]
+    assert not TRT_PLUGIN_FORBIDDEN_TYPES & set(node_types), {
+        o: onnx.TensorProto.DataType.Name(t) for o, t in zip(node.output, node_types)
+    }
+    assert node_types == [
+        onnx.TensorProto.FLOAT,
+        onnx.TensorProto.INT32,
+        onnx.TensorProto.INT32,
+        onnx.TensorProto.INT32,
+    ]
     # the runtime contract is unchanged: uint8 mask, int32 boxes/count, made from the node by one Cast
     outs = {o.name: o.type.tensor_type.elem_type for o in model.graph.output}
     assert outs["mask"] == onnx.TensorProto.UINT8 and outs["map"] == onnx.TensorProto.FLOAT

@@ -32,8 +32,9 @@ def test_int8_graph_keeps_the_contract(int8_model) -> None:
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     ref = onnx.load(str(src))
     assert [o.name for o in model.graph.output] == [o.name for o in ref.graph.output]
-    assert [(i.name, i.type.tensor_type.elem_type) for i in model.graph.input] == \
-        [(i.name, i.type.tensor_type.elem_type) for i in ref.graph.input]
+    assert [(i.name, i.type.tensor_type.elem_type) for i in model.graph.input] == [
+        (i.name, i.type.tensor_type.elem_type) for i in ref.graph.input
+    ]
     # weights: every Conv/Gemm weight is an int8 initializer behind a DequantizeLinear; nothing else has int8
     # weights (the normalisation, softmax, argmax, map normalisation stay fp32)
     int8_inits = {t.name for t in model.graph.initializer if t.data_type == onnx.TensorProto.INT8}
@@ -90,11 +91,25 @@ def test_fcam_quantize_cli(exported, tmp_path, capsys) -> None:
     data = tmp_path / "data"
     generate_synthetic(data, SynthConfig(size=48, num_classes=3), counts={"train": 12}, seed=5, overwrite=True)
     out = tmp_path / "int8.onnx"
-    assert main(["quantize", str(exported("cam", "none")), "--data", str(data), "--images", "10", "--out",
-                 str(out)]) == 0
+    assert (
+        main(["quantize", str(exported("cam", "none")), "--data", str(data), "--images", "10", "--out", str(out)]) == 0
+    )
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["calibration_images"] == 10 and summary["calibration_split"] == "train"
     assert Localizer.load(out).metadata.extra["precision"] == "int8"
-    assert main(["quantize", str(exported("cam", "none")), "--data", str(data), "--split", "test", "--out",
-                 str(tmp_path / "leak.onnx")]) == 2
+    assert (
+        main(
+            [
+                "quantize",
+                str(exported("cam", "none")),
+                "--data",
+                str(data),
+                "--split",
+                "test",
+                "--out",
+                str(tmp_path / "leak.onnx"),
+            ]
+        )
+        == 2
+    )
     assert "test split" in capsys.readouterr().err and not (tmp_path / "leak.onnx").exists()

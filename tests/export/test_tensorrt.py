@@ -51,15 +51,23 @@ class _DataType(enum.Enum):
     INT64 = 8
 
 
-_NP_TO_TRT = {"float32": "FLOAT", "float16": "HALF", "int8": "INT8", "int32": "INT32", "bool": "BOOL",
-              "uint8": "UINT8", "int64": "INT64"}
+_NP_TO_TRT = {
+    "float32": "FLOAT",
+    "float16": "HALF",
+    "int8": "INT8",
+    "int32": "INT32",
+    "bool": "BOOL",
+    "uint8": "UINT8",
+    "int64": "INT64",
+}
 
 
 class FakeTRT:
     """Builds a fresh fake ``tensorrt`` module whose objects append ``(call, args...)`` to ``self.calls``."""
 
-    def __init__(self, *, parse_ok: bool = True, parse_errors: tuple[str, ...] = (), build_ok: bool = True,
-                 load_ok: bool = True) -> None:
+    def __init__(
+        self, *, parse_ok: bool = True, parse_errors: tuple[str, ...] = (), build_ok: bool = True, load_ok: bool = True
+    ) -> None:
         self.calls: list[tuple[Any, ...]] = []
         self.parse_ok = parse_ok
         self.parse_errors = parse_errors
@@ -205,7 +213,7 @@ class FakeTRT:
                 calls.append(("deserialize_cuda_engine", len(blob)))
                 if not blob.startswith(b"FAKEPLAN"):
                     return None
-                return _Engine(json.loads(blob[len(b"FAKEPLAN"):].decode())["onnx"], calls)
+                return _Engine(json.loads(blob[len(b"FAKEPLAN") :].decode())["onnx"], calls)
 
         m.Logger = Logger
         m.Builder = Builder
@@ -316,8 +324,12 @@ def test_parse_shapes_named_and_batch_only() -> None:
 
 @pytest.mark.parametrize(
     ("spec", "match"),
-    [("1/2", "three shapes"), ("1/2/3/4", "three shapes"), ("a/2/3", "not a list of integers"),
-     ("images:1x3/2xQ/3x3", "not a list of integers")],
+    [
+        ("1/2", "three shapes"),
+        ("1/2/3/4", "three shapes"),
+        ("a/2/3", "not a list of integers"),
+        ("images:1x3/2xQ/3x3", "not a list of integers"),
+    ],
 )
 def test_parse_shapes_errors(spec: str, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
@@ -382,10 +394,16 @@ def test_onnx_summary_rejects_other_files(tmp_path: Path) -> None:
 def _sidecar(probe: Path) -> tx.EngineSidecar:
     s = tx.read_onnx_summary(probe)
     return tx.EngineSidecar(
-        metadata=s.metadata, inputs=s.inputs, outputs=s.outputs,
+        metadata=s.metadata,
+        inputs=s.inputs,
+        outputs=s.outputs,
         profiles=(tx.ShapeProfile("images", (1, 32, 32, 3), (2, 32, 32, 3), (4, 32, 32, 3)),),
-        plugins=("/opt/lib/libfcam_trt_plugins.so",), plugins_serialized=True, tensorrt_version="10.3.0",
-        onnx_file="probe.onnx", onnx_sha256=s.sha256, extra={"tf32": False},
+        plugins=("/opt/lib/libfcam_trt_plugins.so",),
+        plugins_serialized=True,
+        tensorrt_version="10.3.0",
+        onnx_file="probe.onnx",
+        onnx_sha256=s.sha256,
+        extra={"tf32": False},
     )
 
 
@@ -436,8 +454,16 @@ def test_build_engine_call_sequence(monkeypatch: pytest.MonkeyPatch, probe: Path
     cache = tmp_path / "timing.cache"
     cache.write_bytes(b"OLD")
     plan = tmp_path / "out" / "m.plan"
-    res = tx.build_engine(probe, plan, plugins=[lib], shapes=tx.parse_shapes(["1/2/4"]), timing_cache=cache,
-                          serialize_plugins=True, workspace_bytes=1 << 28, tf32=False)
+    res = tx.build_engine(
+        probe,
+        plan,
+        plugins=[lib],
+        shapes=tx.parse_shapes(["1/2/4"]),
+        timing_cache=cache,
+        serialize_plugins=True,
+        workspace_bytes=1 << 28,
+        tf32=False,
+    )
     names = fake.names()
     # strongly typed network, nothing else
     (flags,) = [c[1] for c in fake.calls if c[0] == "create_network"]
@@ -467,8 +493,9 @@ def test_build_engine_call_sequence(monkeypatch: pytest.MonkeyPatch, probe: Path
     assert res.sidecar == tx.sidecar_path(plan)
 
 
-def test_build_engine_defaults_keep_tf32_and_no_cache(monkeypatch: pytest.MonkeyPatch, probe: Path,
-                                                       tmp_path: Path) -> None:
+def test_build_engine_defaults_keep_tf32_and_no_cache(
+    monkeypatch: pytest.MonkeyPatch, probe: Path, tmp_path: Path
+) -> None:
     fake = install_fake(monkeypatch)
     res = tx.build_engine(probe, tmp_path / "m.plan")
     names = fake.names()
@@ -502,8 +529,7 @@ def test_build_engine_plugin_errors(monkeypatch: pytest.MonkeyPatch, probe: Path
         tx.build_engine(probe, tmp_path / "m.plan", serialize_plugins=True)
 
 
-def test_build_engine_custom_domain_needs_plugins(monkeypatch: pytest.MonkeyPatch, probe: Path,
-                                                  tmp_path: Path) -> None:
+def test_build_engine_custom_domain_needs_plugins(monkeypatch: pytest.MonkeyPatch, probe: Path, tmp_path: Path) -> None:
     import onnx
     from onnx import helper
 
@@ -520,8 +546,9 @@ def test_build_engine_custom_domain_needs_plugins(monkeypatch: pytest.MonkeyPatc
 # CLI
 
 
-def test_cli_build_engine(monkeypatch: pytest.MonkeyPatch, probe: Path, tmp_path: Path,
-                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_build_engine(
+    monkeypatch: pytest.MonkeyPatch, probe: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from fcam_deploy.cli import main
 
     fake = install_fake(monkeypatch)
@@ -534,8 +561,9 @@ def test_cli_build_engine(monkeypatch: pytest.MonkeyPatch, probe: Path, tmp_path
     assert ("set_shape", "images", (1, 32, 32, 3), (2, 32, 32, 3), (3, 32, 32, 3)) in fake.calls
 
 
-def test_cli_build_engine_env_plugins_and_errors(monkeypatch: pytest.MonkeyPatch, probe: Path, tmp_path: Path,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_build_engine_env_plugins_and_errors(
+    monkeypatch: pytest.MonkeyPatch, probe: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from fcam_deploy.cli import main
 
     fake = install_fake(monkeypatch)
@@ -563,7 +591,8 @@ def test_probe_graph_is_a_valid_fcam_model(probe: Path) -> None:
     w = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     x = np.random.default_rng(1).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
     logits, pred, cmap, mask = ort.InferenceSession(str(probe), providers=["CPUExecutionProvider"]).run(
-        None, {"images": x})
+        None, {"images": x}
+    )
     import torch
 
     xn = (torch.from_numpy(x).permute(0, 3, 1, 2).float() - torch.tensor(w["mean255"])) / torch.tensor(w["std255"])
@@ -578,8 +607,9 @@ def test_probe_graph_is_a_valid_fcam_model(probe: Path) -> None:
     ModelMetadata.from_props({p.key: p.value for p in model.metadata_props})
 
 
-def test_stub_only_namespace_tensorrt_is_not_available(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_stub_only_namespace_tensorrt_is_not_available(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A ``tensorrt`` namespace package (what ``pip install tensorrt-stubs`` leaves: a folder with only
     ``__init__.pyi``) imports and passes ``find_spec``, but every availability check must call it absent."""
     import importlib.util
@@ -594,8 +624,11 @@ def test_stub_only_namespace_tensorrt_is_not_available(monkeypatch: pytest.Monke
     try:
         importlib.invalidate_caches()
         assert importlib.util.find_spec("tensorrt") is not None  # the trap: the old find_spec check said "installed"
-        with pytest.raises(BackendUnavailableError, match=r"not TensorRT's Python bindings \(it lacks __version__, "
-                                                          r"Builder, Runtime, Logger; a namespace package"):
+        with pytest.raises(
+            BackendUnavailableError,
+            match=r"not TensorRT's Python bindings \(it lacks __version__, "
+            r"Builder, Runtime, Logger; a namespace package",
+        ):
             tx.import_tensorrt()
         reason = tx.tensorrt_unavailable_reason()
         assert reason is not None and "tensorrt-stubs" in reason and str(tmp_path / "tensorrt") in reason

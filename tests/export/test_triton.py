@@ -25,8 +25,12 @@ from tests._support.models import EXPORT_SIZE as SIZE
 
 #: Triton data type -> numpy dtype (Triton's model_config.md table), independent of the module under test.
 TRITON_TO_NUMPY = {
-    "TYPE_UINT8": np.uint8, "TYPE_INT32": np.int32, "TYPE_INT64": np.int64, "TYPE_FP32": np.float32,
-    "TYPE_BOOL": np.bool_, "TYPE_FP16": np.float16,
+    "TYPE_UINT8": np.uint8,
+    "TYPE_INT32": np.int32,
+    "TYPE_INT64": np.int64,
+    "TYPE_FP32": np.float32,
+    "TYPE_BOOL": np.bool_,
+    "TYPE_FP16": np.float16,
 }
 
 
@@ -66,7 +70,10 @@ def test_onnx_repository(exported: Callable[..., Path], tmp_path: Path) -> None:
     repo = write_triton_repo(model, tmp_path / "repo", TritonOptions(name="fcam_tiny", max_batch_size=16))
     root = tmp_path / "repo" / "fcam_tiny"
     assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()) == [
-        "1/model.onnx", "config.pbtxt", "labels.txt"]
+        "1/model.onnx",
+        "config.pbtxt",
+        "labels.txt",
+    ]
     assert (root / "1" / "model.onnx").read_bytes() == model.read_bytes()
     assert (root / "labels.txt").read_text().splitlines() == list(CLASS_NAMES)
     cfg = _parse(root / "config.pbtxt")
@@ -112,11 +119,20 @@ def _fake_plan(onnx_model: Path, plan: Path, max_batch: int, serialized: bool) -
     """A .plan stand-in with the sidecar `fcam build-engine` writes (no TensorRT here; only the sidecar is read)."""
     s = tx.read_onnx_summary(onnx_model)
     plan.write_bytes(b"not a real engine")
-    tx.write_sidecar(plan, tx.EngineSidecar(
-        metadata=s.metadata, inputs=s.inputs, outputs=s.outputs,
-        profiles=(tx.ShapeProfile("images", (1, *SIZE, 3), (2, *SIZE, 3), (max_batch, *SIZE, 3)),),
-        plugins=("/opt/fcam/libfcam_trt_plugins.so",), plugins_serialized=serialized, tensorrt_version="10.16.1",
-        onnx_file=onnx_model.name, onnx_sha256=s.sha256))
+    tx.write_sidecar(
+        plan,
+        tx.EngineSidecar(
+            metadata=s.metadata,
+            inputs=s.inputs,
+            outputs=s.outputs,
+            profiles=(tx.ShapeProfile("images", (1, *SIZE, 3), (2, *SIZE, 3), (max_batch, *SIZE, 3)),),
+            plugins=("/opt/fcam/libfcam_trt_plugins.so",),
+            plugins_serialized=serialized,
+            tensorrt_version="10.16.1",
+            onnx_file=onnx_model.name,
+            onnx_sha256=s.sha256,
+        ),
+    )
     return plan
 
 
@@ -182,8 +198,24 @@ def test_cli_triton_repo(exported: Callable[..., Path], checkpoint_dir: Path, tm
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     model = exported("fcam", "onnx")
     run = [sys.executable, "-m", "fcam_deploy", "export"]
-    p = subprocess.run([*run, "--model", str(model), "--triton-repo", str(tmp_path / "r"), "--triton-name", "a",
-                        "--triton-instances", "2"], capture_output=True, text=True, check=False, timeout=300, env=env)
+    p = subprocess.run(
+        [
+            *run,
+            "--model",
+            str(model),
+            "--triton-repo",
+            str(tmp_path / "r"),
+            "--triton-name",
+            "a",
+            "--triton-instances",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+        env=env,
+    )
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout)["triton"]
     assert out["model"] == "a" and out["max_batch_size"] == 8
@@ -191,15 +223,30 @@ def test_cli_triton_repo(exported: Callable[..., Path], checkpoint_dir: Path, tm
     p = subprocess.run([*run, "--model", str(model)], capture_output=True, text=True, check=False, timeout=300, env=env)
     assert p.returncode == 2 and "needs --triton-repo" in p.stderr
     # export + repository in one command
-    p = subprocess.run([*run, "--checkpoint", str(checkpoint_dir), "--out", str(tmp_path / "m.onnx"),
-                        "--triton-repo", str(tmp_path / "r2")], capture_output=True, text=True, check=False, timeout=600, env=env)
+    p = subprocess.run(
+        [
+            *run,
+            "--checkpoint",
+            str(checkpoint_dir),
+            "--out",
+            str(tmp_path / "m.onnx"),
+            "--triton-repo",
+            str(tmp_path / "r2"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+        env=env,
+    )
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)["triton"]["model_file"] == str(tmp_path / "r2" / "m" / "1" / "model.onnx")
     assert (tmp_path / "r2" / "m" / "1" / "model.onnx").read_bytes() == (tmp_path / "m.onnx").read_bytes()
 
 
-def test_missing_tritonclient_is_a_typed_error(exported: Callable[..., Path], tmp_path: Path,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_tritonclient_is_a_typed_error(
+    exported: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setitem(sys.modules, "tritonclient.grpc", None)
     monkeypatch.setitem(sys.modules, "tritonclient.grpc.model_config_pb2", None)
     with pytest.raises(BackendUnavailableError, match=r'pip install "fcam-deploy\[scale\]"'):

@@ -27,8 +27,9 @@ SIZES = {
 def test_first_three_images_boxes_and_sizes(wsol_data: Path, dataset: str, split: str) -> None:
     from fcam_deploy.data import load_metadata
 
-    meta = load_metadata(wsol_data / "metadata" / dataset / split, wsol_data / "images", check_files=False,
-                         num_classes=1000)
+    meta = load_metadata(
+        wsol_data / "metadata" / dataset / split, wsol_data / "images", check_files=False, num_classes=1000
+    )
     ids = meta.image_ids[:3]
     assert [[tuple(b) for b in meta.boxes[i]] for i in ids] == BOXES[(dataset, split)]
     assert [tuple(meta.sizes[i]) for i in ids] == SIZES[(dataset, split)]

@@ -102,7 +102,9 @@ def test_overwrite_and_interrupted_rename(tmp_path: Path, monkeypatch: pytest.Mo
     save_checkpoint(d, new, _meta(threshold=0.2))  # overwrite works
     assert _listing(tmp_path) == ["ck", "ck/config.json", "ck/model.safetensors"]
     m, meta = load_checkpoint(d)
-    assert meta.threshold == 0.2 and torch.equal(m.decoder.blocks[0].conv1[0].weight, new.decoder.blocks[0].conv1[0].weight)
+    assert meta.threshold == 0.2 and torch.equal(
+        m.decoder.blocks[0].conv1[0].weight, new.decoder.blocks[0].conv1[0].weight
+    )
 
     def boom(*a: object, **k: object) -> None:
         raise OSError("simulated crash during rename")
@@ -184,7 +186,9 @@ def test_mismatched_weights_raise(tmp_path: Path) -> None:
     d = _saved(tmp_path)
     # other num_classes: config consistent with itself, weights of another shape (digest dropped to reach it)
     _edit_config(d, num_classes=5, class_names=[], weights_sha256=_DELETE)
-    with pytest.raises(CheckpointError, match=r"2 tensors do not fit.*head\.bias.*\(3,\).*\(5,\).*head\.weight.*\(3, 128\).*\(5, 128\)"):
+    with pytest.raises(
+        CheckpointError, match=r"2 tensors do not fit.*head\.bias.*\(3,\).*\(5,\).*head\.weight.*\(3, 128\).*\(5, 128\)"
+    ):
         load_checkpoint(d)
     # other architecture
     _edit_config(d, num_classes=3, arch="efficientnet_lite0_s8")

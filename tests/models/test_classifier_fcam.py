@@ -36,16 +36,15 @@ def test_cam_equals_hooked_einsum(arch: str) -> None:
     h.remove()
     (a,) = hooked
     w = clf.head.weight.detach().numpy()
-    ref = torch.from_numpy(
-        __import__("numpy").einsum("nk,nkhw->nhw", w[classes.numpy()], a.numpy().astype("float64"))
-    )
+    ref = torch.from_numpy(__import__("numpy").einsum("nk,nkhw->nhw", w[classes.numpy()], a.numpy().astype("float64")))
     torch.testing.assert_close(cam.double(), ref, rtol=1e-5, atol=1e-5)
     # logits = Linear(GAP(A)) with bias
     ref_logits = a.mean(dim=(2, 3)) @ clf.head.weight.T + clf.head.bias
     torch.testing.assert_close(out.logits, ref_logits, rtol=1e-5, atol=1e-5)
     # CAM identity: spatial mean of the CAM + bias = the class logit
-    torch.testing.assert_close(cam.mean(dim=(1, 2)) + clf.head.bias[classes], out.logits[torch.arange(3), classes],
-                               rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(
+        cam.mean(dim=(1, 2)) + clf.head.bias[classes], out.logits[torch.arange(3), classes], rtol=1e-4, atol=1e-4
+    )
 
 
 def test_input_errors() -> None:
@@ -81,7 +80,9 @@ def test_frozen_classifier_training_step(arch: str) -> None:
     assert all(p.grad is not None for p in model.trainable_parameters())
     for k, v in model.classifier.state_dict().items():
         assert torch.equal(v, clf_before[k]), k  # no BN stat update, no weight change
-    changed = [k for k, v in model.decoder.state_dict().items() if "running_mean" in k and not torch.equal(v, dec_before[k])]
+    changed = [
+        k for k, v in model.decoder.state_dict().items() if "running_mean" in k and not torch.equal(v, dec_before[k])
+    ]
     assert changed, "the decoder's own BN should be in train mode and update its statistics"
     assert not out.logits.requires_grad and not out.cam.requires_grad
     model.train(True)

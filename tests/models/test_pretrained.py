@@ -172,13 +172,16 @@ def test_lite0_imagenet_top1_on_real_photos() -> None:
     assert len(y) == 1000 and len(set(y.tolist())) == 1000
     model = imagenet_efficientnet_lite0().to(memory_format=torch.channels_last)
     with torch.inference_mode():
-        logits = torch.cat([model(x[i : i + 50].contiguous(memory_format=torch.channels_last))
-                            for i in range(0, len(x), 50)])
+        logits = torch.cat(
+            [model(x[i : i + 50].contiguous(memory_format=torch.channels_last)) for i in range(0, len(x), 50)]
+        )
     top5 = logits.topk(5, dim=1).indices
     top1_acc = 100.0 * (top5[:, 0] == y).float().mean().item()
     top5_acc = 100.0 * (top5 == y[:, None]).any(1).float().mean().item()
-    print(f"EfficientNet-Lite0 on imagenet-samples: top-1 {top1_acc:.1f}% top-5 {top5_acc:.1f}% "
-          f"({time.perf_counter() - t0:.1f} s)")
+    print(
+        f"EfficientNet-Lite0 on imagenet-samples: top-1 {top1_acc:.1f}% top-5 {top5_acc:.1f}% "
+        f"({time.perf_counter() - t0:.1f} s)"
+    )
     assert top1_acc >= README_TOP1 - 0.5
     assert top5_acc >= README_TOP5 - 0.5
 
@@ -208,8 +211,11 @@ def test_inceptionv3_pretrained_survives_mixed_6a_swap() -> None:
     with torch.device("meta"):
         ref = spec.factory().state_dict()
     # no num_batches_tracked: older torchvision files lack it; the loader resets it to 0
-    sd = {k: torch.randn(v.shape) for k, v in ref.items()
-          if not k.startswith(("fc.", "AuxLogits.", "Mixed_7")) and not k.endswith("num_batches_tracked")}
+    sd = {
+        k: torch.randn(v.shape)
+        for k, v in ref.items()
+        if not k.startswith(("fc.", "AuxLogits.", "Mixed_7")) and not k.endswith("num_batches_tracked")
+    }
     own = build_trunk("inceptionv3", sd).state_dict()
     kept = [k for k in sd if k in own]
     assert any(k.startswith("Mixed_6a.") for k in kept) and len(kept) == len(

@@ -38,13 +38,18 @@ def protocol_boxes_cv2(full: np.ndarray, tau: float) -> tuple[list[int], np.ndar
 
 def assert_same(native: PostprocessResult, ref: PostprocessResult, what: str = "") -> None:
     """Exact masks, boxes and counts; ``full`` bit for bit (the spec's operation order; -0.0 != +0.0)."""
-    full, mask, boxes, count = (np.asarray(getattr(native, f)) if not hasattr(getattr(native, f), "numpy")
-                                else getattr(native, f).cpu().numpy() for f in ("full", "mask", "boxes", "count"))
+    full, mask, boxes, count = (
+        np.asarray(getattr(native, f)) if not hasattr(getattr(native, f), "numpy") else getattr(native, f).cpu().numpy()
+        for f in ("full", "mask", "boxes", "count")
+    )
     assert full.shape == ref.full.shape and full.dtype == np.float32, what
     assert mask.dtype == np.uint8 and boxes.dtype == np.int32 and count.dtype == np.int32, what
     np.testing.assert_allclose(full, ref.full, rtol=0, atol=1e-6, err_msg=what)
-    np.testing.assert_array_equal(full.view(np.uint32), np.asarray(ref.full, np.float32).view(np.uint32),
-                                  err_msg=f"{what}: full is not bit-identical")
+    np.testing.assert_array_equal(
+        full.view(np.uint32),
+        np.asarray(ref.full, np.float32).view(np.uint32),
+        err_msg=f"{what}: full is not bit-identical",
+    )
     np.testing.assert_array_equal(mask, ref.mask, err_msg=what)
     np.testing.assert_array_equal(count, ref.count, err_msg=what)
     np.testing.assert_array_equal(boxes, ref.boxes, err_msg=what)

@@ -57,9 +57,14 @@ def test_default_list_covers_the_support_matrix_with_sass_and_ptx_for_the_newest
 def test_gencode_flags_syntax() -> None:
     b = _build_ext()
     assert b.gencode_flags(["80-real", "90-virtual", "120"]) == [
-        "-gencode", "arch=compute_80,code=sm_80",
-        "-gencode", "arch=compute_90,code=compute_90",
-        "-gencode", "arch=compute_120,code=sm_120", "-gencode", "arch=compute_120,code=compute_120",
+        "-gencode",
+        "arch=compute_80,code=sm_80",
+        "-gencode",
+        "arch=compute_90,code=compute_90",
+        "-gencode",
+        "arch=compute_120,code=sm_120",
+        "-gencode",
+        "arch=compute_120,code=compute_120",
     ]
     for bad in ("sm_80", "80-realx", ""):
         with pytest.raises(ValueError, match="CUDA architecture"):
@@ -70,14 +75,22 @@ def test_gencode_flags_syntax() -> None:
 
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="needs nvcc (the arch list depends on its CUDA version)")
 def test_build_sh_resolves_the_same_list_for_this_toolkit() -> None:
-    proc = subprocess.run(["bash", str(KERNELS / "build.sh"), "--print-cuda-archs"], capture_output=True, text=True,
-                          timeout=60, check=True)
+    proc = subprocess.run(
+        ["bash", str(KERNELS / "build.sh"), "--print-cuda-archs"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     printed = proc.stdout.strip().splitlines()[-1].split(";")
     b = _build_ext()
     nvcc = shutil.which("nvcc")
     assert nvcc is not None
-    major = int(re.search(r"release (\d+)\.", subprocess.run([nvcc, "--version"], capture_output=True, text=True,
-                                                            check=True).stdout).group(1))  # type: ignore[union-attr]
+    major = int(
+        re.search(
+            r"release (\d+)\.", subprocess.run([nvcc, "--version"], capture_output=True, text=True, check=True).stdout
+        ).group(1)
+    )  # type: ignore[union-attr]
     assert printed == b.default_cuda_archs(major)  # every default arch is supported by this nvcc: none dropped
     assert "driver" in proc.stdout  # the driver requirement is stated with the list
 

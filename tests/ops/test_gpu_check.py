@@ -106,25 +106,89 @@ def test_exact_check_catches_a_single_wrong_element(monkeypatch: pytest.MonkeyPa
 def test_report_writer(tmp_path: Path) -> None:
     g = _mod()
     results = [
-        g.CheckResult("postprocess-exact", "correctness", "pass", 3.2, "", {
-            "ok": True, "summary": "12 exact comparisons", "cases": [
-                {"case": "checkerboard", "shape": [1, 8, 8], "out": [8, 8], "runs": 2, "vs_cpu": 2, "vs_reference": 2,
-                 "mismatches": 0}]}),
-        g.CheckResult("postprocess-timing", "timing", "pass", 9.0, "", {
-            "ok": True, "summary": "t", "copy_GBps": 3900.0, "note": "n",
-            "rows": [{"case": "N=64, 28x28 -> 224x224", "op_ms": 0.2, "op_protocol_ms": 0.4, "torch_ops_ms": 0.3,
-                      "op_vs_torch_ops": 1.5, "op_effective_GBps": 100.0, "pct_of_copy_bw": 2.6}]}),
-        g.CheckResult("postprocess-hard-input-timing", "timing", "timeout", 75.0, "time box of 75 s exceeded", {
-            "summary": "time box of 75 s exceeded; partial results kept",
-            "rows": [{"case": "serpentine 1024x1024, K=1", "op_ms": 1500.0, "vs_smooth_map": 900.0},
-                     {"case": "serpentine 2048x2048, K=1", "op_ms": None, "vs_smooth_map": None,
-                      "note": "not timed: the smaller size took > 1 s per call"}]}),
-        g.CheckResult("sanitizer-memcheck", "sanitizer", "fail", 20.0, "memcheck: exit 97",
-                      {"ok": False, "log_tail": "========= Invalid __global__ read of size 4"}),
+        g.CheckResult(
+            "postprocess-exact",
+            "correctness",
+            "pass",
+            3.2,
+            "",
+            {
+                "ok": True,
+                "summary": "12 exact comparisons",
+                "cases": [
+                    {
+                        "case": "checkerboard",
+                        "shape": [1, 8, 8],
+                        "out": [8, 8],
+                        "runs": 2,
+                        "vs_cpu": 2,
+                        "vs_reference": 2,
+                        "mismatches": 0,
+                    }
+                ],
+            },
+        ),
+        g.CheckResult(
+            "postprocess-timing",
+            "timing",
+            "pass",
+            9.0,
+            "",
+            {
+                "ok": True,
+                "summary": "t",
+                "copy_GBps": 3900.0,
+                "note": "n",
+                "rows": [
+                    {
+                        "case": "N=64, 28x28 -> 224x224",
+                        "op_ms": 0.2,
+                        "op_protocol_ms": 0.4,
+                        "torch_ops_ms": 0.3,
+                        "op_vs_torch_ops": 1.5,
+                        "op_effective_GBps": 100.0,
+                        "pct_of_copy_bw": 2.6,
+                    }
+                ],
+            },
+        ),
+        g.CheckResult(
+            "postprocess-hard-input-timing",
+            "timing",
+            "timeout",
+            75.0,
+            "time box of 75 s exceeded",
+            {
+                "summary": "time box of 75 s exceeded; partial results kept",
+                "rows": [
+                    {"case": "serpentine 1024x1024, K=1", "op_ms": 1500.0, "vs_smooth_map": 900.0},
+                    {
+                        "case": "serpentine 2048x2048, K=1",
+                        "op_ms": None,
+                        "vs_smooth_map": None,
+                        "note": "not timed: the smaller size took > 1 s per call",
+                    },
+                ],
+            },
+        ),
+        g.CheckResult(
+            "sanitizer-memcheck",
+            "sanitizer",
+            "fail",
+            20.0,
+            "memcheck: exit 97",
+            {"ok": False, "log_tail": "========= Invalid __global__ read of size 4"},
+        ),
         g.CheckResult("sanitizer-racecheck", "sanitizer", "skip", 0.0, "compute-sanitizer not found"),
         g.CheckResult("fcam-e2e-cuda-graphs", "timing", "timeout", 150.0, "time box of 150 s exceeded"),
-        g.CheckResult("lattice-filter-cuda-vs-cpu", "correctness", "error", 1.0, "RuntimeError: boom",
-                      {"traceback": "Traceback ...RuntimeError: boom"}),
+        g.CheckResult(
+            "lattice-filter-cuda-vs-cpu",
+            "correctness",
+            "error",
+            1.0,
+            "RuntimeError: boom",
+            {"traceback": "Traceback ...RuntimeError: boom"},
+        ),
     ]
     env = {"torch": "2.x", "torch_cuda": "13.0", "gpu": {"name": "NVIDIA H200", "capability": "9.0", "sms": 132}}
     jpath, mpath = g.write_report(results, tmp_path / "r", mode="cuda", env=env, total_s=201.0, time_limit_s=540.0)
@@ -147,18 +211,53 @@ def test_report_writer(tmp_path: Path) -> None:
 def test_cli_cpu_mode_runs_checks_in_time_boxed_processes(tmp_path: Path) -> None:
     """The command itself: every check in its own process, results merged, a time box turned into 'timeout'."""
     out = tmp_path / "ok"
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--device", "cpu", "--small", "--out", str(out), "--work",
-                           str(tmp_path / "w"), "--only", "postprocess-exact", "cuda-launcher-test"],
-                          capture_output=True, text=True, timeout=300, check=False)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--device",
+            "cpu",
+            "--small",
+            "--out",
+            str(out),
+            "--work",
+            str(tmp_path / "w"),
+            "--only",
+            "postprocess-exact",
+            "cuda-launcher-test",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     doc = json.loads((out / "gpu_check.json").read_text())
     status = {c["name"]: c["status"] for c in doc["checks"]}
     assert status == {"postprocess-exact": "pass", "cuda-launcher-test": "skip"} and doc["ok"]
     assert doc["checks"][0]["seconds"] > 0 and (out / "gpu_check.md").is_file()
     out2 = tmp_path / "slow"
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--device", "cpu", "--small", "--out", str(out2), "--work",
-                           str(tmp_path / "w"), "--only", "postprocess-exact", "--budget-scale", "0.002"],
-                          capture_output=True, text=True, timeout=300, check=False)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--device",
+            "cpu",
+            "--small",
+            "--out",
+            str(out2),
+            "--work",
+            str(tmp_path / "w"),
+            "--only",
+            "postprocess-exact",
+            "--budget-scale",
+            "0.002",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     doc = json.loads((out2 / "gpu_check.json").read_text())
     assert doc["checks"][0]["status"] == "timeout" and "time box" in doc["checks"][0]["reason"]
@@ -171,14 +270,22 @@ def test_time_box_keeps_partial_results(tmp_path: Path) -> None:
     check = next(c for c in g.CHECKS if c.name == "postprocess-hard-input-timing")
     result = tmp_path / "r.json"
     Path(str(result) + ".partial").write_text(json.dumps({"ok": False, "rows": [{"case": "a", "op_ms": 1.0}]}))
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     res = g._collect_child(check, proc, result, g.time.monotonic(), 1.0)
     assert proc.poll() is not None  # killed
     assert res.status == "timeout" and res.data["rows"] == [{"case": "a", "op_ms": 1.0}] and "ok" not in res.data
     assert "partial results kept" in res.data["summary"] and 0.9 <= res.seconds < 30
     # a child that exits without writing a result (a crash) is an error, not a pass
-    proc = subprocess.Popen([sys.executable, "-c", "import sys; sys.exit(-11 % 256)"], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.exit(-11 % 256)"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     res = g._collect_child(check, proc, tmp_path / "none.json", g.time.monotonic(), 30.0)
     assert res.status == "error" and "without a result" in res.reason

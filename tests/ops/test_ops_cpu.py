@@ -22,8 +22,16 @@ def _check(maps: np.ndarray, sizes: list[tuple[int, int]], tau: float, k: int, *
     assert len(res.fulls) == len(res.masks) == len(maps)
     assert res.boxes.shape == (len(maps), k, 4) and res.count.shape == (len(maps),)
     for i, (h, w) in enumerate(sizes):
-        ref = cam_postprocess_reference(maps[i : i + 1], h, w, tau, opts.get("quantize_uint8", False),
-                                        opts.get("protocol_boxes", False), k, opts.get("normalize", True))
+        ref = cam_postprocess_reference(
+            maps[i : i + 1],
+            h,
+            w,
+            tau,
+            opts.get("quantize_uint8", False),
+            opts.get("protocol_boxes", False),
+            k,
+            opts.get("normalize", True),
+        )
         what = f"map {i} -> {h}x{w} {opts}"
         assert res.fulls[i].shape == (h, w) and res.fulls[i].dtype == np.float32, what
         assert res.masks[i].dtype == np.bool_, what
@@ -33,8 +41,9 @@ def _check(maps: np.ndarray, sizes: list[tuple[int, int]], tau: float, k: int, *
         assert int(res.count[i]) == int(ref.count[0]), what
 
 
-@pytest.mark.parametrize(("quantize_uint8", "protocol_boxes", "normalize"),
-                         list(itertools.product([False, True], repeat=3)))
+@pytest.mark.parametrize(
+    ("quantize_uint8", "protocol_boxes", "normalize"), list(itertools.product([False, True], repeat=3))
+)
 def test_every_option_against_the_reference(quantize_uint8: bool, protocol_boxes: bool, normalize: bool) -> None:
     rng = np.random.default_rng(int(quantize_uint8) * 4 + int(protocol_boxes) * 2 + int(normalize))
     maps = rng.random((4, 14, 11), dtype=np.float32) * (1.0 if not normalize else 5.0)
@@ -52,8 +61,9 @@ def test_every_option_against_the_reference(quantize_uint8: bool, protocol_boxes
     binary=st.booleans(),
     normalize=st.booleans(),
 )
-def test_random_maps_and_sizes(n: int, hw: tuple[int, int], seed: int, tau: float, k: int, binary: bool,
-                               normalize: bool) -> None:
+def test_random_maps_and_sizes(
+    n: int, hw: tuple[int, int], seed: int, tau: float, k: int, binary: bool, normalize: bool
+) -> None:
     rng = np.random.default_rng(seed)
     maps = rng.random((n, *hw), dtype=np.float32)
     if binary:  # plateaus and ties: many equal-sized components

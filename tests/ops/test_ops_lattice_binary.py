@@ -11,7 +11,9 @@ import pytest
 from fcam_deploy.ops import kernels_build_dir
 
 BIN = kernels_build_dir() / "fcam_lattice_test"
-pytestmark = pytest.mark.skipif(not BIN.is_file(), reason="fcam_lattice_test not built (run `make kernels`; needs cmake)")
+pytestmark = pytest.mark.skipif(
+    not BIN.is_file(), reason="fcam_lattice_test not built (run `make kernels`; needs cmake)"
+)
 
 
 def test_lattice_launcher_binary() -> None:

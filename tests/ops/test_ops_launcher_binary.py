@@ -43,8 +43,7 @@ def test_launcher_binary_golden_and_reference_cases(tmp_path: Path) -> None:
     cases = tmp_path / "cases.bin"
     _write_cases(cases, seed=7, n_cases=300)
     env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:abort_on_error=0", UBSAN_OPTIONS="print_stacktrace=1")
-    proc = subprocess.run([str(BIN), str(cases)], capture_output=True, text=True, timeout=120, env=env,
-                          check=False)
+    proc = subprocess.run([str(BIN), str(cases)], capture_output=True, text=True, timeout=120, env=env, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "300 file cases" in proc.stdout and "all checks passed" in proc.stdout
 

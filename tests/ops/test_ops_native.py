@@ -31,8 +31,16 @@ def _flags() -> list[tuple[bool, bool, bool]]:
 
 @needs_ext
 @pytest.mark.parametrize(
-    "shape", [(1, 1, 1, 1, 1), (2, 1, 1, 9, 4), (3, 7, 9, 3, 2), (2, 28, 28, 224, 224), (4, 5, 3, 17, 31),
-              (1, 13, 1, 1, 13), (0, 4, 4, 8, 8)]
+    "shape",
+    [
+        (1, 1, 1, 1, 1),
+        (2, 1, 1, 9, 4),
+        (3, 7, 9, 3, 2),
+        (2, 28, 28, 224, 224),
+        (4, 5, 3, 17, 31),
+        (1, 13, 1, 1, 13),
+        (0, 4, 4, 8, 8),
+    ],
 )
 @pytest.mark.parametrize("flags", _flags())
 def test_op_matches_reference_on_shapes(shape: tuple[int, ...], flags: tuple[bool, bool, bool]) -> None:
@@ -108,9 +116,17 @@ def test_all_above_and_all_below() -> None:
 @needs_ext
 @settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    n=st.integers(1, 3), h=st.integers(1, 10), w=st.integers(1, 10), oh=st.integers(1, 33), ow=st.integers(1, 33),
+    n=st.integers(1, 3),
+    h=st.integers(1, 10),
+    w=st.integers(1, 10),
+    oh=st.integers(1, 33),
+    ow=st.integers(1, 33),
     tau=st.one_of(st.floats(0.0, 1.0), st.sampled_from(np.arange(0, 1, 0.01).tolist())),
-    q=st.booleans(), p=st.booleans(), norm=st.booleans(), k=st.integers(1, 6), seed=st.integers(0, 2**31 - 1),
+    q=st.booleans(),
+    p=st.booleans(),
+    norm=st.booleans(),
+    k=st.integers(1, 6),
+    seed=st.integers(0, 2**31 - 1),
     kind=st.sampled_from(["normal", "binary", "plateau", "relu"]),
 )
 def test_op_matches_reference_hypothesis(
@@ -150,7 +166,11 @@ def test_contour_tracer_matches_cv2_on_binary_masks(seed: int, h: int, w: int, d
 @needs_ext
 def test_opcheck() -> None:
     m = torch.randn(3, 7, 5)
-    for args in [(14, 10, 0.5, False, False, 3, True), (4, 4, 0.2, True, True, 1, True), (7, 5, 0.9, True, False, 2, False)]:
+    for args in [
+        (14, 10, 0.5, False, False, 3, True),
+        (4, 4, 0.2, True, True, 1, True),
+        (7, 5, 0.9, True, False, 2, False),
+    ]:
         torch.library.opcheck(torch.ops.fcam.cam_postprocess.default, (m, *args))
 
 
@@ -173,8 +193,9 @@ def test_wrapper_uses_op_and_converts_dtype() -> None:
     assert_same(r, ref)
 
 
-def test_wrapper_falls_back_to_reference_and_logs_once(monkeypatch: pytest.MonkeyPatch,
-                                                       caplog: pytest.LogCaptureFixture) -> None:
+def test_wrapper_falls_back_to_reference_and_logs_once(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     monkeypatch.setattr(ops.torch_op, "native_status", lambda: NativeStatus(False, "test: extension hidden", False))
     ops.torch_op.log_fallback_once.cache_clear()
     m = torch.randn(2, 5, 5)
@@ -182,7 +203,8 @@ def test_wrapper_falls_back_to_reference_and_logs_once(monkeypatch: pytest.Monke
         r1 = cam_postprocess(m, 9, 9, 0.5, max_boxes=2)
         cam_postprocess(m, 9, 9, 0.5, max_boxes=2)
     assert [rec.getMessage() for rec in caplog.records].count(
-        "fcam_deploy.ops.cam_postprocess: using the NumPy reference (test: extension hidden)") == 1
+        "fcam_deploy.ops.cam_postprocess: using the NumPy reference (test: extension hidden)"
+    ) == 1
     assert_same(r1, cam_postprocess_reference(m.numpy(), 9, 9, 0.5, max_boxes=2))
     ops.torch_op.log_fallback_once.cache_clear()
 

@@ -31,23 +31,37 @@ def _model(oh: int, ow: int, tau: float, q: bool, p: bool, k: int, norm: bool, v
     version = names.ONNX_OPSET_VERSION if version is None else version
     legacy = version == 1  # the old contract: uint8 mask straight from the node
     node = helper.make_node(
-        names.ONNX_OP, ["maps"], ["full", "mask" if legacy else "mask_i32", "boxes", "count"],
+        names.ONNX_OP,
+        ["maps"],
+        ["full", "mask" if legacy else "mask_i32", "boxes", "count"],
         domain=names.ONNX_DOMAIN,
-        **{names.ATTR_OUT_H: oh, names.ATTR_OUT_W: ow, names.ATTR_TAU: tau, names.ATTR_QUANTIZE_UINT8: int(q),
-           names.ATTR_PROTOCOL_BOXES: int(p), names.ATTR_MAX_BOXES: k, names.ATTR_NORMALIZE: int(norm),
-           "plugin_namespace": names.TRT_PLUGIN_NAMESPACE, "plugin_version": names.TRT_PLUGIN_VERSION},
+        **{
+            names.ATTR_OUT_H: oh,
+            names.ATTR_OUT_W: ow,
+            names.ATTR_TAU: tau,
+            names.ATTR_QUANTIZE_UINT8: int(q),
+            names.ATTR_PROTOCOL_BOXES: int(p),
+            names.ATTR_MAX_BOXES: k,
+            names.ATTR_NORMALIZE: int(norm),
+            "plugin_namespace": names.TRT_PLUGIN_NAMESPACE,
+            "plugin_version": names.TRT_PLUGIN_VERSION,
+        },
     )
     nodes = [node] if legacy else [node, helper.make_node("Cast", ["mask_i32"], ["mask"], to=TensorProto.UINT8)]
     graph = helper.make_graph(
-        nodes, "cam_postprocess",
+        nodes,
+        "cam_postprocess",
         [helper.make_tensor_value_info("maps", TensorProto.FLOAT, ["N", "h", "w"])],
-        [helper.make_tensor_value_info("full", TensorProto.FLOAT, ["N", oh, ow]),
-         helper.make_tensor_value_info("mask", TensorProto.UINT8, ["N", oh, ow]),
-         helper.make_tensor_value_info("boxes", TensorProto.INT32, ["N", k, 4]),
-         helper.make_tensor_value_info("count", TensorProto.INT32, ["N"])],
+        [
+            helper.make_tensor_value_info("full", TensorProto.FLOAT, ["N", oh, ow]),
+            helper.make_tensor_value_info("mask", TensorProto.UINT8, ["N", oh, ow]),
+            helper.make_tensor_value_info("boxes", TensorProto.INT32, ["N", k, 4]),
+            helper.make_tensor_value_info("count", TensorProto.INT32, ["N"]),
+        ],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
-                                                   helper.make_opsetid(names.ONNX_DOMAIN, version)])
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(names.ONNX_DOMAIN, version)]
+    )
     model.ir_version = 9
     return model.SerializeToString()
 
@@ -80,8 +94,16 @@ def test_ort_session_equals_reference(shape: tuple[int, ...], flags: tuple[bool,
 
 
 @settings(max_examples=60, deadline=None)
-@given(n=st.integers(1, 3), h=st.integers(1, 9), w=st.integers(1, 9), oh=st.integers(1, 30),
-       ow=st.integers(1, 30), q=st.booleans(), p=st.booleans(), seed=st.integers(0, 2**31 - 1))
+@given(
+    n=st.integers(1, 3),
+    h=st.integers(1, 9),
+    w=st.integers(1, 9),
+    oh=st.integers(1, 30),
+    ow=st.integers(1, 30),
+    q=st.booleans(),
+    p=st.booleans(),
+    seed=st.integers(0, 2**31 - 1),
+)
 def test_ort_hypothesis(n: int, h: int, w: int, oh: int, ow: int, q: bool, p: bool, seed: int) -> None:
     from fcam_deploy.ops import PostprocessResult
 
@@ -102,8 +124,10 @@ def test_ort_invalid_attribute_is_a_clear_error() -> None:
     import onnxruntime as ort
 
     sess = _session(_model(8, 8, 1.5, False, False, 1, True))
-    with pytest.raises((ort.capi.onnxruntime_pybind11_state.InvalidArgument, ort.capi.onnxruntime_pybind11_state.Fail),
-                       match="tau in \\[0, 1\\]"):
+    with pytest.raises(
+        (ort.capi.onnxruntime_pybind11_state.InvalidArgument, ort.capi.onnxruntime_pybind11_state.Fail),
+        match="tau in \\[0, 1\\]",
+    ):
         sess.run(None, {"maps": np.zeros((1, 2, 2), np.float32)})
 
 
@@ -111,16 +135,28 @@ def test_ort_node_mask_output_is_int32() -> None:
     """The node itself (no Cast) outputs int32 0/1 equal to the reference mask (the ORT/TensorRT contract)."""
     from onnx import TensorProto, helper
 
-    node = helper.make_node(names.ONNX_OP, ["maps"], ["full", "mask_i32", "boxes", "count"], domain=names.ONNX_DOMAIN,
-                            **{names.ATTR_OUT_H: 9, names.ATTR_OUT_W: 7, names.ATTR_TAU: 0.5})
+    node = helper.make_node(
+        names.ONNX_OP,
+        ["maps"],
+        ["full", "mask_i32", "boxes", "count"],
+        domain=names.ONNX_DOMAIN,
+        **{names.ATTR_OUT_H: 9, names.ATTR_OUT_W: 7, names.ATTR_TAU: 0.5},
+    )
     graph = helper.make_graph(
-        [node], "node_only", [helper.make_tensor_value_info("maps", TensorProto.FLOAT, ["N", "h", "w"])],
-        [helper.make_tensor_value_info("full", TensorProto.FLOAT, None),
-         helper.make_tensor_value_info("mask_i32", TensorProto.INT32, None),
-         helper.make_tensor_value_info("boxes", TensorProto.INT32, None),
-         helper.make_tensor_value_info("count", TensorProto.INT32, None)])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
-                                                   helper.make_opsetid(names.ONNX_DOMAIN, names.ONNX_OPSET_VERSION)])
+        [node],
+        "node_only",
+        [helper.make_tensor_value_info("maps", TensorProto.FLOAT, ["N", "h", "w"])],
+        [
+            helper.make_tensor_value_info("full", TensorProto.FLOAT, None),
+            helper.make_tensor_value_info("mask_i32", TensorProto.INT32, None),
+            helper.make_tensor_value_info("boxes", TensorProto.INT32, None),
+            helper.make_tensor_value_info("count", TensorProto.INT32, None),
+        ],
+    )
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(names.ONNX_DOMAIN, names.ONNX_OPSET_VERSION)],
+    )
     model.ir_version = 9
     m = np.random.default_rng(3).standard_normal((2, 4, 5)).astype(np.float32)
     full, mask, boxes, count = _session(model.SerializeToString()).run(None, {"maps": m})
@@ -142,8 +178,11 @@ def test_ort_version_1_graph_is_refused_with_the_op_version() -> None:
 _OLD_ORT = [p for p in os.environ.get("FCAM_OLD_ORT_DIRS", "").split(",") if p]
 
 
-@pytest.mark.skipif(not _OLD_ORT, reason="set FCAM_OLD_ORT_DIRS to `pip install --target` folders of older onnxruntime "
-                                          "releases (command in kernels/README.md, section 5)")
+@pytest.mark.skipif(
+    not _OLD_ORT,
+    reason="set FCAM_OLD_ORT_DIRS to `pip install --target` folders of older onnxruntime "
+    "releases (command in kernels/README.md, section 5)",
+)
 def test_library_with_older_onnxruntime_releases(tmp_path: Path) -> None:
     """The library built against the API-29 headers runs on older releases (>= 1.17) and refuses 1.16 cleanly.
 
@@ -170,8 +209,14 @@ def test_library_with_older_onnxruntime_releases(tmp_path: Path) -> None:
     )
     for folder in _OLD_ORT:
         env = dict(os.environ, PYTHONPATH=folder)
-        proc = subprocess.run([sys.executable, "-c", script, str(LIB), str(model), str(tmp_path / "ref.npz")],
-                              capture_output=True, text=True, timeout=120, env=env, check=False)
+        proc = subprocess.run(
+            [sys.executable, "-c", script, str(LIB), str(model), str(tmp_path / "ref.npz")],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+            check=False,
+        )
         assert proc.returncode == 0, f"{folder}: exit {proc.returncode}\n{proc.stdout}{proc.stderr[-2000:]}"
         words = proc.stdout.split()
         assert any(words[2].startswith(d) for d in folder.split(":")), f"{folder}: imported {words[2]}"

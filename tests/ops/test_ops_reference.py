@@ -60,8 +60,12 @@ def test_empty_mask_protocol_box_and_plain_count() -> None:
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    h=st.integers(2, 9), w=st.integers(2, 9), oh=st.integers(4, 48), ow=st.integers(4, 48),
-    tau_i=st.integers(0, 99), seed=st.integers(0, 2**31 - 1),
+    h=st.integers(2, 9),
+    w=st.integers(2, 9),
+    oh=st.integers(4, 48),
+    ow=st.integers(4, 48),
+    tau_i=st.integers(0, 99),
+    seed=st.integers(0, 2**31 - 1),
 )
 def test_reference_equals_wsol_protocol_boxes(h: int, w: int, oh: int, ow: int, tau_i: int, seed: int) -> None:
     tau = np.arange(0, 1, 0.01)[tau_i]  # the protocol's own float64 thresholds

@@ -61,8 +61,12 @@ def main() -> int:
     print(json.dumps({"base_vm_bytes": base}), flush=True)
     for case in spec["cases"]:
         rc, err = _run(fcam, case["argv"])
-        print(json.dumps({"id": case["id"], "rc": rc, "err": err[-4000:],
-                          "vm_peak_over_base": _status_bytes("VmPeak") - base}), flush=True)
+        print(
+            json.dumps(
+                {"id": case["id"], "rc": rc, "err": err[-4000:], "vm_peak_over_base": _status_bytes("VmPeak") - base}
+            ),
+            flush=True,
+        )
     return 0
 
 

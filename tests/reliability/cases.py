@@ -52,8 +52,14 @@ class Case:
 CASES: list[Case] = []
 
 
-def case(id: str, expect: str = "error", match: str = "", check: Callable[[Ctx], None] | None = None,
-         mem: bool = False, issue: str = "") -> Callable[[Callable[[Ctx], list[str]]], Callable[[Ctx], list[str]]]:
+def case(
+    id: str,
+    expect: str = "error",
+    match: str = "",
+    check: Callable[[Ctx], None] | None = None,
+    mem: bool = False,
+    issue: str = "",
+) -> Callable[[Callable[[Ctx], list[str]]], Callable[[Ctx], list[str]]]:
     def deco(fn: Callable[[Ctx], list[str]]) -> Callable[[Ctx], list[str]]:
         CASES.append(Case(id, fn, expect, match, check, mem, issue))
         return fn
@@ -92,8 +98,19 @@ def first_test_id(root: Path) -> str:
 
 
 def score_argv(ctx: Ctx, maps: Path, data: Path | None = None, *extra: str) -> list[str]:
-    return ["score", "--maps", str(maps), "--metadata", str(data or ctx.data), "--split", "test", "--json",
-            str(ctx.dir / "score.json"), "--no-progress", *extra]
+    return [
+        "score",
+        "--maps",
+        str(maps),
+        "--metadata",
+        str(data or ctx.data),
+        "--split",
+        "test",
+        "--json",
+        str(ctx.dir / "score.json"),
+        "--no-progress",
+        *extra,
+    ]
 
 
 def predict_argv(ctx: Ctx, model: Path, *images: Path, extra: tuple[str, ...] = ()) -> list[str]:
@@ -152,15 +169,16 @@ def _(ctx: Ctx) -> list[str]:
 
 for _val in ("nan", "5", "-0.1", "inf", "x"):
     case(f"predict-alpha-{_val}", match="--alpha", issue="6")(
-        lambda ctx, v=_val: predict_argv(ctx, ctx.onnx, extra=("--alpha", v)))
+        lambda ctx, v=_val: predict_argv(ctx, ctx.onnx, extra=("--alpha", v))
+    )
 
 case("predict-max-boxes-0", match="--max-boxes")(lambda ctx: predict_argv(ctx, ctx.onnx, extra=("--max-boxes", "0")))
-case("predict-max-pixels-0", match="--max-pixels")(
-    lambda ctx: predict_argv(ctx, ctx.onnx, extra=("--max-pixels", "0")))
+case("predict-max-pixels-0", match="--max-pixels")(lambda ctx: predict_argv(ctx, ctx.onnx, extra=("--max-pixels", "0")))
 
 for _dev in ("cuda:abc", "cuda:-1", "cuda:99999999999", "tpu"):
     case(f"predict-device-{_dev}", match="device", issue="4")(
-        lambda ctx, d=_dev: predict_argv(ctx, ctx.onnx, extra=("--device", d)))
+        lambda ctx, d=_dev: predict_argv(ctx, ctx.onnx, extra=("--device", d))
+    )
 
 
 @case("predict-truncated-png", match="cannot decode image|truncated")
@@ -248,7 +266,8 @@ def _(ctx: Ctx) -> list[str]:
 
 
 case("predict-model-missing", match="no such|not found|does not exist")(
-    lambda ctx: predict_argv(ctx, ctx.dir / "missing.onnx"))
+    lambda ctx: predict_argv(ctx, ctx.dir / "missing.onnx")
+)
 case("predict-model-folder-without-config", match="config.json")(lambda ctx: predict_argv(ctx, ctx.dir))
 
 
@@ -282,7 +301,8 @@ _META_CASES = {
 }
 for _name, (_props, _match, _mem, _issue) in _META_CASES.items():
     case(f"onnx-metadata-{_name}", match=_match, mem=_mem, issue=_issue)(
-        lambda ctx, p=_props: predict_argv(ctx, tiny(ctx, **p)))
+        lambda ctx, p=_props: predict_argv(ctx, tiny(ctx, **p))
+    )
 
 
 @case("onnx-graph-classes-differ-from-metadata", match="classes")
@@ -311,10 +331,10 @@ _CKPT_CASES = {
 }
 for _name, (_edit, _match, _mem, _issue) in _CKPT_CASES.items():
     case(f"checkpoint-{_name}", match=_match, mem=_mem, issue=_issue)(
-        lambda ctx, e=_edit: predict_argv(ctx, copy_ckpt(ctx, e)))
+        lambda ctx, e=_edit: predict_argv(ctx, copy_ckpt(ctx, e))
+    )
 
-case("checkpoint-missing-key", match="missing keys")(
-    lambda ctx: predict_argv(ctx, copy_ckpt(ctx, drop=("mean",))))
+case("checkpoint-missing-key", match="missing keys")(lambda ctx: predict_argv(ctx, copy_ckpt(ctx, drop=("mean",))))
 
 
 @case("checkpoint-config-not-json", match="not valid JSON")
@@ -430,15 +450,19 @@ def _bad_map(ctx: Ctx, write: Callable[[Path], object]) -> list[str]:
 
 
 case("score-npy-header-60000x60000", match="224x224", mem=True, issue="3")(
-    lambda ctx: _bad_map(ctx, lambda p: npy_header_only(p, (60000, 60000))))
+    lambda ctx: _bad_map(ctx, lambda p: npy_header_only(p, (60000, 60000)))
+)
 case("score-npy-object-array", match="float16/32/64")(
-    lambda ctx: _bad_map(ctx, lambda p: np.save(p, np.empty((224, 224), dtype=object), allow_pickle=True)))
+    lambda ctx: _bad_map(ctx, lambda p: np.save(p, np.empty((224, 224), dtype=object), allow_pickle=True))
+)
 case("score-npy-nan", match="NaN")(lambda ctx: _bad_map(ctx, lambda p: np.save(p, np.full((224, 224), np.nan))))
 case("score-npy-above-1", match=r"\[0, 1\]")(lambda ctx: _bad_map(ctx, lambda p: np.save(p, np.full((224, 224), 2.0))))
 case("score-npy-int", match="float16/32/64")(
-    lambda ctx: _bad_map(ctx, lambda p: np.save(p, np.zeros((224, 224), np.int64))))
+    lambda ctx: _bad_map(ctx, lambda p: np.save(p, np.zeros((224, 224), np.int64)))
+)
 case("score-npy-truncated", match="truncated|not a readable")(
-    lambda ctx: _bad_map(ctx, lambda p: npy_header_only(p, (224, 224), payload=b"\x00" * 100)))
+    lambda ctx: _bad_map(ctx, lambda p: npy_header_only(p, (224, 224), payload=b"\x00" * 100))
+)
 case("score-npy-wrong-shape", match="224x224")(lambda ctx: _bad_map(ctx, lambda p: np.save(p, np.zeros((100, 100)))))
 case("score-npy-not-npy", match="not a readable")(lambda ctx: _bad_map(ctx, lambda p: p.write_text("hello")))
 
@@ -463,7 +487,8 @@ def _mask_case(ctx: Ctx, make: Callable[[Path, Path], None]) -> list[str]:
 
 
 case("score-mask-png-30000x30000", match="decompression bomb|exceeds the limit", mem=True, issue="3")(
-    lambda ctx: _mask_case(ctx, lambda p, d: png_gray1(p, 30000, 30000) and None))
+    lambda ctx: _mask_case(ctx, lambda p, d: png_gray1(p, 30000, 30000) and None)
+)
 
 
 def _mask_other_size(p: Path, d: Path) -> None:
@@ -472,7 +497,9 @@ def _mask_other_size(p: Path, d: Path) -> None:
     Image.new("L", (128, 128), 0).save(p)
 
 
-case("score-mask-size-differs-from-image", match="its image is", issue="3")(lambda ctx: _mask_case(ctx, _mask_other_size))
+case("score-mask-size-differs-from-image", match="its image is", issue="3")(
+    lambda ctx: _mask_case(ctx, _mask_other_size)
+)
 
 
 def _mask_symlink_out(p: Path, d: Path) -> None:
@@ -483,7 +510,8 @@ def _mask_symlink_out(p: Path, d: Path) -> None:
 
 
 case("score-mask-symlink-out-of-root", match="outside the mask root", issue="6")(
-    lambda ctx: _mask_case(ctx, _mask_symlink_out))
+    lambda ctx: _mask_case(ctx, _mask_symlink_out)
+)
 
 
 @case("score-image-sizes-disagree-with-image", match="on disk but listed", issue="6")
@@ -506,8 +534,20 @@ def _(ctx: Ctx) -> list[str]:
 @case("score-json-is-the-predictions-file", match="one of the command's inputs")
 def _(ctx: Ctx) -> list[str]:
     maps = copy_maps(ctx)
-    return ["score", "--maps", str(maps), "--metadata", str(ctx.data), "--split", "test", "--predictions",
-            str(maps / "predictions.json"), "--json", str(maps / "predictions.json"), "--no-progress"]
+    return [
+        "score",
+        "--maps",
+        str(maps),
+        "--metadata",
+        str(ctx.data),
+        "--split",
+        "test",
+        "--predictions",
+        str(maps / "predictions.json"),
+        "--json",
+        str(maps / "predictions.json"),
+        "--no-progress",
+    ]
 
 
 @case("score-metadata-crlf", match="CR character")
@@ -522,8 +562,19 @@ def _(ctx: Ctx) -> list[str]:
 
 
 def eval_argv(ctx: Ctx, data: Path | None = None, *extra: str) -> list[str]:
-    return ["eval", "--checkpoint", str(ctx.ckpt), "--data", str(data or ctx.data), "--split", "test", "--json",
-            str(ctx.dir / "e.json"), "--no-progress", *extra]
+    return [
+        "eval",
+        "--checkpoint",
+        str(ctx.ckpt),
+        "--data",
+        str(data or ctx.data),
+        "--split",
+        "test",
+        "--json",
+        str(ctx.dir / "e.json"),
+        "--no-progress",
+        *extra,
+    ]
 
 
 @case("eval-json-is-a-directory", match="--json .* is a directory")
@@ -589,7 +640,8 @@ def _(ctx: Ctx) -> list[str]:
 
 
 case("export-checkpoint-missing", match="checkpoint")(
-    lambda ctx: ["export", "--checkpoint", str(ctx.dir / "none"), "--out", str(ctx.dir / "m.onnx")])
+    lambda ctx: ["export", "--checkpoint", str(ctx.dir / "none"), "--out", str(ctx.dir / "m.onnx")]
+)
 
 
 @case("quantize-out-is-the-model", match="one of the command's inputs")
@@ -612,11 +664,41 @@ def _(ctx: Ctx) -> list[str]:
 
 
 case("train-fcam-classifier-missing", match="checkpoint|not a directory")(
-    lambda ctx: ["train", "fcam", "--classifier", str(ctx.dir / "none"), "--data", str(ctx.data), "--out",
-                 str(ctx.dir / "run"), "--no-progress"])
+    lambda ctx: [
+        "train",
+        "fcam",
+        "--classifier",
+        str(ctx.dir / "none"),
+        "--data",
+        str(ctx.data),
+        "--out",
+        str(ctx.dir / "run"),
+        "--no-progress",
+    ]
+)
 case("train-bad-set-override", match="--set")(
-    lambda ctx: ["train", "classifier", "--data", str(ctx.data), "--out", str(ctx.dir / "run"), "--set", "epochs",
-                 "--no-progress"])
+    lambda ctx: [
+        "train",
+        "classifier",
+        "--data",
+        str(ctx.data),
+        "--out",
+        str(ctx.dir / "run"),
+        "--set",
+        "epochs",
+        "--no-progress",
+    ]
+)
 case("train-fcam-on-an-fcam-checkpoint", match="needs a classifier")(
-    lambda ctx: ["train", "fcam", "--classifier", str(ctx.ckpt), "--data", str(ctx.data), "--out",
-                 str(ctx.dir / "run"), "--no-progress"])
+    lambda ctx: [
+        "train",
+        "fcam",
+        "--classifier",
+        str(ctx.ckpt),
+        "--data",
+        str(ctx.data),
+        "--out",
+        str(ctx.dir / "run"),
+        "--no-progress",
+    ]
+)

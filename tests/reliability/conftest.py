@@ -24,8 +24,24 @@ def eval_maps(tmp_path_factory: pytest.TempPathFactory, wsol_set: Path, checkpoi
     from fcam_deploy.cli import main
 
     root = tmp_path_factory.mktemp("rel_maps")
-    rc = main(["eval", "--checkpoint", str(checkpoint_dir), "--data", str(wsol_set), "--split", "test", "--method",
-               "cam", "--json", str(root / "eval.json"), "--save-maps", str(root / "maps"), "--no-progress"])
+    rc = main(
+        [
+            "eval",
+            "--checkpoint",
+            str(checkpoint_dir),
+            "--data",
+            str(wsol_set),
+            "--split",
+            "test",
+            "--method",
+            "cam",
+            "--json",
+            str(root / "eval.json"),
+            "--save-maps",
+            str(root / "maps"),
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     return root / "maps"
 

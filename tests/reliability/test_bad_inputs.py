@@ -19,14 +19,22 @@ from tests.reliability.cases import CASES, Case, Ctx
 _IN_PROCESS = [c for c in CASES if not c.mem]
 
 
-def make_ctx(tmp_path: Path, onnx_model, checkpoint_dir: Path, wsol_set: Path, eval_maps: Path,  # type: ignore[no-untyped-def]
-             photo: Path) -> Ctx:
-    return Ctx(dir=tmp_path, onnx=onnx_model("fcam", "onnx"), ckpt=checkpoint_dir, data=wsol_set, maps=eval_maps,
-               photo=photo)
+def make_ctx(
+    tmp_path: Path,
+    onnx_model,
+    checkpoint_dir: Path,
+    wsol_set: Path,
+    eval_maps: Path,  # type: ignore[no-untyped-def]
+    photo: Path,
+) -> Ctx:
+    return Ctx(
+        dir=tmp_path, onnx=onnx_model("fcam", "onnx"), ckpt=checkpoint_dir, data=wsol_set, maps=eval_maps, photo=photo
+    )
 
 
-def check_outcome(c: Case, ctx: Ctx, argv: list[str], rc: int, err: str,
-                  before: dict[str, tuple[int, int, int, str]]) -> None:
+def check_outcome(
+    c: Case, ctx: Ctx, argv: list[str], rc: int, err: str, before: dict[str, tuple[int, int, int, str]]
+) -> None:
     """The assertions every case shares (also used for the subprocess results of the memory cases)."""
     assert "Traceback" not in err, f"{c.id}: traceback\n{err[-2000:]}"
     if c.expect == "error":
@@ -46,8 +54,16 @@ def check_outcome(c: Case, ctx: Ctx, argv: list[str], rc: int, err: str,
 
 
 @pytest.mark.parametrize("c", _IN_PROCESS, ids=[c.id for c in _IN_PROCESS])
-def test_bad_input(c: Case, tmp_path: Path, onnx_model, checkpoint_dir: Path, wsol_set: Path,  # type: ignore[no-untyped-def]
-                   eval_maps: Path, photo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_input(
+    c: Case,
+    tmp_path: Path,
+    onnx_model,
+    checkpoint_dir: Path,
+    wsol_set: Path,  # type: ignore[no-untyped-def]
+    eval_maps: Path,
+    photo: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     ctx = make_ctx(tmp_path, onnx_model, checkpoint_dir, wsol_set, eval_maps, photo)
     argv = c.build(ctx)
     capsys.readouterr()
@@ -79,6 +95,12 @@ def test_train_help_shows_a_torchrun_command_that_runs() -> None:
     m = re.search(r"torchrun .*?-m (\S+) train fcam", text)
     assert m, text
     repo = Path(__file__).resolve().parents[2]
-    proc = subprocess.run([sys.executable, "-m", m.group(1), "train", "fcam", "--help"], cwd=repo,
-                          capture_output=True, text=True, timeout=120, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", m.group(1), "train", "fcam", "--help"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 0 and "--classifier" in proc.stdout, proc.stderr[-2000:]

@@ -30,8 +30,13 @@ REPO = Path(__file__).resolve().parents[2]
 
 def _spawn(argv: list[str], tmp: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.Popen([sys.executable, "-m", "fcam_deploy", *argv], cwd=tmp, env=env,
-                            stdout=open(tmp / "child.out", "wb"), stderr=open(tmp / "child.err", "wb"))
+    return subprocess.Popen(
+        [sys.executable, "-m", "fcam_deploy", *argv],
+        cwd=tmp,
+        env=env,
+        stdout=open(tmp / "child.out", "wb"),
+        stderr=open(tmp / "child.err", "wb"),
+    )
 
 
 def _kill_when(proc: subprocess.Popen[bytes], ready: Callable[[], bool], timeout: float = 300.0) -> bool:
@@ -107,21 +112,51 @@ def test_kill9_export_keeps_the_old_model_or_a_complete_new_one(tmp_path: Path, 
     assert not _temporaries(tmp_path) and _mode_ok(out)
 
 
-def test_kill9_eval_save_maps_never_scores_a_mixed_folder(tmp_path: Path, kill_set: Path, checkpoint_dir: Path,
-                                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_kill9_eval_save_maps_never_scores_a_mixed_folder(
+    tmp_path: Path, kill_set: Path, checkpoint_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The issue's reproduction: a complete CAM run, then an F-CAM run into the same folder killed after a few
     maps; `fcam score` must refuse the folder (it exited 0 with a figure of neither run before), and succeed with
     the F-CAM run's own numbers after the rerun."""
     maps = tmp_path / "maps"
 
     def ev(method: str, json_name: str) -> list[str]:
-        return ["eval", "--checkpoint", str(checkpoint_dir), "--data", str(kill_set), "--split", "test",
-                "--method", method, "--json", str(tmp_path / json_name), "--save-maps", str(maps), "--no-progress",
-                "--batch-size", "1"]
+        return [
+            "eval",
+            "--checkpoint",
+            str(checkpoint_dir),
+            "--data",
+            str(kill_set),
+            "--split",
+            "test",
+            "--method",
+            method,
+            "--json",
+            str(tmp_path / json_name),
+            "--save-maps",
+            str(maps),
+            "--no-progress",
+            "--batch-size",
+            "1",
+        ]
 
     def score() -> int:
-        return main(["score", "--maps", str(maps), "--metadata", str(kill_set), "--split", "test", "--predictions",
-                     str(maps / "predictions.json"), "--json", str(tmp_path / "s.json"), "--no-progress"])
+        return main(
+            [
+                "score",
+                "--maps",
+                str(maps),
+                "--metadata",
+                str(kill_set),
+                "--split",
+                "test",
+                "--predictions",
+                str(maps / "predictions.json"),
+                "--json",
+                str(tmp_path / "s.json"),
+                "--no-progress",
+            ]
+        )
 
     assert main(ev("cam", "cam.json")) == 0 and score() == 0
     proc = _spawn(ev("fcam", "fcam.json"), tmp_path)
@@ -147,12 +182,41 @@ def test_kill9_eval_save_maps_never_scores_a_mixed_folder(tmp_path: Path, kill_s
 
 def test_kill9_score_json_is_old_or_complete(tmp_path: Path, kill_set: Path, checkpoint_dir: Path) -> None:
     maps = tmp_path / "maps"
-    assert main(["eval", "--checkpoint", str(checkpoint_dir), "--data", str(kill_set), "--split", "test",
-                 "--json", str(tmp_path / "e.json"), "--save-maps", str(maps), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--checkpoint",
+                str(checkpoint_dir),
+                "--data",
+                str(kill_set),
+                "--split",
+                "test",
+                "--json",
+                str(tmp_path / "e.json"),
+                "--save-maps",
+                str(maps),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     out = tmp_path / "s.json"
     out.write_text('{"previous": true}\n')
-    argv = ["score", "--maps", str(maps), "--metadata", str(kill_set), "--split", "test", "--json", str(out),
-            "--no-progress", "--engine", "reference"]
+    argv = [
+        "score",
+        "--maps",
+        str(maps),
+        "--metadata",
+        str(kill_set),
+        "--split",
+        "test",
+        "--json",
+        str(out),
+        "--no-progress",
+        "--engine",
+        "reference",
+    ]
     proc = _spawn(argv, tmp_path)
     _kill_when(proc, lambda: any(p.name.startswith(".s.json.") for p in tmp_path.iterdir()))
     doc = json.loads(out.read_text())  # never a torn file
@@ -208,14 +272,39 @@ def test_kill9_quantize_keeps_the_old_model_or_a_complete_new_one(tmp_path: Path
 
 def test_kill9_bench_results_are_absent_or_complete(tmp_path: Path, kill_set: Path, checkpoint_dir: Path) -> None:
     suite = tmp_path / "tiny.json"
-    suite.write_text(json.dumps({
-        "schema_version": 1, "name": "kill9", "archs": [], "methods": ["cam"],
-        "backends": ["torch", "onnxruntime"], "batches": [1], "resolutions": [0], "warmup": 0, "iters": 1,
-        "end_to_end": False, "localization_limit": 0, "parity_limit": 0, "evaluator_maps": 2, "postprocess_maps": 2,
-    }))
+    suite.write_text(
+        json.dumps(
+            {
+                "schema_version": 1,
+                "name": "kill9",
+                "archs": [],
+                "methods": ["cam"],
+                "backends": ["torch", "onnxruntime"],
+                "batches": [1],
+                "resolutions": [0],
+                "warmup": 0,
+                "iters": 1,
+                "end_to_end": False,
+                "localization_limit": 0,
+                "parity_limit": 0,
+                "evaluator_maps": 2,
+                "postprocess_maps": 2,
+            }
+        )
+    )
     out = tmp_path / "bench"
-    argv = ["bench", "--suite", str(suite), "--out", str(out), "--checkpoint", str(checkpoint_dir), "--data",
-            str(kill_set), "--no-plots"]
+    argv = [
+        "bench",
+        "--suite",
+        str(suite),
+        "--out",
+        str(out),
+        "--checkpoint",
+        str(checkpoint_dir),
+        "--data",
+        str(kill_set),
+        "--no-plots",
+    ]
     proc = _spawn(argv, tmp_path)
     killed = _kill_when(proc, lambda: any((out / "work" / "onnx").glob("*.onnx")))
     results = out / "results.json"

@@ -23,8 +23,14 @@ _MEM = [c for c in CASES if c.mem]
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc to read the address space")
-def test_small_inputs_never_allocate_more_than_1_gib(tmp_path: Path, onnx_model, checkpoint_dir: Path,  # type: ignore[no-untyped-def]
-                                                     wsol_set: Path, eval_maps: Path, photo: Path) -> None:
+def test_small_inputs_never_allocate_more_than_1_gib(
+    tmp_path: Path,
+    onnx_model,
+    checkpoint_dir: Path,  # type: ignore[no-untyped-def]
+    wsol_set: Path,
+    eval_maps: Path,
+    photo: Path,
+) -> None:
     assert len(_MEM) >= 8
     onnx = onnx_model("fcam", "onnx")
     ctxs, specs, befores = {}, [], {}
@@ -42,17 +48,49 @@ def test_small_inputs_never_allocate_more_than_1_gib(tmp_path: Path, onnx_model,
     warmup = [
         ["predict", str(onnx), str(photo), "--out", str(warm / "p")],
         ["predict", str(checkpoint_dir), str(photo), "--out", str(warm / "c")],
-        ["score", "--maps", str(eval_maps), "--metadata", str(wsol_set), "--split", "test", "--json",
-         str(warm / "s.json"), "--no-progress"],
-        ["eval", "--checkpoint", str(checkpoint_dir), "--data", str(wsol_set), "--split", "test", "--json",
-         str(warm / "e.json"), "--no-progress", "--limit", "1"],
+        [
+            "score",
+            "--maps",
+            str(eval_maps),
+            "--metadata",
+            str(wsol_set),
+            "--split",
+            "test",
+            "--json",
+            str(warm / "s.json"),
+            "--no-progress",
+        ],
+        [
+            "eval",
+            "--checkpoint",
+            str(checkpoint_dir),
+            "--data",
+            str(wsol_set),
+            "--split",
+            "test",
+            "--json",
+            str(warm / "e.json"),
+            "--no-progress",
+            "--limit",
+            "1",
+        ],
     ]
     spec = tmp_path / "spec.json"
     spec.write_text(json.dumps({"budget_bytes": BUDGET, "warmup": warmup, "cases": specs}))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-           "MALLOC_ARENA_MAX": "2"}
-    proc = subprocess.run([sys.executable, "-m", "tests.reliability._memdriver", str(spec)], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=600, check=False)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        "MALLOC_ARENA_MAX": "2",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "tests.reliability._memdriver", str(spec)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     lines = [json.loads(x) for x in proc.stdout.splitlines() if x.startswith("{")]
     assert proc.returncode == 0, f"driver exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     results = {r["id"]: r for r in lines if "id" in r}

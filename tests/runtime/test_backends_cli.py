@@ -63,8 +63,9 @@ def test_custom_op_graph_boxes_equal_the_reference(onnx_model) -> None:
     for k in range(4):
         img = blob_image(*SIZE, 20 + k)
         raw = custom.runner.run(img[None])
-        ref = cam_postprocess_reference(raw["map"], SIZE[0], SIZE[1], custom.metadata.tau, max_boxes=k_max,
-                                        normalize=False)
+        ref = cam_postprocess_reference(
+            raw["map"], SIZE[0], SIZE[1], custom.metadata.tau, max_boxes=k_max, normalize=False
+        )
         np.testing.assert_array_equal(raw["mask"][0], ref.mask[0])
         assert int(raw["box_count"][0]) == int(ref.count[0])
         np.testing.assert_array_equal(raw["boxes"][0], ref.boxes[0])

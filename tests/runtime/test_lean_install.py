@@ -21,10 +21,21 @@ import pytest
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[2]
-HEAVY_DISTS = {"torch", "torchvision", "scipy", "opencv-python-headless", "matplotlib", "numba", "polygraphy",
-               "scikit-image", "timm", "onnx", "safetensors"}
+HEAVY_DISTS = {
+    "torch",
+    "torchvision",
+    "scipy",
+    "opencv-python-headless",
+    "matplotlib",
+    "numba",
+    "polygraphy",
+    "scikit-image",
+    "timm",
+    "onnx",
+    "safetensors",
+}
 
-PROBE = r'''
+PROBE = r"""
 import json, sys
 import numpy as np
 from PIL import Image
@@ -42,7 +53,7 @@ print(json.dumps({
     "core": native_cpu_available()[1],
     "class_index": pred.class_index, "score": pred.score, "boxes": [list(b) for b in pred.boxes],
 }))
-'''
+"""
 
 
 def _run(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
@@ -52,8 +63,10 @@ def _run(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
-    res = _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out),
-                str(REPO)], cwd=out)
+    res = _run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(REPO)],
+        cwd=out,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     (whl,) = out.glob("fcam_deploy-*.whl")
     return whl
@@ -67,8 +80,20 @@ def lean_venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     # without PYTHONPATH: a source tree on it (with the fcam_deploy.egg-info a wheel build leaves) makes pip take
     # the package as installed already and skip the wheel
     clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    res = _run([str(env_dir / "bin" / "python"), "-m", "pip", "install", "-q", "--no-compile", "-c",
-                str(REPO / "constraints.txt"), str(wheel)], env=clean)
+    res = _run(
+        [
+            str(env_dir / "bin" / "python"),
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-compile",
+            "-c",
+            str(REPO / "constraints.txt"),
+            str(wheel),
+        ],
+        env=clean,
+    )
     if res.returncode != 0 and ("No matching distribution" in res.stderr or "Could not find" in res.stderr):
         pytest.skip(f"pip cannot reach a package index for the lean dependencies: {res.stderr.strip()[-300:]}")
     assert res.returncode == 0, res.stderr[-3000:]
@@ -83,15 +108,20 @@ def test_wheel_holds_the_compiled_core_and_one_package(wheel: Path) -> None:
     assert not any(n.endswith("_C.so") for n in names)  # the torch extension stays an optional `make kernels` build
     meta = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("METADATA"))).decode()
     requires = [line for line in meta.splitlines() if line.startswith("Requires-Dist:") and "extra ==" not in line]
-    assert sorted(r.split()[1].split(">")[0].split("<")[0].split("=")[0] for r in requires) == \
-        ["numpy", "onnxruntime", "pillow"]
+    assert sorted(r.split()[1].split(">")[0].split("<")[0].split("=")[0] for r in requires) == [
+        "numpy",
+        "onnxruntime",
+        "pillow",
+    ]
     entry = next(n for n in names if n.endswith("entry_points.txt"))
     assert "fcam = fcam_deploy.cli:main" in zipfile.ZipFile(wheel).read(entry).decode()
 
 
 def test_lean_venv_has_no_training_stack(lean_venv: Path) -> None:
-    res = _run([str(lean_venv / "bin" / "python"), "-m", "pip", "list", "--format=json"],
-               env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    res = _run(
+        [str(lean_venv / "bin" / "python"), "-m", "pip", "list", "--format=json"],
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+    )
     dists = {d["name"].lower() for d in json.loads(res.stdout)}
     assert "fcam-deploy" in dists and "onnxruntime" in dists
     assert not dists & HEAVY_DISTS, dists & HEAVY_DISTS
@@ -121,8 +151,9 @@ def test_lean_install_predicts_like_the_full_install(lean_venv: Path, onnx_model
     np.testing.assert_array_equal(lean["logits"], full.logits)
 
     out = tmp_path / "pred"
-    cli = _run([str(lean_venv / "bin" / "fcam"), "predict", str(model), str(photo), "--out", str(out)], env=env,
-               cwd=tmp_path)
+    cli = _run(
+        [str(lean_venv / "bin" / "fcam"), "predict", str(model), str(photo), "--out", str(out)], env=env, cwd=tmp_path
+    )
     assert cli.returncode == 0, cli.stderr[-3000:]
     record = json.loads((out / "photo.json").read_text())
     assert record["boxes"] == [list(b) for b in full.boxes] and record["class_index"] == full.class_index
@@ -131,8 +162,11 @@ def test_lean_install_predicts_like_the_full_install(lean_venv: Path, onnx_model
 
 def test_lean_install_names_the_extra_a_command_needs(lean_venv: Path, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    res = _run([str(lean_venv / "bin" / "fcam"), "export", "--checkpoint", str(tmp_path), "--out",
-                str(tmp_path / "m.onnx")], env=env, cwd=tmp_path)
+    res = _run(
+        [str(lean_venv / "bin" / "fcam"), "export", "--checkpoint", str(tmp_path), "--out", str(tmp_path / "m.onnx")],
+        env=env,
+        cwd=tmp_path,
+    )
     assert res.returncode == 2
     assert "fcam export: error:" in res.stderr and 'pip install "fcam-deploy[train]"' in res.stderr
     assert "Traceback" not in res.stderr

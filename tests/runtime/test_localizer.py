@@ -120,9 +120,13 @@ def test_outputs_at_original_size(fcam_pair, hw: tuple[int, int]) -> None:
     assert p.map.shape == p.mask.shape == hw and p.map.dtype == np.float32 and p.mask.dtype == np.bool_
     assert 0.0 <= float(p.map.min()) and float(p.map.max()) <= 1.0
     model_map = loc.runner.run(loc.preprocess([img])[0])["map"][0]
-    ref = torch.nn.functional.interpolate(
-        torch.from_numpy(model_map)[None, None], size=hw, mode="bilinear", align_corners=False
-    )[0, 0].clamp(0, 1).numpy()
+    ref = (
+        torch.nn.functional.interpolate(
+            torch.from_numpy(model_map)[None, None], size=hw, mode="bilinear", align_corners=False
+        )[0, 0]
+        .clamp(0, 1)
+        .numpy()
+    )
     np.testing.assert_allclose(p.map, ref, atol=4e-6)  # torch's own operation order: a few ulp apart
     exact = cam_postprocess_reference(model_map[None], hw[0], hw[1], TAU, normalize=False)
     np.testing.assert_array_equal(p.map, exact.full[0])  # the spec's operation order, bit for bit
@@ -265,7 +269,7 @@ def test_predict_is_thread_safe(fcam_pair, which: int) -> None:
     def worker(t: int) -> None:
         try:
             for r in range(3):
-                for i in (range(len(images)) if t % 2 else reversed(range(len(images)))):
+                for i in range(len(images)) if t % 2 else reversed(range(len(images))):
                     results[(t, r * 100 + i)] = (i, loc.predict(images[i]))
         except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread
             errors.append(exc)
@@ -307,8 +311,9 @@ def test_torch_runner_lock_when_not_thread_safe(models) -> None:
             inner.close()
 
     loc = Localizer(Unsafe())
-    threads = [threading.Thread(target=lambda: [loc.predict(blob_image(20, 20, k)) for k in range(3)])
-               for _ in range(4)]
+    threads = [
+        threading.Thread(target=lambda: [loc.predict(blob_image(20, 20, k)) for k in range(3)]) for _ in range(4)
+    ]
     for th in threads:
         th.start()
     for th in threads:

@@ -21,8 +21,18 @@ def test_jet_table_equals_matplotlib() -> None:
 
 
 def _pred(m: np.ndarray, boxes: tuple[Box, ...]) -> Prediction:
-    return Prediction(class_index=0, class_name="bird", score=0.9, logits=np.zeros(1, np.float32), map=m,
-                      mask=m > 0.5, boxes=boxes, tau=0.5, size=m.shape, backend="onnxruntime")
+    return Prediction(
+        class_index=0,
+        class_name="bird",
+        score=0.9,
+        logits=np.zeros(1, np.float32),
+        map=m,
+        mask=m > 0.5,
+        boxes=boxes,
+        tau=0.5,
+        size=m.shape,
+        backend="onnxruntime",
+    )
 
 
 def test_overlay_blends_the_map_and_draws_boxes() -> None:

@@ -47,8 +47,11 @@ def test_doctor_reports_this_machine(monkeypatch: pytest.MonkeyPatch, capsys: py
 def test_doctor_text_output(capsys: pytest.CaptureFixture[str]) -> None:
     main(["doctor", "--no-engine"])
     out = capsys.readouterr().out
-    assert "onnxruntime" in out and "tensorrt-engine  skipped" in out and out.strip().splitlines()[-1].startswith(
-        "doctor:")
+    assert (
+        "onnxruntime" in out
+        and "tensorrt-engine  skipped" in out
+        and out.strip().splitlines()[-1].startswith("doctor:")
+    )
 
 
 def test_doctor_fails_on_broken_explicit_libraries(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -60,8 +63,9 @@ def test_doctor_fails_on_broken_explicit_libraries(tmp_path: Path, capsys: pytes
     assert checks["ort-custom-ops"]["status"] == "fail" and "does not exist" in checks["ort-custom-ops"]["detail"]
 
 
-def test_doctor_reads_env_paths(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_doctor_reads_env_paths(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv(doctor.TRT_PLUGINS_ENV, str(tmp_path / "env_plugins.so"))
     rc, checks = _report(capsys, "--no-engine")
     assert rc == 1 and checks["trt-plugins"]["info"]["source"] == f"${doctor.TRT_PLUGINS_ENV}"
@@ -78,7 +82,9 @@ def test_doctor_plugin_symbol_check(tmp_path: Path, capsys: pytest.CaptureFixtur
         subprocess.run(["cc", "-shared", "-fPIC", "-o", str(src.with_suffix(".so")), str(src)], check=True)
     rc, checks = _report(capsys, "--plugins", str(tmp_path / "good.so"), "--no-engine")
     assert checks["trt-plugins"]["status"] == "ok" and checks["trt-plugins"]["info"]["symbols"] == {
-        "getCreators": True, "setLoggerFinder": True}
+        "getCreators": True,
+        "setLoggerFinder": True,
+    }
     rc, checks = _report(capsys, "--plugins", str(tmp_path / "bad.so"), "--no-engine")
     assert rc == 1 and checks["trt-plugins"]["status"] == "fail" and "lacks" in checks["trt-plugins"]["detail"]
 

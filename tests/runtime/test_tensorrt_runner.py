@@ -215,8 +215,9 @@ def test_real_tensorrt_engine_matches_onnxruntime(tmp_path: Path) -> None:
     assert np.count_nonzero(got["mask"] != ref["mask"]) <= 2
 
 
-def test_localizer_routes_plans_to_the_tensorrt_runner(built: tuple[Any, Path, Path],
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_localizer_routes_plans_to_the_tensorrt_runner(
+    built: tuple[Any, Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Localizer.load(".plan") -> open_runner -> TrtRunner (fake TensorRT, host buffers) predicts exactly what the
     ONNX Runtime backend predicts on the same images of other sizes."""
     from fcam_deploy.runtime import Localizer

@@ -35,8 +35,17 @@ def export_tiny_model(path: Path, seed: int = 0) -> Path:
     with torch.no_grad():
         fcam.seg_head.weight.mul_(20.0)
     graph = LocalizationGraph(fcam, "fcam", "onnx", SIZE, MEAN, STD, TAU, max_boxes=4)
-    meta = ModelMetadata(class_names=CLASS_NAMES, input_size=SIZE, mean=MEAN, std=STD, tau=TAU, method="fcam",
-                         postprocess="onnx", arch="resnet18_s8", fcam_deploy_version="test")
+    meta = ModelMetadata(
+        class_names=CLASS_NAMES,
+        input_size=SIZE,
+        mean=MEAN,
+        std=STD,
+        tau=TAU,
+        method="fcam",
+        postprocess="onnx",
+        arch="resnet18_s8",
+        fcam_deploy_version="test",
+    )
     export_graph(graph, meta, path)
     return path
 
@@ -120,9 +129,16 @@ def reference_rows(model: Path, root: Path) -> dict[str, dict[str, Any]]:
             continue
         pred = loc.predict(img)
         out[name] = {
-            "image": name, "width": img.width, "height": img.height, "class_index": pred.class_index,
-            "class_name": pred.class_name, "score": pred.score, "boxes": [list(b) for b in pred.boxes],
-            "tau": pred.tau, "error": None, "map": pred.map,
+            "image": name,
+            "width": img.width,
+            "height": img.height,
+            "class_index": pred.class_index,
+            "class_name": pred.class_name,
+            "score": pred.score,
+            "boxes": [list(b) for b in pred.boxes],
+            "tau": pred.tau,
+            "error": None,
+            "map": pred.map,
         }
     loc.close()
     return out
@@ -158,8 +174,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def request(port: int, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None,
-            timeout: float = 60.0) -> tuple[int, dict[str, Any], dict[str, str]]:
+def request(
+    port: int,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 60.0,
+) -> tuple[int, dict[str, Any], dict[str, str]]:
     """One HTTP request to 127.0.0.1:port (bounded by ``timeout``); returns (status, JSON body, headers)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:

@@ -80,7 +80,7 @@ def test_local_engine_rows_equal_predict(tiny_onnx: Path, image_dir: Path, refer
     assert set(errors) == {"bad/corrupt.png", "bad/empty.png", "bad/truncated.jpg"}
     assert "truncated" in errors["bad/truncated.jpg"] and "not a readable image" in errors["bad/corrupt.png"]
     # maps: <image>.npy, float32 at the original size, equal to the in-process map
-    for row in rows[:: 37]:
+    for row in rows[::37]:
         if row["error"]:
             assert row["map_file"] is None
             continue
@@ -91,14 +91,26 @@ def test_local_engine_rows_equal_predict(tiny_onnx: Path, image_dir: Path, refer
     # the file: documented schema, its facts in the key/value metadata, no leftovers
     meta = json.loads(pq.read_schema(out).metadata[b"fcam_deploy.localize"])
     assert meta == {"schema_version": 1, "model_sha256": file_sha256(tiny_onnx)}
-    assert pq.read_schema(out).names == ["image", "width", "height", "class_index", "class_name", "score", "boxes",
-                                         "tau", "model_sha256", "map_file", "error"]
+    assert pq.read_schema(out).names == [
+        "image",
+        "width",
+        "height",
+        "class_index",
+        "class_name",
+        "score",
+        "boxes",
+        "tau",
+        "model_sha256",
+        "map_file",
+        "error",
+    ]
     assert not (tmp_path / "rows.parquet.partial").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["maps", "rows.parquet"]
 
 
-def test_resume_overwrite_and_guards(tiny_onnx: Path, other_onnx: Path, fresh_dir: Path, reference: dict,
-                                     tmp_path: Path) -> None:
+def test_resume_overwrite_and_guards(
+    tiny_onnx: Path, other_onnx: Path, fresh_dir: Path, reference: dict, tmp_path: Path
+) -> None:
     out = tmp_path / "r.parquet"
     _run(tiny_onnx, fresh_dir, out, batch_size=16)
     first = out.read_bytes()
@@ -121,7 +133,10 @@ def test_resume_overwrite_and_guards(tiny_onnx: Path, other_onnx: Path, fresh_di
     assert "extra/e05.jpg" not in rows
     fixed, ref = rows["bad/corrupt.png"], reference["extra/e00.png"]
     assert fixed["error"] is None and (fixed["class_index"], fixed["score"], fixed["boxes"]) == (
-        ref["class_index"], ref["score"], ref["boxes"])
+        ref["class_index"],
+        ref["score"],
+        ref["boxes"],
+    )
     # --overwrite starts over with the other model
     s = _run(other_onnx, fresh_dir, out, overwrite=True)
     assert s.localized == len(rows) and {r["model_sha256"] for r in _rows(out)} == {file_sha256(other_onnx)}
@@ -149,17 +164,38 @@ def test_cli_localize_and_missing_extra(tiny_onnx: Path, image_dir: Path, tmp_pa
     out = tmp_path / "cli.parquet"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     proc = subprocess.run(
-        [sys.executable, "-m", "fcam_deploy", "localize", "--model", str(tiny_onnx), "--images", str(image_dir),
-         "--out", str(out), "--no-progress"], capture_output=True, text=True, check=False, timeout=300, env=env)
+        [
+            sys.executable,
+            "-m",
+            "fcam_deploy",
+            "localize",
+            "--model",
+            str(tiny_onnx),
+            "--images",
+            str(image_dir),
+            "--out",
+            str(out),
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert summary["errors"] == 3 and summary["localized"] == summary["images"] == len(listed_names(image_dir))
     # without the scale extra: a typed error naming it, exit 2 (ray and pyarrow made unimportable in a child)
     for blocked, engine in (("ray", "ray"), ("pyarrow", "local")):
-        code = (f"import sys; sys.modules[{blocked!r}] = None; from fcam_deploy.cli import main; "
-                f"sys.exit(main(['localize', '--model', {str(tiny_onnx)!r}, '--images', {str(image_dir)!r}, "
-                f"'--out', {str(tmp_path / 'x.parquet')!r}, '--engine', {engine!r}]))")
-        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=300, env=env)
+        code = (
+            f"import sys; sys.modules[{blocked!r}] = None; from fcam_deploy.cli import main; "
+            f"sys.exit(main(['localize', '--model', {str(tiny_onnx)!r}, '--images', {str(image_dir)!r}, "
+            f"'--out', {str(tmp_path / 'x.parquet')!r}, '--engine', {engine!r}]))"
+        )
+        proc = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=300, env=env
+        )
         assert proc.returncode == 2, proc.stderr
         assert 'pip install "fcam-deploy[scale]"' in proc.stderr and "fcam localize: error:" in proc.stderr
 
@@ -175,7 +211,9 @@ def test_scale_modules_do_not_import_torch_or_ray(image_dir: Path) -> None:
         "print(sorted(m for m in ('torch', 'ray', 'pyarrow') if m in sys.modules))\n"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=120, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=120, env=env
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
 
@@ -192,8 +230,9 @@ def local_file(tiny_onnx: Path, image_dir: Path, tmp_path_factory: pytest.TempPa
     return out
 
 
-def test_ray_engine_equals_in_process(ray_cluster: Any, tiny_onnx: Path, image_dir: Path, reference: dict,
-                                      local_file: Path, tmp_path: Path) -> None:
+def test_ray_engine_equals_in_process(
+    ray_cluster: Any, tiny_onnx: Path, image_dir: Path, reference: dict, local_file: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "ray.parquet"
     summary = _run(tiny_onnx, image_dir, out, engine="ray", actors=2, batch_size=8)
     assert (summary.actors, summary.threads, summary.decode) == (2, 1, "in the actors")
@@ -204,8 +243,9 @@ def test_ray_engine_equals_in_process(ray_cluster: Any, tiny_onnx: Path, image_d
         _run(tiny_onnx, image_dir, tmp_path / "x.parquet", engine="ray", actors=3)
 
 
-def test_kill9_then_resume_gives_the_same_file(ray_cluster: Any, tiny_onnx: Path, image_dir: Path,
-                                               reference: dict, local_file: Path, tmp_path: Path) -> None:
+def test_kill9_then_resume_gives_the_same_file(
+    ray_cluster: Any, tiny_onnx: Path, image_dir: Path, reference: dict, local_file: Path, tmp_path: Path
+) -> None:
     """A Ray job killed with SIGKILL after it committed some rows, rerun with --resume: the file equals the
     uninterrupted run's (0 lost, 0 duplicated, 0 wrong rows)."""
     out = tmp_path / "killed.parquet"
@@ -214,10 +254,33 @@ def test_kill9_then_resume_gives_the_same_file(ray_cluster: Any, tiny_onnx: Path
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     log = (tmp_path / "killed.log").open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "fcam_deploy", "localize", "--model", str(tiny_onnx), "--images", str(image_dir),
-         "--out", str(out), "--engine", "ray", "--address", address, "--actors", "1", "--batch-size", "2",
-         "--commit-every", "4", "--no-progress"],
-        stdout=subprocess.DEVNULL, stderr=log, env=env)
+        [
+            sys.executable,
+            "-m",
+            "fcam_deploy",
+            "localize",
+            "--model",
+            str(tiny_onnx),
+            "--images",
+            str(image_dir),
+            "--out",
+            str(out),
+            "--engine",
+            "ray",
+            "--address",
+            address,
+            "--actors",
+            "1",
+            "--batch-size",
+            "2",
+            "--commit-every",
+            "4",
+            "--no-progress",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+        env=env,
+    )
     deadline = time.monotonic() + 180
     try:
         while time.monotonic() < deadline and proc.poll() is None and not list(parts.glob("part-*.parquet")):

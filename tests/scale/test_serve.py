@@ -100,13 +100,17 @@ def _port_closed(port: int, within_s: float = 30.0) -> bool:
     return False
 
 
-def test_endpoint_answers_good_and_bad_requests(ray_cluster: Any, tiny_onnx: Path, image_dir: Path,
-                                                reference: dict) -> None:
+def test_endpoint_answers_good_and_bad_requests(
+    ray_cluster: Any, tiny_onnx: Path, image_dir: Path, reference: dict
+) -> None:
     from fcam_deploy.scale.serve import start_server
 
     port = free_port()
-    server = start_server(ServeConfig(model=tiny_onnx, port=port, max_batch=4, batch_wait_ms=50,
-                                      max_body_bytes=300_000, max_pixels=20_000))
+    server = start_server(
+        ServeConfig(
+            model=tiny_onnx, port=port, max_batch=4, batch_wait_ms=50, max_body_bytes=300_000, max_pixels=20_000
+        )
+    )
     try:
         assert server.url == f"http://127.0.0.1:{port}"
         st, body, _ = request(port, "GET", "/readyz")
@@ -120,8 +124,9 @@ def test_endpoint_answers_good_and_bad_requests(ray_cluster: Any, tiny_onnx: Pat
 
         def one(name: str) -> tuple[str, int, dict[str, Any], dict[str, str]]:
             data = (image_dir / name).read_bytes()
-            st, body, headers = request(port, "POST", "/predict", data,
-                                        {"Content-Type": ctype.get(Path(name).suffix.lower(), "image/png")})
+            st, body, headers = request(
+                port, "POST", "/predict", data, {"Content-Type": ctype.get(Path(name).suffix.lower(), "image/png")}
+            )
             return name, st, body, headers
 
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
@@ -175,8 +180,9 @@ def _reader(stream: Any, lines: queue.Queue) -> None:
     lines.put(None)
 
 
-def test_cli_serve_shuts_down_gracefully(ray_cluster: Any, tiny_onnx: Path, image_dir: Path,
-                                        reference: dict, tmp_path: Path) -> None:
+def test_cli_serve_shuts_down_gracefully(
+    ray_cluster: Any, tiny_onnx: Path, image_dir: Path, reference: dict, tmp_path: Path
+) -> None:
     """``fcam serve`` on a free loopback port (joining the session cluster): bounded good and bad requests, then
     SIGTERM while requests are in flight: they complete with 200 and the process exits 0."""
     port = free_port()
@@ -184,9 +190,27 @@ def test_cli_serve_shuts_down_gracefully(ray_cluster: Any, tiny_onnx: Path, imag
     address = ray_cluster.get_runtime_context().gcs_address
     log = (tmp_path / "serve.log").open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "fcam_deploy", "serve", "--model", str(tiny_onnx), "--port", str(port),
-         "--address", address, "--max-batch", "4", "--batch-wait-ms", "400"],
-        stdout=subprocess.PIPE, stderr=log, text=True, env=env)
+        [
+            sys.executable,
+            "-m",
+            "fcam_deploy",
+            "serve",
+            "--model",
+            str(tiny_onnx),
+            "--port",
+            str(port),
+            "--address",
+            address,
+            "--max-batch",
+            "4",
+            "--batch-wait-ms",
+            "400",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
+        env=env,
+    )
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=_reader, args=(proc.stdout, lines), daemon=True).start()
     try:

@@ -22,16 +22,38 @@ def test_builtin_configs_load() -> None:
     # the official README values (fcam-method.md 2.2)
     assert (off.optim.lr, off.optim.momentum, off.optim.nesterov, off.optim.weight_decay) == (0.01, 0.9, True, 1e-4)
     assert (off.crf.lam, off.crf.sigma_rgb, off.crf.sigma_xy, off.elb.lam, off.elb.mul, off.elb.max_t) == (
-        2e-9, 15.0, 100.0, 0.1, 1.01, 10.0)
-    assert (off.seeds.n_fg, off.seeds.n_bg, off.seeds.min_p, off.seeds.erode_k, off.seeds.dilate_k) == (1, 1, 0.1, 11, 3)
+        2e-9,
+        15.0,
+        100.0,
+        0.1,
+        1.01,
+        10.0,
+    )
+    assert (off.seeds.n_fg, off.seeds.n_bg, off.seeds.min_p, off.seeds.erode_k, off.seeds.dilate_k) == (
+        1,
+        1,
+        0.1,
+        11,
+        3,
+    )
     # the official filter (permutohedral lattice) at the full resolution, crf_scale 1, 50 epochs of batch 32
     assert (off.crf.kernel, off.crf.grid, off.crf.scale) == ("lattice", None, 1.0)
-    assert (off.epochs, off.batch_size, off.resize_size, off.optim.step_size, off.optim.min_lr) == (50, 32, 256, 1000,
-                                                                                                   1e-7)
+    assert (off.epochs, off.batch_size, off.resize_size, off.optim.step_size, off.optim.min_lr) == (
+        50,
+        32,
+        256,
+        1000,
+        1e-7,
+    )
     assert (off.select_metric, off.val_curve_interval) == ("MaxBoxAcc", 0.004)
     cls = load_train_config("classifier", "cub_resnet50")
     assert (cls.optim.lr, cls.optim.step_size, cls.optim.high_lr_ratio, cls.epochs, cls.val_curve_interval) == (
-        0.0017, 15, 10.0, 50, 0.004)
+        0.0017,
+        15,
+        10.0,
+        50,
+        0.004,
+    )
     for name in ("default", "quick"):
         load_demo_config(name)
 

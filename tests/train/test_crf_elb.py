@@ -152,6 +152,13 @@ def test_seed_ce_mean_over_labelled_pixels_of_batch() -> None:
     none = seed_cross_entropy(logits.requires_grad_(True), torch.full((2, 4, 4), IGNORE_INDEX))
     assert float(none.detach()) == 0.0
     none.backward()
-    parts = fcam_loss(logits, seeds, torch.rand(2, 3, 4, 4, dtype=torch.float64) * 255, seed_lambda=1.0,
-                      crf=CRFConfig(lam=1e-3, kernel="pooled"), elb_t=1.0, size_lambda=0.1)
+    parts = fcam_loss(
+        logits,
+        seeds,
+        torch.rand(2, 3, 4, 4, dtype=torch.float64) * 255,
+        seed_lambda=1.0,
+        crf=CRFConfig(lam=1e-3, kernel="pooled"),
+        elb_t=1.0,
+        size_lambda=0.1,
+    )
     assert float(parts.total) == pytest.approx(float(parts.seed + parts.crf + parts.size))

@@ -27,8 +27,10 @@ from fcam_deploy.train.crf import (
 )
 
 DATA = Path(__file__).parent / "data"
-pytestmark = pytest.mark.skipif(not lattice_status().available, reason=f"needs the native lattice filter "
-                                f"({lattice_status().reason}; run `make kernels`)")
+pytestmark = pytest.mark.skipif(
+    not lattice_status().available,
+    reason=f"needs the native lattice filter ({lattice_status().reason}; run `make kernels`)",
+)
 
 
 def dense_gaussian(images: np.ndarray, values: np.ndarray, s_rgb: float, s_xy: float) -> np.ndarray:
@@ -52,8 +54,9 @@ def _scene(n: int, h: int, w: int, seed: int) -> tuple[torch.Tensor, torch.Tenso
         cy, cx = torch.rand(2, generator=g) * torch.tensor([h, w]) * 0.5 + torch.tensor([h, w]) * 0.25
         inside = ((ys - cy) / (0.3 * h)) ** 2 + ((xs - cx) / (0.35 * w)) ** 2 <= 1.0
         cols = torch.rand(3, 3, generator=g) * 255
-        img = torch.where(inside, cols[0][:, None, None], torch.where(xs < w / 2, cols[1][:, None, None],
-                                                                      cols[2][:, None, None]))
+        img = torch.where(
+            inside, cols[0][:, None, None], torch.where(xs < w / 2, cols[1][:, None, None], cols[2][:, None, None])
+        )
         imgs.append((img + torch.randn(3, h, w, generator=g) * 4).clamp(0, 255))
         fg = torch.sigmoid(4 * (inside.float() - 0.5) + torch.randn(h, w, generator=g))
         maps.append(torch.stack([1 - fg, fg]))
@@ -99,7 +102,9 @@ def test_gradient_is_the_exact_adjoint() -> None:
     for k in range(3):
         dv = torch.randn(v.shape, generator=g)
         with torch.no_grad():
-            fd = ((lattice_filter(images, v + dv, 12.0, 4.0) - lattice_filter(images, v - dv, 12.0, 4.0)) * up).sum() / 2
+            fd = (
+                (lattice_filter(images, v + dv, 12.0, 4.0) - lattice_filter(images, v - dv, 12.0, 4.0)) * up
+            ).sum() / 2
         assert float((v.grad * dv).sum()) == pytest.approx(float(fd), rel=2e-4)
     # The forward W is not exactly symmetric (lattice blur order): W^T differs from W slightly.
     wt_up = v.grad
@@ -150,8 +155,7 @@ def test_crf_loss_trains_through_softmax_and_scale_option() -> None:
     small_i = F.interpolate(images, scale_factor=0.5, mode="nearest", recompute_scale_factor=False)
     small_m = F.interpolate(maps, scale_factor=0.5, mode="bilinear", align_corners=False, recompute_scale_factor=False)
     ws = lattice_filter(small_i, small_m, 15.0, 100.0 * 24 / 224 * 0.5)
-    assert float(dense_crf_loss(maps, images, cfg)) == pytest.approx(-1e-4 / 2 * float((small_m * ws).sum()),
-                                                                      rel=1e-5)
+    assert float(dense_crf_loss(maps, images, cfg)) == pytest.approx(-1e-4 / 2 * float((small_m * ws).sum()), rel=1e-5)
 
 
 def test_pooled_kernel_uses_the_lattice_meaning_of_lambda() -> None:
@@ -195,14 +199,19 @@ def test_typed_errors(monkeypatch: pytest.MonkeyPatch) -> None:
         CRFConfig(grid=12)
     import fcam_deploy.ops.lattice as lat
 
-    monkeypatch.setattr(lat, "lattice_status",
-                        lambda: lat.LatticeStatus(False, False, "fcam_deploy/_C.so is not built (run `make kernels`)"))
+    monkeypatch.setattr(
+        lat,
+        "lattice_status",
+        lambda: lat.LatticeStatus(False, False, "fcam_deploy/_C.so is not built (run `make kernels`)"),
+    )
     with pytest.raises(BackendUnavailableError, match="make kernels"):
         lattice_filter(images, maps, 15.0, 5.0)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available() or not lattice_status().cuda, reason="needs a CUDA GPU and the "
-                    "extension built with CUDA")
+@pytest.mark.skipif(
+    not torch.cuda.is_available() or not lattice_status().cuda,
+    reason="needs a CUDA GPU and the extension built with CUDA",
+)
 def test_cuda_matches_cpu() -> None:  # pragma: no cover - no GPU in CI
     images, maps = _scene(5, 33, 47, seed=12)
     cpu = lattice_filter(images, maps, 15.0, 7.0)
@@ -217,4 +226,5 @@ def test_scale_lam_with_size() -> None:
     assert scaled == pytest.approx(base * (224 / 112) ** 4, rel=1e-9)
     images, maps = _scene(1, 224, 224, seed=5)
     assert float(dense_crf_loss(maps, images, CRFConfig(scale_lam_with_size=True))) == pytest.approx(
-        float(dense_crf_loss(maps, images, CRFConfig())), rel=1e-12)
+        float(dense_crf_loss(maps, images, CRFConfig())), rel=1e-12
+    )

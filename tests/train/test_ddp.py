@@ -28,11 +28,28 @@ ATOL = 1e-7
 
 
 def _cfgs(epochs: int = 1):  # type: ignore[no-untyped-def]
-    c = load_train_config("classifier", "demo", {"arch": "efficientnet_lite0_s8", "input_size": 32,
-                                                 "resize_size": 36, "epochs": epochs, "batch_size": 8,
-                                                 "optim": {"lr": 0.002}})
-    f = load_train_config("fcam", "demo", {"epochs": epochs, "batch_size": 8, "resize_size": 36,
-                                           "crf": {"kernel": "pooled", "grid": 8, "lam": 2e-7, "scale_lam_with_size": False}})
+    c = load_train_config(
+        "classifier",
+        "demo",
+        {
+            "arch": "efficientnet_lite0_s8",
+            "input_size": 32,
+            "resize_size": 36,
+            "epochs": epochs,
+            "batch_size": 8,
+            "optim": {"lr": 0.002},
+        },
+    )
+    f = load_train_config(
+        "fcam",
+        "demo",
+        {
+            "epochs": epochs,
+            "batch_size": 8,
+            "resize_size": 36,
+            "crf": {"kernel": "pooled", "grid": 8, "lam": 2e-7, "scale_lam_with_size": False},
+        },
+    )
     return c, f
 
 

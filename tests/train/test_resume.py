@@ -19,13 +19,39 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-ARGS = ["--config", "demo", "--arch", "efficientnet_lite0_s8", "--input-size", "32", "--set", "resize_size=36",
-        "--epochs", "3", "--batch-size", "4", "--save-every-steps", "2", "--no-progress"]
+ARGS = [
+    "--config",
+    "demo",
+    "--arch",
+    "efficientnet_lite0_s8",
+    "--input-size",
+    "32",
+    "--set",
+    "resize_size=36",
+    "--epochs",
+    "3",
+    "--batch-size",
+    "4",
+    "--save-every-steps",
+    "2",
+    "--no-progress",
+]
 
 
 def _cmd(data: Path, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "fcam_deploy", "train", "classifier", "--data", str(data), "--out", str(out),
-            *ARGS, *extra]
+    return [
+        sys.executable,
+        "-m",
+        "fcam_deploy",
+        "train",
+        "classifier",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        *ARGS,
+        *extra,
+    ]
 
 
 def _env() -> dict[str, str]:
@@ -62,8 +88,7 @@ def test_kill9_resume_equals_uninterrupted(tiny_dataset: Path, tmp_path: Path) -
     ref, run = tmp_path / "ref", tmp_path / "run"
     subprocess.run(_cmd(tiny_dataset, ref), check=True, env=_env(), capture_output=True, timeout=600)
 
-    proc = subprocess.Popen(_cmd(tiny_dataset, run), env=_env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+    proc = subprocess.Popen(_cmd(tiny_dataset, run), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     killed_at = None
     deadline = time.time() + 600
     while time.time() < deadline and proc.poll() is None:

@@ -112,8 +112,9 @@ def _oracle_labels(cam: np.ndarray, gen: torch.Generator, cfg: SeedConfig) -> np
 @pytest.mark.parametrize("case", range(8))
 def test_labels_match_oracle_draws(case: int) -> None:
     rng = np.random.default_rng(100 + case)
-    cams = np.stack([blob_cam(48, 48, rng.uniform(5, 43), rng.uniform(5, 43), rng.uniform(4, 12), rng)
-                     for _ in range(3)])
+    cams = np.stack(
+        [blob_cam(48, 48, rng.uniform(5, 43), rng.uniform(5, 43), rng.uniform(4, 12), rng) for _ in range(3)]
+    )
     cfg = SeedConfig(n_fg=1 + case % 3, n_bg=1 + case % 2)
     gens = [torch.Generator().manual_seed(1000 * case + i) for i in range(3)]
     got = sample_seeds(torch.from_numpy(cams), gens, cfg).numpy()
@@ -130,8 +131,11 @@ def test_conflicts_become_ignore() -> None:
     cam = np.full((4, 4), 0.5, np.float32)
     cam[1, 1] = 1.0
     cam[1, 2] = 0.0
-    out = sample_seeds(torch.from_numpy(cam)[None], torch.Generator().manual_seed(0),
-                       SeedConfig(min_p=1 / 16, scale_erode_with_size=False))[0].numpy()
+    out = sample_seeds(
+        torch.from_numpy(cam)[None],
+        torch.Generator().manual_seed(0),
+        SeedConfig(min_p=1 / 16, scale_erode_with_size=False),
+    )[0].numpy()
     fg = ndimage.binary_dilation(np.pad([[1]], 0) if False else _single(4, 1, 1), np.ones((3, 3), bool))
     bg = ndimage.binary_dilation(_single(4, 1, 2), np.ones((3, 3), bool))
     np.testing.assert_array_equal(out == 1, fg & ~bg)

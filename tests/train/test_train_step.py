@@ -41,8 +41,9 @@ def step_setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         Image.fromarray(a).save(p)
     torch.manual_seed(3)
     clf = build_classifier("efficientnet_lite0_s8", 3)
-    save_checkpoint(root / "cls", clf, CheckpointMeta(arch="efficientnet_lite0_s8", num_classes=3,
-                                                      input_size=(SIZE, SIZE)))
+    save_checkpoint(
+        root / "cls", clf, CheckpointMeta(arch="efficientnet_lite0_s8", num_classes=3, input_size=(SIZE, SIZE))
+    )
     return {"data": data, "cls": root / "cls", "root": root}
 
 
@@ -50,12 +51,18 @@ def _cfg(epochs: int):  # type: ignore[no-untyped-def]
     from fcam_deploy.train import load_train_config
 
     n = 10**6  # more than any candidate set: every candidate is drawn, the sampler's RNG plays no role
-    return load_train_config("fcam", "demo", {
-        "epochs": epochs, "batch_size": 4, "resize_size": SIZE,
-        "optim": {"lr": LR, "momentum": 0.0, "nesterov": False, "weight_decay": 0.0},
-        "seeds": {"n_fg": n, "n_bg": n, "dilate_k": 1},
-        "crf": {"kernel": "pooled", "grid": 8, "lam": 2e-7, "scale_lam_with_size": False},
-    })
+    return load_train_config(
+        "fcam",
+        "demo",
+        {
+            "epochs": epochs,
+            "batch_size": 4,
+            "resize_size": SIZE,
+            "optim": {"lr": LR, "momentum": 0.0, "nesterov": False, "weight_decay": 0.0},
+            "seeds": {"n_fg": n, "n_bg": n, "dilate_k": 1},
+            "crf": {"kernel": "pooled", "grid": 8, "lam": 2e-7, "scale_lam_with_size": False},
+        },
+    )
 
 
 def _oracle_seeds(cam_up: np.ndarray, min_p: float, erode_k: int) -> np.ndarray:
@@ -104,8 +111,12 @@ def test_one_training_step_is_fcam_loss_on_independently_built_seeds(step_setup:
     clf, meta = load_checkpoint(step_setup["cls"])
     ids = (data / "metadata" / "train" / "image_ids.txt").read_text().split()
     labels = dict(x.split(",") for x in (data / "metadata" / "train" / "class_labels.txt").read_text().split())
-    raw = torch.stack([torch.from_numpy(np.asarray(Image.open(data / "images" / i).convert("RGB"), np.float32))
-                       .permute(2, 0, 1) for i in ids])
+    raw = torch.stack(
+        [
+            torch.from_numpy(np.asarray(Image.open(data / "images" / i).convert("RGB"), np.float32)).permute(2, 0, 1)
+            for i in ids
+        ]
+    )
     mean, std = torch.tensor(meta.mean)[:, None, None], torch.tensor(meta.std)[:, None, None]
     x = ((raw / 255.0 - mean) / std).float()
     y = torch.tensor([int(labels[i]) for i in ids])
@@ -124,8 +135,15 @@ def test_one_training_step_is_fcam_loss_on_independently_built_seeds(step_setup:
         up = F.interpolate(norm[:, None], size=(SIZE, SIZE), mode="bilinear", align_corners=False)[:, 0]
     seeds = torch.from_numpy(np.stack([_oracle_seeds(m, cfg.seeds.min_p, cfg.seeds.erode_k) for m in up.numpy()]))
     assert (seeds == 1).any() and (seeds == 0).any()  # not vacuous: both kinds of seed
-    parts = fcam_loss(out.seg_logits, seeds, raw, seed_lambda=cfg.seed_lambda, crf=cfg.crf, elb_t=cfg.elb.init_t,
-                      size_lambda=cfg.elb.lam)
+    parts = fcam_loss(
+        out.seg_logits,
+        seeds,
+        raw,
+        seed_lambda=cfg.seed_lambda,
+        crf=cfg.crf,
+        elb_t=cfg.elb.init_t,
+        size_lambda=cfg.elb.lam,
+    )
     logged = steps[0]
     for key, val in (("loss", parts.total), ("seed", parts.seed), ("crf", parts.crf), ("size", parts.size)):
         assert logged[key] == pytest.approx(float(val.detach()), rel=1e-4, abs=1e-7), key

@@ -42,9 +42,7 @@ def main(mode: str, a_dir: Path, b_dir: Path) -> int:
         stats["lines_identical"] += la == lb
         ma, mb = np.load(a_dir / f"{i}_map.npy"), np.load(b_dir / f"{i}_map.npy")
         ka, kb = np.load(a_dir / f"{i}_mask.npy"), np.load(b_dir / f"{i}_mask.npy")
-        same_map = ma.shape == mb.shape and np.array_equal(
-            ma.view(np.uint32), mb.view(np.uint32)
-        )
+        same_map = ma.shape == mb.shape and np.array_equal(ma.view(np.uint32), mb.view(np.uint32))
         stats["maps_identical"] += same_map
         stats["masks_identical"] += ka.shape == kb.shape and np.array_equal(ka, kb)
         stats["boxes_equal"] += a["boxes"] == b["boxes"]
@@ -58,9 +56,7 @@ def main(mode: str, a_dir: Path, b_dir: Path) -> int:
             b["class_name"],
             b["size"],
         ):
-            problems.append(
-                f"image {i}: class/size {a['class_index']} {a['size']} vs {b['class_index']} {b['size']}"
-            )
+            problems.append(f"image {i}: class/size {a['class_index']} {a['size']} vs {b['class_index']} {b['size']}")
             continue
         dl = float(np.max(np.abs(np.array(a["logits"]) - np.array(b["logits"]))))
         ds = abs(a["score"] - b["score"])
@@ -71,23 +67,15 @@ def main(mode: str, a_dir: Path, b_dir: Path) -> int:
         thr = a["tau"] * max(float(ma.max()), float(mb.max()))
         differ = ka != kb
         stats["mask_pixels_differing"] += int(differ.sum())
-        near = (np.abs(ma.astype(np.float64) - thr) <= TOL) | (
-            np.abs(mb.astype(np.float64) - thr) <= TOL
-        )
+        near = (np.abs(ma.astype(np.float64) - thr) <= TOL) | (np.abs(mb.astype(np.float64) - thr) <= TOL)
         if dl > TOL or ds > TOL or dm > TOL:
-            problems.append(
-                f"image {i}: logits/score/map differ by {dl:.3g}/{ds:.3g}/{dm:.3g} (> {TOL})"
-            )
+            problems.append(f"image {i}: logits/score/map differ by {dl:.3g}/{ds:.3g}/{dm:.3g} (> {TOL})")
         if bool((differ & ~near).any()):
-            problems.append(
-                f"image {i}: {int((differ & ~near).sum())} mask pixels differ away from the threshold"
-            )
+            problems.append(f"image {i}: {int((differ & ~near).sum())} mask pixels differ away from the threshold")
         if a["boxes"] != b["boxes"] and not bool(differ.any()):
             problems.append(f"image {i}: boxes differ with equal masks")
     n = len(a_lines)
-    summary = ", ".join(
-        f"{k} {v}" if isinstance(v, int) else f"{k} {v:.3g}" for k, v in stats.items()
-    )
+    summary = ", ".join(f"{k} {v}" if isinstance(v, int) else f"{k} {v:.3g}" for k, v in stats.items())
     print(f"[compare] {mode}: {n} image(s): {summary}")
     for p in problems:
         print(f"[compare] MISMATCH: {p}")

@@ -53,11 +53,7 @@ def write_exact_model(path: Path) -> Path:
     graph = helper.make_graph(
         nodes,
         "fcam_exact_arith",
-        [
-            helper.make_tensor_value_info(
-                "images", TensorProto.UINT8, ["batch", h, w, 3]
-            )
-        ],
+        [helper.make_tensor_value_info("images", TensorProto.UINT8, ["batch", h, w, 3])],
         [
             helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 3]),
             helper.make_tensor_value_info("pred_class", TensorProto.INT64, ["batch"]),
@@ -135,9 +131,7 @@ def write_demo_model(path: Path) -> Path:
         method="fcam",
         postprocess="onnx",
     )
-    export_graph(
-        LocalizationGraph(fcam, "fcam", "onnx", size, mean, std, 0.4), meta, path
-    )
+    export_graph(LocalizationGraph(fcam, "fcam", "onnx", size, mean, std, 0.4), meta, path)
     return path
 
 
