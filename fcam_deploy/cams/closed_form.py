@@ -1,7 +1,7 @@
 """Forward-only closed forms of the CAM family for a target layer that feeds GAP -> Linear.
 
 When the class score is ``y_c = b_c + sum_k W[c,k] * mean_ij A_k(i,j)``, the gradient of ``y_c`` w.r.t. the
-activations is spatially constant, ``g_k(i,j) = W[c,k] / (h*w)`` (wsol-protocol.md §4.4), so every gradient
+activations is spatially constant, ``g_k(i,j) = W[c,k] / (h*w)`` (docs/protocol.md §4.4), so every gradient
 method of the PyPI ``grad-cam`` package reduces to a channel weighting of ``A`` that needs no backward pass.
 Writing ``v_k = W[c,k] / (h w)`` and ``S_k = sum_ij A_k(i,j)``:
 
@@ -122,7 +122,7 @@ class LayerCAMHead(_ClosedFormHead):
 
 
 class LPCAMHead(nn.Module):
-    """LPCAM closed form (wsol-protocol.md §3.5): one normalised vector per class.
+    """LPCAM closed form (docs/protocol.md §3.5): one normalised vector per class.
 
     ``mean_j cos(f, p_j) = f_hat . mean_j p_hat_j`` with ``x_hat = x / max(||x||, 1e-8)`` (torch
     ``cosine_similarity``'s eps), hence ``FG - BG = f_hat . (m_fg - m_bg)``: a per-pixel L2 normalisation then

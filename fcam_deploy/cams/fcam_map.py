@@ -1,4 +1,4 @@
-"""The F-CAM localization map: the model's foreground probability, class-agnostic (fcam-method.md §3)."""
+"""The F-CAM localization map: the model's foreground probability, class-agnostic (docs/method.md §3)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """General (autograd) formulas of the gradient CAM methods, as the PyPI ``grad-cam`` package computes them
-(wsol-protocol.md §4.3). They take the activations ``A`` and the gradients ``g = d y_c / d A`` of any target
+(docs/protocol.md §4.3). They take the activations ``A`` and the gradients ``g = d y_c / d A`` of any target
 layer; the extractors in :mod:`fcam_deploy.cams.extractors` obtain ``g`` with ``torch.autograd.grad``.
 
 All return ``(N, h, w)`` maps with the package's base ReLU applied (before normalisation).

@@ -1,6 +1,6 @@
 """Build a TensorRT engine (``.plan``) from an exported fcam ONNX graph.
 
-Written against the API subset that TensorRT 10.x and 11.x share (deploy-stack.md §1):
+Written against the API subset that TensorRT 10.x and 11.x share (docs/op-contract.md §4):
 
 * the network is **strongly typed** (``NetworkDefinitionCreationFlag.STRONGLY_TYPED``; TRT 11 ignores the flag
   because strong typing is always on there). No precision builder flags are set: the precision is the one the ONNX

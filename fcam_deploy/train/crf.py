@@ -1,4 +1,4 @@
-"""Dense CRF loss of F-CAM (Tang et al.'s rloss, fcam-method.md §2.4(b)) as the official code computes it.
+"""Dense CRF loss of F-CAM (Tang et al.'s rloss, docs/method.md §2.4(b)) as the official code computes it.
 
 Official value, per batch of N images with softmax maps S (N, K, H, W) and raw RGB I (N, 3, H, W) in [0, 255]::
 

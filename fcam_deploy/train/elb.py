@@ -1,4 +1,4 @@
-"""Extended log-barrier (Kervadec et al.) and F-CAM's absolute size constraint (fcam-method.md §2.4(c)).
+"""Extended log-barrier (Kervadec et al.) and F-CAM's absolute size constraint (docs/method.md §2.4(c)).
 
 For a constraint ``f <= 0``::
 

@@ -12,7 +12,7 @@ Determinism contract (what makes ``--resume`` and DDP exact):
   every epoch end and every ``save_every_steps`` steps. Resuming from a snapshot taken after step s replays steps
   s+1.. exactly as the uninterrupted run did (bit-identical on the same machine and thread count).
 
-Model selection follows the spec (fcam-method.md §2.7): for F-CAM the validation split is scored at epoch 0 (the
+Model selection follows the spec (docs/method.md §2.7): for F-CAM the validation split is scored at epoch 0 (the
 untrained decoder) and after every epoch; for the classifier after every epoch (an untrained classifier is not a
 candidate), and the epoch maximising ``select_metric`` is kept
 in ``OUT/best`` (its validation-optimal tau is stored in the checkpoint's ``threshold``); ``OUT/last`` holds the
@@ -72,7 +72,7 @@ def sample_generator_seed(seed: int, epoch: int, index: int, salt: str = "") -> 
 
 
 def normalize_cam(cam: torch.Tensor) -> torch.Tensor:
-    """Per-map min-max of (N, h, w) CAMs without epsilon; NaN (constant map) -> 0 (fcam-method.md §1.5)."""
+    """Per-map min-max of (N, h, w) CAMs without epsilon; NaN (constant map) -> 0 (docs/method.md §1.5)."""
     flat = cam.flatten(1)
     c = cam - flat.min(1).values[:, None, None]
     c = c / c.flatten(1).max(1).values[:, None, None]

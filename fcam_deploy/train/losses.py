@@ -1,4 +1,4 @@
-"""F-CAM stage-2 objective: seed cross-entropy + dense CRF + absolute size constraint (fcam-method.md §2.4)."""
+"""F-CAM stage-2 objective: seed cross-entropy + dense CRF + absolute size constraint (docs/method.md §2.4)."""
 
 from __future__ import annotations
 

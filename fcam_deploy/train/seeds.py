@@ -1,4 +1,4 @@
-"""F-CAM pseudo-label ("seed") sampler, as the official ``GetFastSeederSLFCAMS`` (fcam-method.md §2.3, §7.7).
+"""F-CAM pseudo-label ("seed") sampler, as the official ``GetFastSeederSLFCAMS`` (docs/method.md §2.3, §7.7).
 
 From the frozen classifier's upsampled, min-max normalised CAM ``C`` (N, H, W) in [0, 1] it draws, per image,
 one foreground pixel from the eroded Otsu ROI and one background pixel from the lowest ``min_p`` fraction of

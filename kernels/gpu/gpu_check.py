@@ -55,7 +55,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_VERSION = 1
-#: Paper: per-image inference time, ResNet50 column (fcam-method.md "Runtime", [doc, slide 15]; hardware not stated).
+#: Paper: per-image inference time, ResNet50 column (docs/method.md §3 "Runtime": the slides, slide 15; hardware not stated).
 PAPER_MS_PER_IMAGE = {"F-CAM (ours + STDCL), ResNet50": 18.5, "mean of six gradient CAMs, ResNet50": 37.4}
 STATUSES = ("pass", "fail", "skip", "error", "timeout")
 
@@ -1088,7 +1088,7 @@ def write_report(
         lines.append(f"Not measured: {(e2e.reason if e2e else 'not run') or 'no rows'}.")
     lines += [
         "",
-        "Paper, per image (fcam-method.md runtime table, ResNet50 column; hardware not stated): "
+        "Paper, per image (docs/method.md §3 runtime table, ResNet50 column; hardware not stated): "
         + "; ".join(f"{k} {v} ms" for k, v in PAPER_MS_PER_IMAGE.items())
         + ".",
     ]

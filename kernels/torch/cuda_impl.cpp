@@ -1,6 +1,6 @@
 // torch CUDA kernel of fcam::cam_postprocess: current stream + workspace tensor -> the CUDA launcher.
 // Compiled only when the extension is built with CUDA. Includes only c10/cuda headers (ATen/cuda would
-// pull cusparse.h, absent from the pip toolkit; deploy-stack.md §5).
+// pull cusparse.h, absent from the pip toolkit; docs/op-contract.md §4).
 #include <torch/library.h>
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAGuard.h>

@@ -1,4 +1,4 @@
-"""Forward-only closed forms == autograd (wsol-protocol.md §4.4), and the heads export to ONNX."""
+"""Forward-only closed forms == autograd (docs/protocol.md §4.4), and the heads export to ONNX."""
 
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ def test_builtin_configs_load() -> None:
     for name in available_configs("fcam"):
         assert isinstance(load_train_config("fcam", name), FCAMTrainConfig)
     off = load_train_config("fcam", "cub_resnet50")
-    # the official README values (fcam-method.md 2.2)
+    # the official README values (docs/method.md §2.2)
     assert (off.optim.lr, off.optim.momentum, off.optim.nesterov, off.optim.weight_decay) == (0.01, 0.9, True, 1e-4)
     assert (off.crf.lam, off.crf.sigma_rgb, off.crf.sigma_xy, off.elb.lam, off.elb.mul, off.elb.max_t) == (
         2e-9,

@@ -1,4 +1,4 @@
-"""Seed sampler vs an independent NumPy / scikit-image / SciPy oracle (fcam-method.md §2.3, §7.7)."""
+"""Seed sampler vs an independent NumPy / scikit-image / SciPy oracle (docs/method.md §2.3, §7.7)."""
 
 from __future__ import annotations
 
