@@ -30,7 +30,7 @@ def _run(args: argparse.Namespace) -> int:
 
     cfg = load_suite(args.suite)
     doc = run_suite(cfg, args.out, checkpoint=args.checkpoint, data_dir=args.data)
-    command = "fcam " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["bench"] else None
+    command = "fcam bench " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["bench"] else None
     for path in write_report(doc, args.out, command=command, plots=not args.no_plots):
         print(path)
     return 0
