@@ -32,8 +32,8 @@ bilinearly to the input size (then the map is formed at the input resolution).
 Checked against the official code run locally (``tests/cams/data/lpcam_official/``, how it was made in its
 ``README.md``): single-scale + flip split CAM, prototypes and maps.
 
-Remaining departures from the official code, with their effect measured on the ``fcam demo`` classifier (4
-classes, 96 px; test split MaxBoxAcc / MaxBoxAccV2 / PxAP, CAM 19.8 / 37.0 / 39.1; ``benchmarks/lpcam/``):
+Remaining departures from the official code, with their effect measured on the previous ``fcam demo`` classifier
+(stride 8, 4 classes, 96 px; test split MaxBoxAcc / MaxBoxAccV2 / PxAP, CAM 19.8 / 37.0 / 39.1; ``benchmarks/lpcam/``):
 
 - Thresholds: VOC's (0.9, (0.05, 0.9)) leave every demo class without a context prototype (FG / context per class
   4/0, 7/0, 6/0, 7/0), which now warns. Chosen on validation MaxBoxAccV2 (:func:`select_lpcam_thresholds`):

@@ -3,8 +3,8 @@ contract.
 
 Execution uses the TensorRT 10/11 name-based API only: ``deserialize_cuda_engine`` -> ``create_execution_context``
 -> ``set_input_shape`` / ``set_tensor_address`` for every I/O tensor -> ``execute_async_v3(stream)`` -> stream
-synchronize. Device buffers are torch CUDA tensors (torch is a core dependency), so neither pycuda nor cuda-python
-is needed. ``tensorrt`` and CUDA are touched only when a runner is opened.
+synchronize. Device buffers and the stream come from cuda-python when it is installed (the ``gpu`` extra; no torch
+needed), else from torch CUDA tensors; never pycuda. ``tensorrt`` and CUDA are touched only when a runner is opened.
 
 Plugin libraries (``libfcam_trt_plugins.so``, for graphs exported with ``--postprocess custom-op``) are loaded by
 explicit path: the ``plugin_library`` argument, else the ``FCAM_TRT_PLUGINS`` environment variable
