@@ -96,6 +96,15 @@ _SELECT = ("MaxBoxAcc", "MaxBoxAccV2", "PxAP")
 _C = TypeVar("_C")
 
 
+def _field_default(f: dataclasses.Field[Any]) -> Any:
+    """A dataclass field's default value, from ``default`` or ``default_factory`` (MISSING when it has none)."""
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return dataclasses.MISSING
+
+
 def _build(cls: type[_C], data: dict[str, Any], where: str) -> _C:
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a JSON object for {cls.__name__}, got {type(data).__name__}")
@@ -106,8 +115,9 @@ def _build(cls: type[_C], data: dict[str, Any], where: str) -> _C:
     kw: dict[str, Any] = {}
     nested = {"optim": OptimConfig, "seeds": SeedConfig, "crf": CRFConfig, "elb": ELBConfig}
     for k, v in data.items():
-        if k in nested and dataclasses.is_dataclass(fields[k].default):
-            base = dataclasses.asdict(fields[k].default)  # type: ignore[arg-type]
+        default = _field_default(fields[k]) if k in nested else None
+        if k in nested and dataclasses.is_dataclass(default):
+            base = dataclasses.asdict(default)  # type: ignore[arg-type]
             if not isinstance(v, dict):
                 raise ConfigError(f"{where}: '{k}' must be an object")
             merged = {**base, **v}

@@ -8,8 +8,16 @@ from pathlib import Path
 import pytest
 
 from fcam_deploy.errors import ConfigError
-from fcam_deploy.train.config import ClassifierTrainConfig, FCAMTrainConfig, available_configs, load_train_config
+from fcam_deploy.train.config import (
+    ClassifierTrainConfig,
+    FCAMTrainConfig,
+    available_configs,
+    load_train_config,
+)
+from fcam_deploy.train.crf import CRFConfig
 from fcam_deploy.train.demo import load_demo_config
+from fcam_deploy.train.elb import ELBConfig
+from fcam_deploy.train.seeds import SeedConfig
 
 
 def test_builtin_configs_load() -> None:
@@ -61,6 +69,13 @@ def test_builtin_configs_load() -> None:
 def test_overrides_and_errors(tmp_path: Path) -> None:
     c = load_train_config("fcam", "demo", {"epochs": 7, "crf": {"lam": 1e-8}})
     assert c.epochs == 7 and c.crf.lam == 1e-8 and c.crf.sigma_rgb == 15.0
+    # nested sections are typed configs whether or not the JSON / the overrides name them
+    for cfg in (c, load_train_config("fcam", "cub_resnet50", {"epochs": 1}), FCAMTrainConfig()):
+        assert isinstance(cfg.seeds, SeedConfig) and isinstance(cfg.crf, CRFConfig) and isinstance(cfg.elb, ELBConfig)
+    bare = tmp_path / "bare.json"
+    bare.write_text(json.dumps({"epochs": 1, "seeds": {"n_fg": 2}}))
+    b = load_train_config("fcam", bare)
+    assert b.seeds.n_fg == 2 and b.seeds.dilate_k == SeedConfig().dilate_k and isinstance(b.crf, CRFConfig)
     with pytest.raises(ConfigError, match="unknown key"):
         load_train_config("fcam", "demo", {"epoch": 3})
     with pytest.raises(ConfigError, match="unknown key"):
@@ -80,3 +95,15 @@ def test_overrides_and_errors(tmp_path: Path) -> None:
     p.write_text("{bad json")
     with pytest.raises(ConfigError, match="invalid JSON"):
         load_train_config("classifier", p)
+
+
+def test_a_folder_named_like_a_builtin_config_does_not_shadow_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`fcam demo --out demo` leaves a folder ./demo; the built-in config "demo" must still load."""
+    want = load_train_config("fcam", "demo")
+    (tmp_path / "demo").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert load_train_config("fcam", "demo") == want
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_train_config("fcam", "demo.json")  # a .json name is a path: missing file, typed error
