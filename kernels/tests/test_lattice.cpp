@@ -14,20 +14,9 @@
 #include <vector>
 
 #include "fcam/lattice_filter.h"
+#include "expect.h"
 
 namespace {
-
-int g_failures = 0;
-
-#define EXPECT(cond, ...)                                       \
-  do {                                                          \
-    if (!(cond)) {                                              \
-      ++g_failures;                                             \
-      std::fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-      std::fprintf(stderr, __VA_ARGS__);                        \
-      std::fprintf(stderr, "\n");                               \
-    }                                                           \
-  } while (0)
 
 struct Case {
   int64_t n, c, h, w;
@@ -207,8 +196,8 @@ int main() {
   testAgainstDenseGaussian();
   testAdjointThreadsBatchLinearity();
   testStatuses();
-  if (g_failures) {
-    std::printf("%d check(s) failed\n", g_failures);
+  if (fcam_test::g_failures) {
+    std::printf("%d check(s) failed\n", fcam_test::g_failures);
     return 1;
   }
   std::printf("all lattice checks passed\n");

@@ -11,20 +11,9 @@
 #include <vector>
 
 #include "fcam/cam_postprocess.h"
+#include "expect.h"
 
 namespace {
-
-int g_failures = 0;
-
-#define EXPECT(cond, ...)                                  \
-  do {                                                     \
-    if (!(cond)) {                                         \
-      ++g_failures;                                        \
-      std::fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-      std::fprintf(stderr, __VA_ARGS__);                   \
-      std::fprintf(stderr, "\n");                          \
-    }                                                      \
-  } while (0)
 
 struct Out {
   std::vector<float> full;
@@ -300,8 +289,8 @@ int main(int argc, char** argv) {
   goldenCases();
   int rc = 0;
   if (argc > 1) rc = fileCases(argv[1]);
-  if (g_failures) {
-    std::fprintf(stderr, "fcam_launcher_test: %d failure(s)\n", g_failures);
+  if (fcam_test::g_failures) {
+    std::fprintf(stderr, "fcam_launcher_test: %d failure(s)\n", fcam_test::g_failures);
     return 1;
   }
   std::printf("fcam_launcher_test: all checks passed\n");
