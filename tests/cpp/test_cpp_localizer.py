@@ -595,31 +595,16 @@ def test_install_is_relocatable(install_dir: Path, images: list[Path], probe_mod
     )
     ort_line = next(line for line in ldd.stdout.splitlines() if "libonnxruntime" in line)
     assert str(moved) in ort_line, ldd.stdout
-    a = subprocess.run(
-        [
-            str(moved / "bin" / "fcam_localize"),
-            "--json",
-            str(probe_model),
-            str(images[2]),
-        ],
-        capture_output=True,
-        check=False,
-        text=True,
-        env=env,
-        timeout=120,
-    )
-    b = subprocess.run(
-        [
-            str(install_dir / "bin" / "fcam_localize"),
-            "--json",
-            str(probe_model),
-            str(images[2]),
-        ],
-        capture_output=True,
-        check=False,
-        text=True,
-        env=env,
-        timeout=120,
+    a, b = (
+        subprocess.run(
+            [str(root / "bin" / "fcam_localize"), "--json", str(probe_model), str(images[2])],
+            capture_output=True,
+            check=False,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+        for root in (moved, install_dir)
     )
     assert a.returncode == 0 and a.stdout == b.stdout and a.stdout
 
